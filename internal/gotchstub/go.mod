@@ -1,0 +1,3 @@
+module github.com/sugarme/gotch
+
+go 1.20
