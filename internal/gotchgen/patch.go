@@ -56,6 +56,11 @@ var Fixes = []Fix{
 		Apply: replaceAll("return *(*int)(unsafe.Pointer(&cint))", "return int(cint)"),
 	},
 	{
+		File:  "device.go",
+		Why:   "Device.OfCInt returned Device{CPU, 1} for CPU tensors while gotch.CPU is Device{CPU, -1}, so a CPU tensor's Device() never equalled gotch.CPU",
+		Apply: replaceAll("return Device{Name: \"CPU\", Value: 1}", "return CPU"),
+	},
+	{
 		File:  "nn/varstore.go",
 		Why:   "Path.Sub appended to its parent's slice, so sibling sub-paths at depth 3 could share and overwrite a name (conv2.weight for conv1)",
 		Apply: replaceAll("\tpath := p.path\n\tpath = append(path, str)\n", "\tpath := make([]string, 0, len(p.path)+1)\n\tpath = append(append(path, p.path...), str)\n"),

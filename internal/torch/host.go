@@ -1,0 +1,103 @@
+package torch
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// FromFloat32 copies data into a new float32 tensor of the given shape on dev.
+func FromFloat32(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
+	return fromData(data, len(data), shape, dev)
+}
+
+// FromInt64 copies data into a new int64 tensor of the given shape on dev.
+func FromInt64(data []int64, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
+	return fromData(data, len(data), shape, dev)
+}
+
+func fromData(data any, n int, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
+	want := int64(1)
+	for _, d := range shape {
+		want *= d
+	}
+	if int64(n) != want || n == 0 {
+		return nil, fmt.Errorf("torch: %d values for shape %v (want %d, non-empty)", n, shape, want)
+	}
+	t, err := ts.NewTensorFromData(data, shape)
+	if err != nil {
+		return nil, fmt.Errorf("torch: new tensor %v: %w", shape, err)
+	}
+	if dev == gotch.CPU {
+		return t, nil
+	}
+	return t.To(dev, true)
+}
+
+// Float32s copies a tensor's values to a new Go slice (converting to float32 on the
+// CPU first when needed; the input is left untouched).
+func Float32s(t *ts.Tensor) ([]float32, error) {
+	src, drop, err := hostAs(t, gotch.Float)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	out := make([]float32, src.Numel())
+	if err := src.CopyData(out, uint(len(out))); err != nil {
+		return nil, fmt.Errorf("torch: copy to host: %w", err)
+	}
+	return out, nil
+}
+
+// Int64s copies a tensor's values to a new Go slice as int64.
+func Int64s(t *ts.Tensor) ([]int64, error) {
+	src, drop, err := hostAs(t, gotch.Int64)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	out := make([]int64, src.Numel())
+	if err := src.CopyData(out, uint(len(out))); err != nil {
+		return nil, fmt.Errorf("torch: copy to host: %w", err)
+	}
+	return out, nil
+}
+
+// hostAs returns a contiguous CPU tensor of dtype with t's values, and a function
+// that drops it when it is a copy.
+func hostAs(t *ts.Tensor, dtype gotch.DType) (*ts.Tensor, func(), error) {
+	dev, err := t.Device()
+	if err != nil {
+		return nil, nil, fmt.Errorf("torch: device: %w", err)
+	}
+	contig, err := t.IsContiguous()
+	if err != nil {
+		return nil, nil, fmt.Errorf("torch: is contiguous: %w", err)
+	}
+	if dev == gotch.CPU && t.DType() == dtype && contig {
+		return t, func() {}, nil
+	}
+	c, err := t.To(gotch.CPU, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("torch: to cpu: %w", err)
+	}
+	d, err := c.Totype(dtype, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("torch: to %v: %w", dtype, err)
+	}
+	cc, err := d.Contiguous(true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("torch: contiguous: %w", err)
+	}
+	return cc, func() { _ = cc.Drop() }, nil
+}
+
+// Shape returns t's shape, wrapping gotch's error.
+func Shape(t *ts.Tensor) ([]int64, error) {
+	s, err := t.Size()
+	if err != nil {
+		return nil, fmt.Errorf("torch: size: %w", err)
+	}
+	return s, nil
+}

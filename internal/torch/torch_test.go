@@ -1,0 +1,312 @@
+package torch
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// do runs fn on the torch thread and fails the test on error.
+func do(t testing.TB, fn func() error) {
+	t.Helper()
+	if err := Do(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gotch v0.8.0 read the C result of bool-returning ops as an 8-byte Go int, so
+// Equal(ones, ones) came back false nearly every time.
+func TestEqualOfEqualTensorsIsTrue(t *testing.T) {
+	do(t, func() error {
+		ones, err := ts.Ones([]int64{4, 5}, gotch.Float, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ones.Drop()
+		zeros, err := ts.Zeros([]int64{4, 5}, gotch.Float, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer zeros.Drop()
+		for i := 0; i < 10000; i++ {
+			eq, err := ones.Equal(ones, false)
+			if err != nil {
+				return err
+			}
+			ne, err := ones.Equal(zeros, false)
+			if err != nil {
+				return err
+			}
+			if !eq || ne {
+				t.Fatalf("iteration %d: Equal(ones, ones) = %v, Equal(ones, zeros) = %v", i, eq, ne)
+			}
+		}
+		return nil
+	})
+}
+
+// gotch v0.8.0's GradSetEnabled always returned false as the previous state.
+func TestGradSetEnabledReturnsPrevious(t *testing.T) {
+	do(t, func() error {
+		for _, tc := range []struct{ set, wantPrev bool }{{true, true}, {false, true}, {false, false}, {true, false}, {true, true}} {
+			prev, err := SetGradEnabled(tc.set)
+			if err != nil {
+				return err
+			}
+			if prev != tc.wantPrev {
+				t.Errorf("SetGradEnabled(%v) returned previous %v, want %v", tc.set, prev, tc.wantPrev)
+			}
+		}
+		return nil
+	})
+}
+
+// tracksGrad reports whether an op on a leaf that requires grad records a graph.
+func tracksGrad() (bool, error) {
+	x, err := ts.Ones([]int64{3}, gotch.Float, gotch.CPU)
+	if err != nil {
+		return false, err
+	}
+	defer x.Drop()
+	leaf, err := x.SetRequiresGrad(true, false)
+	if err != nil {
+		return false, err
+	}
+	defer leaf.Drop()
+	y, err := leaf.MulScalar(ts.FloatScalar(2), false)
+	if err != nil {
+		return false, err
+	}
+	defer y.Drop()
+	return y.RequiresGrad()
+}
+
+// Grad mode is per OS thread in libtorch; with gotch's ts.NoGrad on migrating
+// goroutines, later ops silently ran without grad. NoGrad on the torch thread must
+// leave grad on afterwards, also after 10,000 sections entered from many goroutines.
+func TestGradModeRestoredAfterManyNoGradSections(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1250; i++ {
+				err := Do(func() error {
+					return NoGrad(func() error {
+						on, err := tracksGrad()
+						if err == nil && on {
+							err = errors.New("grad tracked inside NoGrad")
+						}
+						return err
+					})
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	do(t, func() error {
+		for i := 0; i < 256; i++ {
+			on, err := tracksGrad()
+			if err != nil {
+				return err
+			}
+			if !on {
+				t.Fatalf("op %d ran without grad after the no-grad sections", i)
+			}
+		}
+		return nil
+	})
+}
+
+func TestNoGradRestoresOnErrorAndNesting(t *testing.T) {
+	do(t, func() error {
+		boom := errors.New("boom")
+		if err := NoGrad(func() error {
+			return NoGrad(func() error { return boom })
+		}); !errors.Is(err, boom) {
+			t.Errorf("NoGrad returned %v, want boom", err)
+		}
+		on, err := GradEnabled()
+		if err != nil {
+			return err
+		}
+		if !on {
+			t.Error("grad mode off after a failed NoGrad section")
+		}
+		return nil
+	})
+}
+
+func TestGradHelpersRefuseOtherThreads(t *testing.T) {
+	if _, err := SetGradEnabled(false); err == nil || !strings.Contains(err.Error(), "outside torch.Do") {
+		t.Fatalf("SetGradEnabled off the torch thread: err = %v", err)
+	}
+}
+
+func TestDoNestedAndPanics(t *testing.T) {
+	ran := false
+	do(t, func() error {
+		return Do(func() error { ran = OnTorchThread(); return nil })
+	})
+	if !ran {
+		t.Error("nested Do did not run on the torch thread")
+	}
+	err := Do(func() error { panic("kaboom") })
+	if err == nil || !strings.Contains(err.Error(), "kaboom") {
+		t.Fatalf("panic in Do: err = %v", err)
+	}
+	do(t, func() error { return nil }) // the torch goroutine survived
+}
+
+// gotch v0.8.0's AtDevice read a 4-byte C int as an 8-byte Go int.
+func TestDeviceOfCPUTensor(t *testing.T) {
+	do(t, func() error {
+		x, err := ts.Zeros([]int64{2}, gotch.Float, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		for i := 0; i < 1000; i++ {
+			if d, err := x.Device(); err != nil || d != gotch.CPU {
+				return fmt.Errorf("device of a CPU tensor = %v", d)
+			}
+		}
+		return nil
+	})
+}
+
+// Wrappers that do not compile against the installed libtorch are stubs that
+// return an error, never a crash.
+func TestStubbedWrapperReturnsError(t *testing.T) {
+	do(t, func() error {
+		x, err := ts.Zeros([]int64{2, 2}, gotch.Float, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		_, err = x.SqueezeDims([]int64{0}, false) // atg_squeeze_dims is stubbed for libtorch 1.13
+		if err == nil || !strings.Contains(err.Error(), "not available in this libtorch") {
+			t.Errorf("stubbed SqueezeDims: err = %v", err)
+		}
+		return nil
+	})
+}
+
+// gotch v0.8.0's Path.Sub appended to the parent's slice, so siblings at depth 3
+// could overwrite each other's names.
+func TestVarNamesAtDepthThree(t *testing.T) {
+	do(t, func() error {
+		vs := nn.NewVarStore(gotch.CPU)
+		block := vs.Root().Sub("layer1").Sub("0")
+		a, b := block.Sub("conv1"), block.Sub("conv2")
+		if _, err := a.NewVar("weight", []int64{1}, nn.NewConstInit(1)); err != nil {
+			return err
+		}
+		if _, err := b.NewVar("weight", []int64{1}, nn.NewConstInit(2)); err != nil {
+			return err
+		}
+		if _, err := a.NewVar("bias", []int64{1}, nn.NewConstInit(3)); err != nil {
+			return err
+		}
+		got := map[string]bool{}
+		for name := range vs.Variables() {
+			got[name] = true
+		}
+		for _, want := range []string{"layer1.0.conv1.weight", "layer1.0.conv2.weight", "layer1.0.conv1.bias"} {
+			if !got[want] {
+				t.Errorf("missing variable %q; have %v", want, got)
+			}
+		}
+		if len(got) != 3 {
+			t.Errorf("want 3 variables, have %v", got)
+		}
+		return nil
+	})
+}
+
+func TestThreadsAndSeed(t *testing.T) {
+	n, err := SetThreads(1)
+	if err != nil || n != 1 {
+		t.Fatalf("SetThreads(1) = %d, %v", n, err)
+	}
+	n, err = SetThreads(0)
+	if err != nil || n != runtime.NumCPU() {
+		t.Fatalf("SetThreads(0) = %d, %v; want %d", n, err, runtime.NumCPU())
+	}
+	if _, err := SetThreads(-1); err == nil {
+		t.Error("SetThreads(-1) accepted")
+	}
+	draw := func() []float32 {
+		var v []float32
+		do(t, func() error {
+			ManualSeed(42)
+			x, err := ts.Randn([]int64{8}, gotch.Float, gotch.CPU)
+			if err != nil {
+				return err
+			}
+			defer x.Drop()
+			v, err = Float32s(x)
+			return err
+		})
+		return v
+	}
+	a, b := draw(), draw()
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("same seed, different draws: %v vs %v", a, b)
+		}
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	if d, err := ParseDevice("cpu"); err != nil || d != gotch.CPU {
+		t.Errorf("cpu: %v %v", d, err)
+	}
+	for _, bad := range []string{"tpu", "cuda:x", "cuda:-1"} {
+		if _, err := ParseDevice(bad); err == nil {
+			t.Errorf("ParseDevice(%q) accepted", bad)
+		}
+	}
+	if (gotch.Cuda{}).IsAvailable() {
+		t.Skip("CUDA present: the no-CUDA error is not testable here")
+	}
+	if _, err := ParseDevice("cuda"); err == nil || !strings.Contains(err.Error(), "CUDA is not available") {
+		t.Errorf("cuda without CUDA: err = %v", err)
+	}
+}
+
+func TestScopeDropsEverything(t *testing.T) {
+	do(t, func() error {
+		var s Scope
+		for i := 0; i < 5; i++ {
+			if _, err := s.KeepErr(ts.Zeros([]int64{4}, gotch.Float, gotch.CPU)); err != nil {
+				return err
+			}
+		}
+		if s.Len() != 5 {
+			t.Errorf("Len = %d", s.Len())
+		}
+		s.Drop()
+		if s.Len() != 0 {
+			t.Errorf("Len after Drop = %d", s.Len())
+		}
+		return nil
+	})
+}
