@@ -1,0 +1,156 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/faultline/faultline/internal/torch"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// SiteKind is the kind of layer at a fault site.
+type SiteKind string
+
+// Site kinds.
+const (
+	Conv   SiteKind = "conv"
+	Linear SiteKind = "linear"
+)
+
+// Site is one layer that can hold a fault: a conv or linear layer with a stable,
+// PyTorch-style name. Shapes are per sample (no batch dimension).
+type Site struct {
+	Name        string   `json:"name"`
+	Kind        SiteKind `json:"kind"`
+	Index       int      `json:"index"` // position in the forward pass
+	WeightShape []int64  `json:"weight_shape"`
+	HasBias     bool     `json:"has_bias"`
+	InShape     []int64  `json:"in_shape"`
+	OutShape    []int64  `json:"out_shape"`
+	Stride      int64    `json:"stride,omitempty"`  // conv only
+	Padding     int64    `json:"padding,omitempty"` // conv only
+	Groups      int64    `json:"groups,omitempty"`  // conv only
+}
+
+// Weight is the state_dict name of the site's weight.
+func (s Site) Weight() string { return s.Name + ".weight" }
+
+// Bias is the state_dict name of the site's bias ("" when it has none).
+func (s Site) Bias() string {
+	if !s.HasBias {
+		return ""
+	}
+	return s.Name + ".bias"
+}
+
+// Hook is called at every site during a forward pass with the layer's input and
+// output (batch first). It may return a replacement output, which the model then
+// owns; returning nil (or out itself) keeps out. A hook must not drop in or out.
+type Hook func(site *Site, in, out *ts.Tensor) (*ts.Tensor, error)
+
+// Param is one named tensor of the model: a trainable parameter or a buffer
+// (BatchNorm running statistics).
+type Param struct {
+	Name      string
+	Tensor    *ts.Tensor
+	Trainable bool
+}
+
+// Model is a network of the zoo.
+type Model struct {
+	spec   Spec
+	vs     *nn.VarStore
+	params []Param
+	byName map[string]int
+	sites  []Site
+	convs  map[string]*conv
+	fcs    map[string]*linear
+	body   func(r *pass, x *ts.Tensor) (*ts.Tensor, error)
+}
+
+// Spec returns the architecture description the model was built from.
+func (m *Model) Spec() Spec { return m.spec }
+
+// Sites lists the fault sites in forward order (a copy).
+func (m *Model) Sites() []Site {
+	out := make([]Site, len(m.sites))
+	copy(out, m.sites)
+	return out
+}
+
+// Site returns the site with that name.
+func (m *Model) Site(name string) (Site, error) {
+	for _, s := range m.sites {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Site{}, fmt.Errorf("model: %s has no layer %q (sites: %v)", m.spec.Arch, name, m.SiteNames())
+}
+
+// SiteNames lists the site names in forward order.
+func (m *Model) SiteNames() []string {
+	names := make([]string, len(m.sites))
+	for i, s := range m.sites {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// Params lists parameters and buffers in a stable order (the order layers were
+// built, as in PyTorch's state_dict).
+func (m *Model) Params() []Param { return append([]Param(nil), m.params...) }
+
+// Param returns the tensor with that state_dict name.
+func (m *Model) Param(name string) (*ts.Tensor, error) {
+	i, ok := m.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("model: %s has no parameter %q", m.spec.Arch, name)
+	}
+	return m.params[i].Tensor, nil
+}
+
+// VarStore is the gotch variable store holding the parameters (for optimisers).
+func (m *Model) VarStore() *nn.VarStore { return m.vs }
+
+// Device is where the parameters live.
+func (m *Model) Device() gotch.Device { return m.vs.Device() }
+
+// NumParams counts trainable scalars.
+func (m *Model) NumParams() int64 {
+	var n int64
+	for _, p := range m.params {
+		if p.Trainable {
+			n += int64(p.Tensor.Numel())
+		}
+	}
+	return n
+}
+
+// Forward runs the network on x ([N, C, H, W], float32) and returns the logits
+// [N, classes]. train selects training behaviour (BatchNorm batch statistics and
+// running-stat updates); hook, when not nil, is called at every site. x is not
+// modified or dropped; the caller owns the result.
+func (m *Model) Forward(x *ts.Tensor, train bool, hook Hook) (*ts.Tensor, error) {
+	if !torch.OnTorchThread() {
+		return nil, fmt.Errorf("model: Forward called outside torch.Do")
+	}
+	in, err := x.ShallowClone()
+	if err != nil {
+		return nil, fmt.Errorf("model: forward: %w", err)
+	}
+	out, err := m.body(&pass{m: m, train: train, hook: hook}, in)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
+	}
+	return out, nil
+}
+
+// pass is the state of one forward pass.
+type pass struct {
+	m     *Model
+	train bool
+	hook  Hook
+}

@@ -1,0 +1,326 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Spec describes an architecture and its input; it is saved in checkpoint metadata
+// and is enough to rebuild the model.
+type Spec struct {
+	Arch       string  `json:"arch"`        // mlp, lenet5, vgg11, resnet20
+	InChannels int64   `json:"in_channels"` // 1 for (Fashion-)MNIST, 3 for CIFAR-10
+	Height     int64   `json:"height"`
+	Width      int64   `json:"width"`
+	Classes    int64   `json:"classes"`
+	WidthMult  float64 `json:"width_multiplier"` // scales every hidden channel count
+	Hidden     []int   `json:"hidden,omitempty"` // mlp hidden sizes
+	BatchNorm  bool    `json:"batch_norm"`       // vgg11 (resnet20 always has BatchNorm)
+}
+
+// Architectures lists the zoo.
+func Architectures() []string { return []string{"mlp", "lenet5", "vgg11", "resnet20"} }
+
+// Validate checks a spec before anything is allocated.
+func (s Spec) Validate() error {
+	if s.InChannels < 1 || s.Height < 1 || s.Width < 1 {
+		return fmt.Errorf("model: input shape %dx%dx%d is impossible", s.InChannels, s.Height, s.Width)
+	}
+	if s.Classes < 2 {
+		return fmt.Errorf("model: classes must be >= 2, got %d", s.Classes)
+	}
+	if !(s.WidthMult > 0) || math.IsInf(s.WidthMult, 0) {
+		return fmt.Errorf("model: width multiplier must be > 0, got %v", s.WidthMult)
+	}
+	switch s.Arch {
+	case "mlp":
+		if len(s.Hidden) == 0 {
+			return fmt.Errorf("model: mlp needs at least one hidden size")
+		}
+		for _, h := range s.Hidden {
+			if h < 1 {
+				return fmt.Errorf("model: mlp hidden size %d must be >= 1", h)
+			}
+		}
+	case "lenet5", "resnet20":
+		if s.Height < 8 || s.Width < 8 {
+			return fmt.Errorf("model: %s needs inputs of at least 8x8, got %dx%d", s.Arch, s.Height, s.Width)
+		}
+	case "vgg11":
+		if s.Height < 16 || s.Width < 16 {
+			return fmt.Errorf("model: vgg11 needs inputs of at least 16x16, got %dx%d", s.Height, s.Width)
+		}
+	default:
+		return fmt.Errorf("model: unknown architecture %q (known: %v)", s.Arch, Architectures())
+	}
+	return nil
+}
+
+// scale applies the width multiplier to a channel count (at least 1).
+func (s Spec) scale(c int64) int64 {
+	v := int64(math.Round(float64(c) * s.WidthMult))
+	if v < 1 {
+		v = 1
+	}
+	return v
+}
+
+// New builds a freshly initialised model on dev. Initialisation uses libtorch's
+// global generator: seed it (torch.ManualSeed) first for reproducible weights.
+func New(spec Spec, dev gotch.Device) (*Model, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	var m *Model
+	err := torch.Do(func() error {
+		m = &Model{spec: spec, vs: nn.NewVarStore(dev), byName: map[string]int{},
+			convs: map[string]*conv{}, fcs: map[string]*linear{}}
+		b := newBuilder(m, []int64{spec.InChannels, spec.Height, spec.Width})
+		switch spec.Arch {
+		case "mlp":
+			m.body = buildMLP(b, spec)
+		case "lenet5":
+			m.body = buildLeNet5(b, spec)
+		case "vgg11":
+			m.body = buildVGG11(b, spec)
+		case "resnet20":
+			m.body = buildResNet20(b, spec)
+		}
+		if b.err == nil && (len(b.shape) != 1 || b.shape[0] != spec.Classes) {
+			b.fail("model: %s ends with shape %v, want [%d]", spec.Arch, b.shape, spec.Classes)
+		}
+		return b.err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func buildMLP(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
+	b.flatten()
+	var fcs []*linear
+	for i, h := range s.Hidden {
+		fcs = append(fcs, b.linear(fmt.Sprintf("fc%d", i+1), s.scale(int64(h))))
+	}
+	fcs = append(fcs, b.linear(fmt.Sprintf("fc%d", len(s.Hidden)+1), s.Classes))
+	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		x, err := flatten(x, nil)
+		for i, l := range fcs {
+			if err != nil {
+				return nil, err
+			}
+			x, err = r.linear(l, x)
+			if i < len(fcs)-1 {
+				x, err = relu(x, err)
+			}
+		}
+		return x, err
+	}
+}
+
+// buildLeNet5 is LeNet-5 with ReLU and max pooling: conv1 (6, 5x5, padding 2 for
+// 28x28 inputs so the classic 32x32 geometry holds), pool, conv2 (16, 5x5), pool,
+// fc1 120, fc2 84, fc3 classes.
+func buildLeNet5(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
+	pad := int64(0)
+	if s.Height < 32 {
+		pad = (32 - s.Height + 1) / 2
+	}
+	c1 := b.conv("conv1", s.scale(6), 5, 1, pad, true)
+	b.pool(2)
+	c2 := b.conv("conv2", s.scale(16), 5, 1, 0, true)
+	b.pool(2)
+	b.flatten()
+	f1 := b.linear("fc1", s.scale(120))
+	f2 := b.linear("fc2", s.scale(84))
+	f3 := b.linear("fc3", s.Classes)
+	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		x, err := pool2(relu(r.conv(c1, x)))
+		if err != nil {
+			return nil, err
+		}
+		x, err = pool2(relu(r.conv(c2, x)))
+		if err != nil {
+			return nil, err
+		}
+		x, err = flatten(x, nil)
+		if err != nil {
+			return nil, err
+		}
+		x, err = relu(r.linear(f1, x))
+		if err != nil {
+			return nil, err
+		}
+		x, err = relu(r.linear(f2, x))
+		if err != nil {
+			return nil, err
+		}
+		return r.linear(f3, x)
+	}
+}
+
+// vgg11Config is VGG-11's feature stack: channel counts and "M" (max pool) as 0.
+var vgg11Config = []int64{64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}
+
+// buildVGG11 is VGG-11 in the CIFAR style (3x3 convs, optional BatchNorm, one
+// linear classifier), with layers named like PyTorch's nn.Sequential
+// (features.0, features.1, ...). On inputs smaller than 32x32 the last max pool is
+// left out, so 28x28 ends at 1x1 like 32x32 does.
+func buildVGG11(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
+	type step struct {
+		conv *conv
+		bn   *batchNorm
+		pool bool
+	}
+	var steps []step
+	idx := 0
+	for i, c := range vgg11Config {
+		if c == 0 {
+			if i == len(vgg11Config)-1 && (s.Height < 32 || s.Width < 32) {
+				continue
+			}
+			b.pool(2)
+			steps = append(steps, step{pool: true})
+			idx++
+			continue
+		}
+		st := step{conv: b.conv(fmt.Sprintf("features.%d", idx), s.scale(c), 3, 1, 1, true)}
+		idx++
+		if s.BatchNorm {
+			st.bn = b.batchNorm(fmt.Sprintf("features.%d", idx))
+			idx++
+		}
+		idx++ // ReLU
+		steps = append(steps, st)
+	}
+	b.globalPool()
+	cls := b.linear("classifier", s.Classes)
+	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		var err error
+		for _, st := range steps {
+			if st.pool {
+				x, err = pool2(x, nil)
+			} else {
+				x, err = r.conv(st.conv, x)
+				if err == nil && st.bn != nil {
+					x, err = r.batchNorm(st.bn, x)
+				}
+				x, err = relu(x, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		x, err = globalPool(x, nil)
+		if err != nil {
+			return nil, err
+		}
+		return r.linear(cls, x)
+	}
+}
+
+// basicBlock is ResNet's two-conv residual block with an optional 1x1 projection
+// shortcut (shortcut.0 conv, shortcut.1 BatchNorm) when the shape changes.
+type basicBlock struct {
+	conv1, conv2 *conv
+	bn1, bn2     *batchNorm
+	proj         *conv
+	projBN       *batchNorm
+}
+
+// buildResNet20 is the CIFAR ResNet-20 of He et al. (3 stages of 3 basic blocks,
+// 16/32/64 channels times the width multiplier, projection shortcuts), named like
+// the common PyTorch implementation (conv1, bn1, layer1.0.conv1, ..., fc).
+func buildResNet20(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
+	stem := b.conv("conv1", s.scale(16), 3, 1, 1, false)
+	stemBN := b.batchNorm("bn1")
+	var blocks []basicBlock
+	for stage := 1; stage <= 3; stage++ {
+		planes := s.scale(16 << (stage - 1))
+		for i := 0; i < 3; i++ {
+			stride := int64(1)
+			if stage > 1 && i == 0 {
+				stride = 2
+			}
+			name := fmt.Sprintf("layer%d.%d", stage, i)
+			in := append([]int64(nil), b.shape...)
+			var blk basicBlock
+			blk.conv1 = b.conv(name+".conv1", planes, 3, stride, 1, false)
+			blk.bn1 = b.batchNorm(name + ".bn1")
+			blk.conv2 = b.conv(name+".conv2", planes, 3, 1, 1, false)
+			blk.bn2 = b.batchNorm(name + ".bn2")
+			if stride != 1 || in[0] != planes {
+				out := b.shape
+				b.shape = in
+				blk.proj = b.conv(name+".shortcut.0", planes, 1, stride, 0, false)
+				blk.projBN = b.batchNorm(name + ".shortcut.1")
+				if b.err == nil && (b.shape[1] != out[1] || b.shape[2] != out[2]) {
+					b.fail("model: %s: shortcut shape %v != block shape %v", name, b.shape, out)
+				}
+			}
+			blocks = append(blocks, blk)
+		}
+	}
+	b.globalPool()
+	fc := b.linear("fc", s.Classes)
+	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		x, err := r.conv(stem, x)
+		if err == nil {
+			x, err = relu(r.batchNorm(stemBN, x))
+		}
+		for _, blk := range blocks {
+			if err != nil {
+				return nil, err
+			}
+			x, err = r.block(blk, x)
+		}
+		if err != nil {
+			return nil, err
+		}
+		x, err = globalPool(x, nil)
+		if err != nil {
+			return nil, err
+		}
+		return r.linear(fc, x)
+	}
+}
+
+// block runs one basic block; it consumes x.
+func (r *pass) block(blk basicBlock, x *ts.Tensor) (*ts.Tensor, error) {
+	short, err := x.ShallowClone()
+	if err != nil {
+		_ = x.Drop()
+		return nil, err
+	}
+	y, err := r.conv(blk.conv1, x)
+	if err == nil {
+		y, err = relu(r.batchNorm(blk.bn1, y))
+	}
+	if err == nil {
+		y, err = r.conv(blk.conv2, y)
+	}
+	if err == nil {
+		y, err = r.batchNorm(blk.bn2, y)
+	}
+	if err != nil {
+		_ = short.Drop()
+		return nil, err
+	}
+	if blk.proj != nil {
+		short, err = r.conv(blk.proj, short)
+		if err == nil {
+			short, err = r.batchNorm(blk.projBN, short)
+		}
+		if err != nil {
+			_ = y.Drop()
+			return nil, err
+		}
+	}
+	return relu(add(y, short))
+}
