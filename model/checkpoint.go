@@ -1,0 +1,302 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Checkpoint file names inside a checkpoint directory.
+const (
+	WeightsFile  = "model.ot"
+	NumpyFile    = "model.npz"
+	MetadataFile = "model.json"
+)
+
+// MetadataKind and MetadataSchema identify model.json.
+const (
+	MetadataKind   = "faultline.checkpoint"
+	MetadataSchema = 1
+)
+
+// Version is faultline's version, recorded in every checkpoint.
+const Version = "0.1.0"
+
+// Normalization is the per-channel input normalisation the model was trained with.
+type Normalization struct {
+	Mean []float32 `json:"mean"`
+	Std  []float32 `json:"std"`
+}
+
+// ParamInfo describes one saved tensor, so a checkpoint that does not match its
+// metadata is caught before any weight is used.
+type ParamInfo struct {
+	Name      string  `json:"name"`
+	Shape     []int64 `json:"shape"`
+	Trainable bool    `json:"trainable"`
+}
+
+// Software records what produced a checkpoint.
+type Software struct {
+	Faultline string `json:"faultline"`
+	Gotch     string `json:"gotch"`
+	Libtorch  string `json:"libtorch"`
+	BLAS      string `json:"blas"`
+	Threads   int    `json:"threads"`
+	Go        string `json:"go"`
+}
+
+// Metadata is model.json: everything needed to rebuild, trust and reproduce a
+// checkpoint. Accuracies are fractions in [0,1].
+type Metadata struct {
+	Kind          string          `json:"kind"`
+	SchemaVersion int             `json:"schema_version"`
+	Arch          string          `json:"arch"`
+	Spec          Spec            `json:"spec"`
+	Dataset       string          `json:"dataset"`
+	Normalization Normalization   `json:"normalization"`
+	Epochs        int             `json:"epochs"`
+	Steps         int64           `json:"steps"`
+	Seed          int64           `json:"seed"`
+	TestAccuracy  float64         `json:"test_accuracy"`
+	TrainSeconds  float64         `json:"train_seconds"`
+	Source        string          `json:"source"` // "train", "import:<file>", "harden"
+	Config        json.RawMessage `json:"config,omitempty"`
+	Software      Software        `json:"software"`
+	Params        []ParamInfo     `json:"params"`
+	// Extra holds sections added by later stages (e.g. hardening bounds).
+	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+}
+
+// CurrentSoftware describes this build and machine.
+func CurrentSoftware() Software {
+	return Software{Faultline: Version, Gotch: "v0.8.0 (" + gotch.FaultlineAdapted + ")", Libtorch: torch.LibtorchVersion(),
+		BLAS: torch.BLAS(), Threads: torch.Threads(), Go: runtime.Version()}
+}
+
+// paramInfos lists the model's tensors for the metadata.
+func (m *Model) paramInfos() ([]ParamInfo, error) {
+	out := make([]ParamInfo, 0, len(m.params))
+	for _, p := range m.params {
+		shape, err := torch.Shape(p.Tensor)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ParamInfo{Name: p.Name, Shape: shape, Trainable: p.Trainable})
+	}
+	return out, nil
+}
+
+// Save writes the checkpoint into dir (created if needed): model.ot, model.npz and
+// model.json, each atomically (temp file + rename), metadata last, so a directory
+// whose model.json exists holds a complete checkpoint. meta.Arch, Spec, Params,
+// Software, Kind and SchemaVersion are filled in from the model.
+func (m *Model) Save(dir string, meta Metadata) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("model: save: %w", err)
+	}
+	return torch.Do(func() error {
+		infos, err := m.paramInfos()
+		if err != nil {
+			return err
+		}
+		meta.Kind, meta.SchemaVersion = MetadataKind, MetadataSchema
+		meta.Arch, meta.Spec, meta.Params = m.spec.Arch, m.spec, infos
+		meta.Software = CurrentSoftware()
+		named := make([]ts.NamedTensor, len(m.params))
+		for i, p := range m.params {
+			named[i] = ts.NamedTensor{Name: p.Name, Tensor: p.Tensor}
+		}
+		ot := filepath.Join(dir, WeightsFile)
+		tmp := filepath.Join(dir, "."+WeightsFile+".tmp")
+		// ts.SaveMulti corrupts the C heap in v0.8.0 (4-byte pointers, pointers to Go
+		// locals); SaveMultiNew is the sound variant that VarStore.Save uses.
+		if err := ts.SaveMultiNew(named, tmp); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("model: save %s: %w", ot, err)
+		}
+		if err := syncFile(tmp); err != nil {
+			return fmt.Errorf("model: save %s: %w", ot, err)
+		}
+		if err := os.Rename(tmp, ot); err != nil {
+			return fmt.Errorf("model: save %s: %w", ot, err)
+		}
+		if err := m.SaveNPZ(filepath.Join(dir, NumpyFile), meta.Steps); err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(meta, "", "  ")
+		if err != nil {
+			return fmt.Errorf("model: metadata: %w", err)
+		}
+		return atomicfile.WriteFile(filepath.Join(dir, MetadataFile), append(b, '\n'), 0o644)
+	})
+}
+
+func syncFile(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// ReadMetadata reads and checks dir/model.json.
+func ReadMetadata(dir string) (Metadata, error) {
+	var meta Metadata
+	p := filepath.Join(dir, MetadataFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(dir); serr != nil {
+				return meta, fmt.Errorf("model: checkpoint %s: %w", dir, serr)
+			}
+			return meta, fmt.Errorf("model: checkpoint %s: no %s (not a faultline checkpoint, or an interrupted save)", dir, MetadataFile)
+		}
+		return meta, fmt.Errorf("model: %w", err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return meta, fmt.Errorf("model: %s: corrupt metadata: %w", p, err)
+	}
+	if meta.Kind != MetadataKind {
+		return meta, fmt.Errorf("model: %s: kind %q, want %q", p, meta.Kind, MetadataKind)
+	}
+	if meta.SchemaVersion != MetadataSchema {
+		return meta, fmt.Errorf("model: %s: schema_version %d, this faultline reads %d", p, meta.SchemaVersion, MetadataSchema)
+	}
+	if err := meta.Spec.Validate(); err != nil {
+		return meta, fmt.Errorf("model: %s: %w", p, err)
+	}
+	return meta, nil
+}
+
+// Load rebuilds the model saved in dir on dev and loads its weights, checking every
+// name and shape against the architecture and the metadata.
+func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
+	meta, err := ReadMetadata(dir)
+	if err != nil {
+		return nil, meta, err
+	}
+	m, err := New(meta.Spec, dev)
+	if err != nil {
+		return nil, meta, err
+	}
+	ot := filepath.Join(dir, WeightsFile)
+	if _, err := os.Stat(ot); err != nil {
+		return nil, meta, fmt.Errorf("model: checkpoint %s: %w", dir, err)
+	}
+	err = torch.Do(func() error {
+		infos, err := m.paramInfos()
+		if err != nil {
+			return err
+		}
+		if err := sameParams(infos, meta.Params); err != nil {
+			return fmt.Errorf("model: %s does not match its architecture %s: %w", filepath.Join(dir, MetadataFile), meta.Arch, err)
+		}
+		named, err := ts.LoadMultiWithDevice(ot, dev)
+		if err != nil {
+			return fmt.Errorf("model: read %s (truncated or not a gotch .ot file?): %w", ot, firstLine(err))
+		}
+		tensors := make(map[string]*ts.Tensor, len(named))
+		for _, nt := range named {
+			tensors[nt.Name] = nt.Tensor
+		}
+		defer func() {
+			for _, t := range tensors {
+				_ = t.Drop()
+			}
+		}()
+		if err := m.assign(tensors, ot); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, meta, err
+	}
+	return m, meta, nil
+}
+
+// assign copies named tensors into the model's parameters. Every parameter must be
+// present with its exact shape; extra names are an error too (a wrong checkpoint).
+func (m *Model) assign(tensors map[string]*ts.Tensor, source string) error {
+	var missing, extra []string
+	for _, p := range m.params {
+		if _, ok := tensors[p.Name]; !ok {
+			missing = append(missing, p.Name)
+		}
+	}
+	for name := range tensors {
+		if _, ok := m.byName[name]; !ok && !strings.HasSuffix(name, ".num_batches_tracked") {
+			extra = append(extra, name)
+		}
+	}
+	if len(missing) > 0 || len(extra) > 0 {
+		return fmt.Errorf("model: %s: tensors do not match %s: missing %v, unexpected %v", source, m.spec.Arch, missing, extra)
+	}
+	return torch.NoGrad(func() error {
+		for _, p := range m.params {
+			src := tensors[p.Name]
+			want, _ := torch.Shape(p.Tensor)
+			got, err := torch.Shape(src)
+			if err != nil {
+				return err
+			}
+			if !equalShape(want, got) {
+				return fmt.Errorf("model: %s: %s has shape %v, %s needs %v", source, p.Name, got, m.spec.Arch, want)
+			}
+			f, err := src.Totype(gotch.Float, false)
+			if err != nil {
+				return fmt.Errorf("model: %s: %s: %w", source, p.Name, err)
+			}
+			err = p.Tensor.CopyFrom(f)
+			_ = f.Drop()
+			if err != nil {
+				return fmt.Errorf("model: %s: copy %s: %w", source, p.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+func sameParams(model, meta []ParamInfo) error {
+	if len(model) != len(meta) {
+		return fmt.Errorf("%d tensors in metadata, the architecture has %d", len(meta), len(model))
+	}
+	for i := range model {
+		if model[i].Name != meta[i].Name || !equalShape(model[i].Shape, meta[i].Shape) {
+			return fmt.Errorf("tensor %d: metadata says %s %v, architecture has %s %v", i, meta[i].Name, meta[i].Shape, model[i].Name, model[i].Shape)
+		}
+	}
+	return nil
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// firstLine keeps the first line of libtorch's long multi-line errors.
+func firstLine(err error) error {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i > 0 {
+		s = s[:i]
+	}
+	return errors.New(strings.TrimSpace(s))
+}

@@ -1,0 +1,149 @@
+package model
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// logits runs m on a fixed input and returns the logits.
+func logits(t *testing.T, m *Model) []float32 {
+	t.Helper()
+	var out []float32
+	do(t, func() error {
+		torch.ManualSeed(7)
+		x, err := ts.Randn([]int64{2, m.spec.InChannels, m.spec.Height, m.spec.Width}, gotch.Float, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		y, err := m.Forward(x, false, nil)
+		if err != nil {
+			return err
+		}
+		defer y.Drop()
+		out, err = torch.Float32s(y)
+		return err
+	})
+	return out
+}
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	for _, arch := range []string{"lenet5", "vgg11", "resnet20", "mlp"} {
+		t.Run(arch, func(t *testing.T) {
+			torch.ManualSeed(1)
+			m, err := New(fashion(arch), gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := m.Save(dir, Metadata{Dataset: "synthetic", Seed: 1, TestAccuracy: 0.5, Steps: 3}); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{WeightsFile, NumpyFile, MetadataFile} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Error(err)
+				}
+			}
+			torch.ManualSeed(2) // a differently initialised model must come back identical
+			m2, meta, err := Load(dir, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if meta.Arch != arch || meta.TestAccuracy != 0.5 || meta.Software.Libtorch == "" {
+				t.Errorf("metadata %+v", meta)
+			}
+			if a, b := logits(t, m), logits(t, m2); !reflect.DeepEqual(a, b) {
+				t.Errorf("logits differ after load: %v vs %v", a, b)
+			}
+			torch.ManualSeed(3)
+			m3, err := Import(fashion(arch), filepath.Join(dir, NumpyFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := logits(t, m), logits(t, m3); !reflect.DeepEqual(a, b) {
+				t.Errorf("logits differ after npz import")
+			}
+		})
+	}
+}
+
+func TestCheckpointBadInputs(t *testing.T) {
+	m, err := New(fashion("lenet5"), gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := t.TempDir()
+	if err := m.Save(good, Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	copyDir := func(t *testing.T) string {
+		d := t.TempDir()
+		for _, f := range []string{WeightsFile, NumpyFile, MetadataFile} {
+			b, err := os.ReadFile(filepath.Join(good, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	cases := []struct {
+		name   string
+		mutate func(t *testing.T, dir string)
+		want   string
+	}{
+		{"missing dir", func(t *testing.T, dir string) { os.RemoveAll(dir) }, "no such file"},
+		{"no metadata", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, MetadataFile)) }, "no model.json"},
+		{"corrupt metadata", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, MetadataFile), []byte("{\"kind\": "), 0o644)
+		}, "corrupt metadata"},
+		{"truncated weights", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, WeightsFile)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)/2], 0o644)
+		}, "model.ot"},
+		{"missing weights", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, WeightsFile)) }, "model.ot"},
+		{"mismatched arch", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, MetadataFile)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, []byte(strings.Replace(string(b), `"arch": "lenet5"`, `"arch": "mlp"`, 2)), 0o644)
+		}, "mlp"},
+		{"other weights", func(t *testing.T, dir string) {
+			other, err := New(fashion("mlp"), gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmp := t.TempDir()
+			if err := other.Save(tmp, Metadata{}); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(filepath.Join(tmp, WeightsFile))
+			os.WriteFile(filepath.Join(dir, WeightsFile), b, 0o644)
+		}, "missing"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t)
+			tc.mutate(t, dir)
+			_, _, err := Load(dir, gotch.CPU)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Import(fashion("vgg11"), filepath.Join(good, NumpyFile)); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("importing lenet5 weights as vgg11: %v", err)
+	}
+	if _, err := Import(fashion("lenet5"), filepath.Join(good, "x.bin")); err == nil {
+		t.Error("unknown weight format accepted")
+	}
+}
