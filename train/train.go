@@ -1,0 +1,383 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Options configure Run.
+type Options struct {
+	Config configs.Config
+	// Data is the training and test data; nil loads it as Config.Data says.
+	Data *Data
+	// Device to train on.
+	Device gotch.Device
+	// Out is the checkpoint directory ("" = do not save).
+	Out string
+	// Model, when set, is trained further (fine-tuning) instead of a fresh one.
+	Model *model.Model
+	// Source is recorded in the checkpoint metadata ("train" when empty).
+	Source string
+	// Hooks observe and extend the loop.
+	Hooks Hooks
+}
+
+// Hooks let callers observe the loop (progress, logs) and extend it (fault-aware
+// training). Every field is optional. Errors returned by hooks stop the run.
+type Hooks struct {
+	OnStart func(Start)
+	OnStep  func(Step)
+	OnEpoch func(Epoch)
+	OnEnd   func(*Result)
+	// Forward is passed to the model's forward pass during training steps.
+	Forward model.Hook
+	// BeforeStep and AfterStep run around each training step's forward/backward
+	// (e.g. to flip weights and restore them).
+	BeforeStep func(globalStep int64) error
+	AfterStep  func(globalStep int64) error
+}
+
+// Start describes a run about to begin.
+type Start struct {
+	Arch          string
+	Epochs        int
+	StepsPerEpoch int
+	TrainImages   int
+	TestImages    int
+	Params        int64
+	Threads       int
+}
+
+// Step reports one training step.
+type Step struct {
+	Epoch      int // 0-based
+	Step       int // 0-based within the epoch
+	GlobalStep int64
+	Loss       float64
+	LR         float64
+	Images     int           // images seen so far in this epoch
+	Elapsed    time.Duration // since the epoch began
+}
+
+// Epoch reports one finished epoch. Accuracies are fractions in [0,1].
+type Epoch struct {
+	Epoch         int     `json:"epoch"` // 1-based
+	TrainLoss     float64 `json:"train_loss"`
+	TrainAccuracy float64 `json:"train_accuracy"`
+	TestAccuracy  float64 `json:"test_accuracy"`
+	Seconds       float64 `json:"seconds"`
+	SkippedSteps  int     `json:"skipped_steps"` // non-finite losses
+}
+
+// Result is a finished run.
+type Result struct {
+	Model        *model.Model
+	Meta         model.Metadata
+	Epochs       []Epoch
+	TestAccuracy float64 // of the returned model
+	BestEpoch    int     // 1-based epoch whose weights were kept
+	TrainSeconds float64
+}
+
+// Run trains a model as opts say and, when opts.Out is set, saves the checkpoint
+// there. It returns when done, on the first error, or when ctx is cancelled.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkSchedule(cfg.Train); err != nil {
+		return nil, err
+	}
+	data := opts.Data
+	if data == nil {
+		var err error
+		if data, err = LoadData(cfg.Data); err != nil {
+			return nil, err
+		}
+	}
+	threads, err := torch.SetThreads(cfg.Runtime.Threads)
+	if err != nil {
+		return nil, err
+	}
+	torch.ManualSeed(cfg.Runtime.Seed)
+	m := opts.Model
+	if m == nil {
+		if m, err = model.New(SpecFor(cfg.Model, data.Train), opts.Device); err != nil {
+			return nil, err
+		}
+	}
+	loader, err := datasets.NewLoader(data.Train, datasets.LoaderOptions{BatchSize: cfg.Train.BatchSize, Shuffle: true,
+		Seed: cfg.Runtime.Seed, DropLast: data.Train.Len() > cfg.Train.BatchSize, Stats: data.Stats})
+	if err != nil {
+		return nil, err
+	}
+	var aug *augmenter
+	if cfg.Data.Augment == configs.AugmentFlipCrop {
+		aug = newAugmenter(data.Stats, 2)
+	}
+	steps := loader.Batches(0)
+	res := &Result{Model: m}
+	if opts.Hooks.OnStart != nil {
+		opts.Hooks.OnStart(Start{Arch: m.Spec().Arch, Epochs: cfg.Train.Epochs, StepsPerEpoch: steps,
+			TrainImages: data.Train.Len(), TestImages: data.Test.Len(), Params: m.NumParams(), Threads: threads})
+	}
+	cfgJSON, _ := json.Marshal(cfg)
+	source := opts.Source
+	if source == "" {
+		source = "train"
+	}
+	meta := model.Metadata{Dataset: data.Name, Normalization: model.Normalization{Mean: data.Stats.Mean, Std: data.Stats.Std},
+		Seed: cfg.Runtime.Seed, Source: source, Config: cfgJSON}
+	var (
+		best     = -1.0
+		bestSnap *snapshot
+		gstep    int64
+		began    = time.Now()
+	)
+	err = torch.Do(func() error {
+		opt, err := newOptimizer(cfg.Train, m)
+		if err != nil {
+			return err
+		}
+		defer opt.Drop()
+		defer func() {
+			if bestSnap != nil {
+				bestSnap.drop()
+			}
+		}()
+		for epoch := 0; epoch < cfg.Train.Epochs; epoch++ {
+			st, err := runEpoch(ctx, epochArgs{cfg: cfg, m: m, opt: opt, loader: loader, aug: aug, epoch: epoch,
+				steps: steps, dev: opts.Device, hooks: opts.Hooks, gstep: &gstep})
+			if err != nil {
+				return err
+			}
+			if st.TestAccuracy, err = Evaluate(m, data.Test, data.Stats, cfg.Train.EvalBatchSize, opts.Device, nil); err != nil {
+				return err
+			}
+			res.Epochs = append(res.Epochs, st)
+			if opts.Hooks.OnEpoch != nil {
+				opts.Hooks.OnEpoch(st)
+			}
+			if cfg.Train.KeepBest && st.TestAccuracy > best {
+				best, res.BestEpoch = st.TestAccuracy, st.Epoch
+				if bestSnap != nil {
+					bestSnap.drop()
+				}
+				if bestSnap, err = snapshotOf(m); err != nil {
+					return err
+				}
+			}
+		}
+		last := res.Epochs[len(res.Epochs)-1]
+		res.TestAccuracy, res.BestEpoch = last.TestAccuracy, last.Epoch
+		if cfg.Train.KeepBest && bestSnap != nil && best > last.TestAccuracy {
+			if err := bestSnap.restore(m); err != nil {
+				return err
+			}
+			res.TestAccuracy = best
+			res.BestEpoch = res.Epochs[0].Epoch
+			for _, e := range res.Epochs {
+				if e.TestAccuracy == best {
+					res.BestEpoch = e.Epoch
+					break
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.TrainSeconds = time.Since(began).Seconds()
+	meta.Epochs, meta.Steps = len(res.Epochs), gstep
+	meta.TestAccuracy, meta.TrainSeconds = res.TestAccuracy, res.TrainSeconds
+	res.Meta = meta
+	if opts.Out != "" {
+		if err := m.Save(opts.Out, meta); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Hooks.OnEnd != nil {
+		opts.Hooks.OnEnd(res)
+	}
+	return res, nil
+}
+
+// newOptimizer builds libtorch's optimizer over the trainable parameters.
+func newOptimizer(c configs.TrainConfig, m *model.Model) (*ts.COptimizer, error) {
+	var (
+		opt *ts.COptimizer
+		err error
+	)
+	switch c.Optimizer {
+	case configs.OptimizerSGD:
+		opt, err = ts.Sgd(c.LR, c.Momentum, 0, c.WeightDecay, c.Nesterov)
+	case configs.OptimizerAdam:
+		opt, err = ts.Adam(c.LR, 0.9, 0.999, c.WeightDecay)
+	default:
+		return nil, fmt.Errorf("train.optimizer: unknown %q", c.Optimizer)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("train: optimizer: %w", err)
+	}
+	var params []*ts.Tensor
+	for _, p := range m.Params() {
+		if p.Trainable {
+			params = append(params, p.Tensor)
+		}
+	}
+	if err := opt.AddParameters(params); err != nil {
+		opt.Drop()
+		return nil, fmt.Errorf("train: optimizer: %w", err)
+	}
+	return opt, nil
+}
+
+type epochArgs struct {
+	cfg    configs.Config
+	m      *model.Model
+	opt    *ts.COptimizer
+	loader *datasets.Loader
+	aug    *augmenter
+	epoch  int
+	steps  int
+	dev    gotch.Device
+	hooks  Hooks
+	gstep  *int64
+}
+
+// runEpoch trains one epoch on the torch thread.
+func runEpoch(ctx context.Context, a epochArgs) (Epoch, error) {
+	st := Epoch{Epoch: a.epoch + 1}
+	start := time.Now()
+	it := a.loader.Epoch(a.epoch)
+	var lossSum float64
+	var correct, seen int64
+	for i := 0; ; i++ {
+		b, ok := it.Next()
+		if !ok {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if a.aug != nil {
+			a.aug.apply(b, a.cfg.Runtime.Seed, a.epoch, i)
+		}
+		lr := LR(a.cfg.Train, int(*a.gstep), a.steps)
+		if err := a.opt.SetLearningRate(lr); err != nil {
+			return st, fmt.Errorf("train: set lr: %w", err)
+		}
+		loss, ok, err := step(a, b)
+		if err != nil {
+			return st, fmt.Errorf("train: epoch %d step %d: %w", a.epoch+1, i+1, err)
+		}
+		if !ok {
+			st.SkippedSteps++
+		} else {
+			lossSum += loss.loss * float64(b.N)
+			correct += loss.correct
+			seen += int64(b.N)
+		}
+		*a.gstep++
+		if a.hooks.OnStep != nil {
+			a.hooks.OnStep(Step{Epoch: a.epoch, Step: i, GlobalStep: *a.gstep, Loss: loss.loss, LR: lr,
+				Images: (i + 1) * b.N, Elapsed: time.Since(start)})
+		}
+	}
+	if seen == 0 {
+		return st, errors.New("train: every step of the epoch had a non-finite loss")
+	}
+	st.TrainLoss, st.TrainAccuracy = lossSum/float64(seen), float64(correct)/float64(seen)
+	st.Seconds = time.Since(start).Seconds()
+	return st, nil
+}
+
+type stepResult struct {
+	loss    float64
+	correct int64
+}
+
+// step runs forward, backward and the optimiser on one batch. ok is false when the
+// loss was not finite (the update is skipped).
+func step(a epochArgs, b *datasets.Batch) (res stepResult, ok bool, err error) {
+	if a.hooks.BeforeStep != nil {
+		if err := a.hooks.BeforeStep(*a.gstep); err != nil {
+			return res, false, err
+		}
+	}
+	var s torch.Scope
+	defer s.Drop()
+	x, y, err := b.Tensors(a.dev)
+	if err != nil {
+		return res, false, err
+	}
+	s.Keep(x)
+	s.Keep(y)
+	logits, err := s.KeepErr(a.m.Forward(x, true, a.hooks.Forward))
+	if err != nil {
+		return res, false, err
+	}
+	loss, err := s.KeepErr(logits.CrossEntropyLoss(y, ts.NewTensor(), 1, -100, a.cfg.Train.LabelSmoothing, false))
+	if err != nil {
+		return res, false, err
+	}
+	res.loss, err = loss.Float64Value(nil)
+	if err != nil {
+		return res, false, err
+	}
+	if math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
+		ok = false
+	} else {
+		if err := a.opt.ZeroGrad(); err != nil {
+			return res, false, err
+		}
+		if err := loss.Backward(); err != nil {
+			return res, false, err
+		}
+		if err := a.opt.Step(); err != nil {
+			return res, false, err
+		}
+		ok = true
+		if res.correct, err = countCorrect(logits, y); err != nil {
+			return res, false, err
+		}
+	}
+	if a.hooks.AfterStep != nil {
+		if err := a.hooks.AfterStep(*a.gstep); err != nil {
+			return res, false, err
+		}
+	}
+	return res, ok, nil
+}
+
+// countCorrect counts rows whose argmax equals the label.
+func countCorrect(logits, y *ts.Tensor) (int64, error) {
+	var s torch.Scope
+	defer s.Drop()
+	pred, err := s.KeepErr(logits.Argmax([]int64{1}, false, false))
+	if err != nil {
+		return 0, err
+	}
+	eq, err := s.KeepErr(pred.EqTensor(y, false))
+	if err != nil {
+		return 0, err
+	}
+	sum, err := s.KeepErr(eq.Sum(gotch.Int64, false))
+	if err != nil {
+		return 0, err
+	}
+	return sum.Int64Value(nil)
+}

@@ -1,0 +1,150 @@
+package train
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+)
+
+func syntheticData(t testing.TB, n int) *Data {
+	t.Helper()
+	tr := datasets.Synthetic(datasets.SyntheticConfig{N: n, C: 1, H: 28, W: 28, Classes: 10, Seed: 3, Split: datasets.Train})
+	te := datasets.Synthetic(datasets.SyntheticConfig{N: 500, C: 1, H: 28, W: 28, Classes: 10, Seed: 3, Split: datasets.Test})
+	return &Data{Name: "synthetic", Train: tr, Test: te, Stats: datasets.ComputeStats(tr)}
+}
+
+func tinyConfig(arch string) configs.Config {
+	c, err := configs.Preset(arch + "-fashion")
+	if err != nil {
+		panic(err)
+	}
+	c.Train.Epochs = 2
+	c.Train.BatchSize = 64
+	c.Train.EvalBatchSize = 250
+	c.Runtime.Threads = 1
+	c.Runtime.Seed = 5
+	return c
+}
+
+func TestTrainLearnsAndSaves(t *testing.T) {
+	for _, arch := range []string{"lenet5", "mlp", "vgg11", "resnet20"} {
+		t.Run(arch, func(t *testing.T) {
+			cfg := tinyConfig(arch)
+			if arch == "resnet20" { // the preset's SGD warm-up is too slow for 2 tiny epochs
+				cfg.Model.Width, cfg.Train.Optimizer, cfg.Train.LR, cfg.Train.WarmupEpochs = 0.5, "adam", 2e-3, 0
+				cfg.Train.Epochs = 4
+				cfg.Train.Momentum, cfg.Train.Nesterov = 0, false
+			}
+			out := t.TempDir()
+			var steps, epochs int
+			res, err := Run(context.Background(), Options{Config: cfg, Data: syntheticData(t, 1200), Device: gotch.CPU, Out: out,
+				Hooks: Hooks{OnStep: func(Step) { steps++ }, OnEpoch: func(Epoch) { epochs++ }}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if steps != cfg.Train.Epochs*(1200/64) || epochs != cfg.Train.Epochs {
+				t.Errorf("hooks saw %d steps and %d epochs", steps, epochs)
+			}
+			minAcc := 0.8 // chance is 0.1
+			if arch == "resnet20" {
+				minAcc = 0.6 // learns more slowly on 1,200 images; 4 epochs measured 0.76
+			}
+			if res.TestAccuracy < minAcc {
+				t.Errorf("%s: test accuracy %.3f on the learnable synthetic set, want >= %.1f (epochs %+v)", arch, res.TestAccuracy, minAcc, res.Epochs)
+			}
+			_, meta, err := model.Load(out, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if meta.TestAccuracy != res.TestAccuracy || meta.Epochs != cfg.Train.Epochs || meta.Steps != int64(steps) || meta.Seed != 5 || meta.Software.Threads != 1 {
+				t.Errorf("metadata %+v", meta)
+			}
+		})
+	}
+}
+
+// Same config and seed: bit-identical weights and numbers.
+func TestTrainDeterministic(t *testing.T) {
+	run := func() (*Result, []float32) {
+		res, err := Run(context.Background(), Options{Config: tinyConfig("lenet5"), Data: syntheticData(t, 600), Device: gotch.CPU})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w []float32
+		if err := torch.Do(func() error {
+			p, err := res.Model.Param("conv1.weight")
+			if err == nil {
+				w, err = torch.Float32s(p)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return res, w
+	}
+	a, wa := run()
+	b, wb := run()
+	if !reflect.DeepEqual(wa, wb) {
+		t.Error("same seed, different weights")
+	}
+	for i := range a.Epochs {
+		a.Epochs[i].Seconds, b.Epochs[i].Seconds = 0, 0
+	}
+	if !reflect.DeepEqual(a.Epochs, b.Epochs) {
+		t.Errorf("same seed, different epochs: %+v vs %+v", a.Epochs, b.Epochs)
+	}
+}
+
+func TestTrainStopsOnCancelAndBadConfig(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, Options{Config: tinyConfig("mlp"), Data: syntheticData(t, 200), Device: gotch.CPU}); err == nil {
+		t.Error("cancelled run returned no error")
+	}
+	cfg := tinyConfig("mlp")
+	cfg.Train.LR = -1
+	if _, err := Run(context.Background(), Options{Config: cfg, Data: syntheticData(t, 200), Device: gotch.CPU}); err == nil {
+		t.Error("negative lr accepted")
+	}
+	out := filepath.Join(t.TempDir(), "never")
+	if _, err := os.Stat(out); err == nil {
+		t.Error("output written for a failed run")
+	}
+}
+
+func TestLRSchedules(t *testing.T) {
+	base := configs.TrainConfig{Epochs: 10, LR: 0.1, Gamma: 0.5, StepSize: 3}
+	cases := []struct {
+		schedule string
+		warmup   int
+		step     int
+		want     float64
+	}{
+		{configs.ScheduleNone, 0, 57, 0.1},
+		{configs.ScheduleStep, 0, 29, 0.1},
+		{configs.ScheduleStep, 0, 30, 0.05},
+		{configs.ScheduleStep, 0, 99, 0.1 * 0.125},
+		{configs.ScheduleCosine, 0, 0, 0.1},
+		{configs.ScheduleCosine, 0, 50, 0.05},
+		{configs.ScheduleCosine, 1, 0, 0.01},
+		{configs.ScheduleCosine, 1, 10, 0.1},
+		{configs.ScheduleOneCycle, 0, 0, 0.004},
+		{configs.ScheduleOneCycle, 0, 30, 0.1},
+	}
+	for _, tc := range cases {
+		c := base
+		c.Schedule, c.WarmupEpochs = tc.schedule, tc.warmup
+		if got := LR(c, tc.step, 10); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("%s warmup %d step %d: lr %v, want %v", tc.schedule, tc.warmup, tc.step, got, tc.want)
+		}
+	}
+}
