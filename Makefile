@@ -1,0 +1,49 @@
+# faultline: `make demo` runs the main job end to end, `make test` runs the tests.
+# Every target runs the idempotent setup first (Debian packages, adapted gotch).
+
+GO       ?= go
+BIN      := bin/faultline
+DEMO_DIR ?= runs/demo
+# go test's own timeout for `make test` (it must finish well inside 30 minutes).
+TEST_TIMEOUT ?= 25m
+
+.PHONY: setup setup-test build test demo soak bench fuzz clean
+
+setup:
+	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh --test
+
+build: setup
+	$(GO) build -o $(BIN) ./cmd/faultline
+
+# The README's test command. Slow checks (long soaks, full-size benchmarks) live in
+# `make soak`, `make bench` and `make fuzz`.
+test: setup-test
+	$(GO) vet ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+# The main job on the embedded default: train LeNet-5 on Fashion-MNIST, then
+# measure the saved checkpoint's test accuracy.
+demo: build
+	$(BIN) train --preset lenet5-fashion --out $(DEMO_DIR)
+	$(BIN) test --checkpoint $(DEMO_DIR)
+
+soak: setup
+	FAULTLINE_SOAK=1 $(GO) test -timeout 60m -run Soak -v ./...
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+FUZZTIME ?= 1m
+fuzz: setup
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin .gotch go.work go.work.sum

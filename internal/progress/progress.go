@@ -1,0 +1,106 @@
+// Package progress renders the progress of long-running work: a one-line bar with
+// rate and ETA, redrawn in place on a terminal, or plain periodic log lines when the
+// output is a file or a pipe. Library loops report through hooks; the CLI plugs a
+// Bar into them, so no engine package imports this one.
+package progress
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// IsTerminal reports whether f is a character device (an interactive terminal).
+func IsTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Bar shows the progress of one task of known size.
+type Bar struct {
+	w        io.Writer
+	tty      bool
+	quiet    bool
+	label    string
+	total    int
+	unit     string
+	start    time.Time
+	lastDraw time.Time
+	lastLine int // last percentage decile logged (plain mode)
+	now      func() time.Time
+}
+
+// New starts a bar of total units (e.g. "img"). tty selects in-place redraws;
+// quiet prints nothing.
+func New(w io.Writer, tty, quiet bool, label string, total int, unit string) *Bar {
+	b := &Bar{w: w, tty: tty, quiet: quiet, label: label, total: total, unit: unit, now: time.Now, lastLine: -1}
+	b.start = b.now()
+	return b
+}
+
+// Update draws the bar at done units with an extra status text (e.g. the loss).
+// On a terminal it redraws at most 10 times a second; otherwise it prints a line
+// at every 10% step.
+func (b *Bar) Update(done int, status string) {
+	if b.quiet || b.total <= 0 {
+		return
+	}
+	now := b.now()
+	frac := float64(done) / float64(b.total)
+	if frac > 1 {
+		frac = 1
+	}
+	if b.tty {
+		if done < b.total && now.Sub(b.lastDraw) < 100*time.Millisecond {
+			return
+		}
+		b.lastDraw = now
+		const width = 24
+		n := int(frac * width)
+		fmt.Fprintf(b.w, "\r\033[K%s [%s%s] %d/%d %s", b.label, strings.Repeat("=", n), strings.Repeat(" ", width-n), done, b.total, b.stats(done, now, status))
+		return
+	}
+	decile := int(frac * 10)
+	if decile > b.lastLine && decile < 10 && decile > 0 {
+		b.lastLine = decile
+		fmt.Fprintf(b.w, "%s %3.0f%% %d/%d %s\n", b.label, frac*100, done, b.total, b.stats(done, now, status))
+	}
+}
+
+func (b *Bar) stats(done int, now time.Time, status string) string {
+	el := now.Sub(b.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(done) / el
+	}
+	eta := "?"
+	if rate > 0 {
+		eta = FormatDuration(time.Duration(float64(b.total-done) / rate * float64(time.Second)))
+	}
+	s := fmt.Sprintf("%.0f %s/s ETA %s", rate, b.unit, eta)
+	if status != "" {
+		s = status + " " + s
+	}
+	return s
+}
+
+// Done ends the bar's line (on a terminal) so the next output starts cleanly.
+func (b *Bar) Done() {
+	if b.tty && !b.quiet {
+		fmt.Fprint(b.w, "\r\033[K")
+	}
+}
+
+// FormatDuration renders d compactly: "42s", "3m07s", "1h02m".
+func FormatDuration(d time.Duration) string {
+	s := int(d.Round(time.Second).Seconds())
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	}
+	return fmt.Sprintf("%dh%02dm", s/3600, (s%3600)/60)
+}

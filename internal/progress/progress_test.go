@@ -1,0 +1,48 @@
+package progress
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPlainLinesEveryTenPercent(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(&buf, false, false, "epoch 1/2", 100, "img")
+	clock := b.start
+	b.now = func() time.Time { return clock }
+	for i := 1; i <= 100; i++ {
+		clock = clock.Add(10 * time.Millisecond)
+		b.Update(i, "loss 0.5")
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 9 {
+		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
+	}
+	if !strings.Contains(lines[0], "10% 10/100 loss 0.5 100 img/s ETA 1s") {
+		t.Errorf("first line %q", lines[0])
+	}
+}
+
+func TestQuietAndTTY(t *testing.T) {
+	var buf bytes.Buffer
+	New(&buf, true, true, "x", 10, "f").Update(5, "")
+	if buf.Len() != 0 {
+		t.Errorf("quiet bar printed %q", buf.String())
+	}
+	b := New(&buf, true, false, "x", 10, "f")
+	b.Update(10, "")
+	b.Done()
+	if !strings.Contains(buf.String(), "\r\033[Kx [========================] 10/10") {
+		t.Errorf("tty bar %q", buf.String())
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{42 * time.Second: "42s", 187 * time.Second: "3m07s", 3720 * time.Second: "1h02m"} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+	}
+}
