@@ -201,6 +201,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res.TrainSeconds = time.Since(began).Seconds()
+	meta.Arch, meta.Spec = m.Spec().Arch, m.Spec()
 	meta.Epochs, meta.Steps = len(res.Epochs), gstep
 	meta.TestAccuracy, meta.TrainSeconds = res.TestAccuracy, res.TrainSeconds
 	res.Meta = meta

@@ -65,7 +65,7 @@ func TestTrainLearnsAndSaves(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if meta.TestAccuracy != res.TestAccuracy || meta.Epochs != cfg.Train.Epochs || meta.Steps != int64(steps) || meta.Seed != 5 || meta.Software.Threads != 1 {
+			if res.Meta.Arch != arch || meta.TestAccuracy != res.TestAccuracy || meta.Epochs != cfg.Train.Epochs || meta.Steps != int64(steps) || meta.Seed != 5 || meta.Software.Threads != 1 {
 				t.Errorf("metadata %+v", meta)
 			}
 		})

@@ -20,6 +20,10 @@ func main() {
 	force := flag.Bool("force", false, "regenerate even when up to date")
 	quiet := flag.Bool("quiet", false, "print nothing but errors")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "gotchgen: unexpected arguments %q (use -out DIR)\n", flag.Args())
+		os.Exit(2)
+	}
 	opts := gotchgen.Options{Out: *out, Workspace: *ws, Libtorch: *lt, Force: *force, Log: os.Stderr}
 	if *quiet {
 		opts.Log = nil

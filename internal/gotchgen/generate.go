@@ -101,6 +101,7 @@ func Generate(opts Options) (*Result, error) {
 	logf("adapting gotch %s from %s for %s libtorch", GotchVersion, src, lt.Kind)
 	tmp := out + ".tmp"
 	_ = os.RemoveAll(tmp)
+	defer os.RemoveAll(tmp) // nothing of a failed run is left behind
 	if err := copyTree(src, tmp); err != nil {
 		return nil, err
 	}

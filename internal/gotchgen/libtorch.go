@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -34,12 +35,14 @@ func DetectLibtorch(dir string) (Libtorch, error) {
 			return Libtorch{}, fmt.Errorf("gotchgen: libtorch dir %s: no lib/libtorch.so there", dir)
 		}
 		lt.CUDA = exists(filepath.Join(lt.LibDir, "libtorch_cuda.so"))
-		// Official archives come in pre- and new-ABI builds; the pre-ABI ones say so
-		// in their build-version file or name.
-		if b, err := os.ReadFile(filepath.Join(dir, "build-version")); err == nil && strings.Contains(string(b), "cxx11") {
-			lt.CXX11ABI = true
-		}
-		if strings.Contains(strings.ToLower(filepath.Base(dir)), "pre-cxx11") {
+		// Official archives come in pre- and new-ABI builds; TorchConfig.cmake records
+		// which (set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")). Without it, a
+		// "pre-cxx11" folder name is the only hint.
+		if b, err := os.ReadFile(filepath.Join(dir, "share", "cmake", "Torch", "TorchConfig.cmake")); err == nil {
+			if m := abiDefine.FindSubmatch(b); m != nil {
+				lt.CXX11ABI = string(m[1]) == "1"
+			}
+		} else if strings.Contains(strings.ToLower(filepath.Base(dir)), "pre-cxx11") {
 			lt.CXX11ABI = false
 		}
 		return lt, nil
@@ -58,6 +61,8 @@ func DetectLibtorch(dir string) (Libtorch, error) {
 	}
 	return lt, nil
 }
+
+var abiDefine = regexp.MustCompile(`_GLIBCXX_USE_CXX11_ABI=([01])`)
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
