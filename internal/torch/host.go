@@ -37,27 +37,19 @@ func fromData(data any, n int, shape []int64, dev gotch.Device) (*ts.Tensor, err
 
 // Float32s copies a tensor's values to a new Go slice (converting to float32 on the
 // CPU first when needed; the input is left untouched).
-func Float32s(t *ts.Tensor) ([]float32, error) {
-	src, drop, err := hostAs(t, gotch.Float)
-	if err != nil {
-		return nil, err
-	}
-	defer drop()
-	out := make([]float32, src.Numel())
-	if err := src.CopyData(out, uint(len(out))); err != nil {
-		return nil, fmt.Errorf("torch: copy to host: %w", err)
-	}
-	return out, nil
-}
+func Float32s(t *ts.Tensor) ([]float32, error) { return hostCopy[float32](t, gotch.Float) }
 
 // Int64s copies a tensor's values to a new Go slice as int64.
-func Int64s(t *ts.Tensor) ([]int64, error) {
-	src, drop, err := hostAs(t, gotch.Int64)
+func Int64s(t *ts.Tensor) ([]int64, error) { return hostCopy[int64](t, gotch.Int64) }
+
+// hostCopy copies t's values, as dtype (whose Go type is T), into a new slice.
+func hostCopy[T float32 | int64](t *ts.Tensor, dtype gotch.DType) ([]T, error) {
+	src, drop, err := hostAs(t, dtype)
 	if err != nil {
 		return nil, err
 	}
 	defer drop()
-	out := make([]int64, src.Numel())
+	out := make([]T, src.Numel())
 	if err := src.CopyData(out, uint(len(out))); err != nil {
 		return nil, fmt.Errorf("torch: copy to host: %w", err)
 	}

@@ -310,3 +310,28 @@ func TestScopeDropsEverything(t *testing.T) {
 		return nil
 	})
 }
+
+func TestHostCopies(t *testing.T) {
+	do(t, func() error {
+		x, err := FromFloat32([]float32{1.5, -2, 3, 4}, []int64{2, 2}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		f, err := Float32s(x)
+		if err != nil {
+			return err
+		}
+		i, err := Int64s(x) // converted, truncated towards zero
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(f) != "[1.5 -2 3 4]" || fmt.Sprint(i) != "[1 -2 3 4]" {
+			t.Errorf("Float32s %v, Int64s %v", f, i)
+		}
+		if _, err := FromFloat32([]float32{1, 2, 3}, []int64{2, 2}, gotch.CPU); err == nil {
+			t.Error("3 values for a 2x2 shape accepted")
+		}
+		return nil
+	})
+}
