@@ -9,29 +9,13 @@ import (
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 )
 
-// logits runs m on a fixed input and returns the logits.
+// logits runs m in eval mode on a fixed random input and returns the logits.
 func logits(t *testing.T, m *Model) []float32 {
 	t.Helper()
-	var out []float32
-	do(t, func() error {
-		torch.ManualSeed(7)
-		x, err := ts.Randn([]int64{2, m.spec.InChannels, m.spec.Height, m.spec.Width}, gotch.Float, gotch.CPU)
-		if err != nil {
-			return err
-		}
-		defer x.Drop()
-		y, err := m.Forward(x, false, nil)
-		if err != nil {
-			return err
-		}
-		defer y.Drop()
-		out, err = torch.Float32s(y)
-		return err
-	})
-	return out
+	x, shape := randomInput(m.spec, 2, 7)
+	return evalLogits(t, m, x, shape)
 }
 
 func TestCheckpointRoundTrip(t *testing.T) {

@@ -66,6 +66,23 @@ var Fixes = []Fix{
 		Apply: replaceAll("\tpath := p.path\n\tpath = append(path, str)\n", "\tpath := make([]string, 0, len(p.path)+1)\n\tpath = append(append(path, p.path...), str)\n"),
 	},
 	{
+		File:  "pickle/serialization.go",
+		Why:   "reading an empty or zero-filled .pt looped forever (a break that left only the switch on io.EOF)",
+		Apply: replaceAll("\t\tcase io.EOF:\n\t\t\tbreak // End of archive\n", "\t\tcase io.EOF:\n\t\t\treturn nil, fmt.Errorf(\"not a PyTorch file: empty or zero-filled\")\n"),
+	},
+	{
+		File: "pickle/serialization.go",
+		Why:  "a .pt whose pickle declared a huge storage allocated it before reading (fatal out of memory); check it against the record's size",
+		Apply: replaceAll("\tstorage := dataType.New(size, location)\n\terr = storage.SetFromFileWithSize(f, size)\n",
+			"\tif size < 0 || uint64(size) > file.UncompressedSize64 {\n\t\treturn nil, fmt.Errorf(\"storage %s declares %d elements but its record holds %d bytes\", key, size, file.UncompressedSize64)\n\t}\n\tstorage := dataType.New(size, location) // size checked above\n\terr = storage.SetFromFileWithSize(f, size)\n"),
+	},
+	{
+		File: "pickle/storage.go",
+		Why:  "legacy .pt storages allocated whatever size the file declared; refuse absurd sizes",
+		Apply: replaceAll("\tsize := int(binary.LittleEndian.Uint64(sizeBuf))\n\treturn s.SetFromFileWithSize(r, size)\n",
+			"\tsize := int(binary.LittleEndian.Uint64(sizeBuf))\n\tif size < 0 || size > 1<<31 {\n\t\treturn fmt.Errorf(\"storage declares %d elements\", size)\n\t}\n\treturn s.SetFromFileWithSize(r, size)\n"),
+	},
+	{
 		File: "init.go",
 		Why:  "an unwritable cache dir ($HOME/.cache/gotch) ended the process with log.Fatal at import time; fall back to the temp dir",
 		Apply: replaceAll("\t\tif err := os.MkdirAll(CachedDir, 0755); err != nil {\n\t\t\tlog.Fatal(err)\n\t\t}\n",
