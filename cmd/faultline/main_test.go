@@ -155,3 +155,48 @@ func TestHelpForEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// The model.npz of a checkpoint trained on the real Fashion-MNIST gives, rebuilt in
+// PyTorch from the .npz alone, the same test accuracy as `faultline test`.
+func TestPyTorchAccuracyOfExportedNPZ(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on Fashion-MNIST and runs PyTorch; skipped in -short mode")
+	}
+	const fashion = "/usr/share/datasets/fashion-mnist"
+	if _, err := os.Stat(filepath.Join(fashion, "t10k-images-idx3-ubyte.gz")); err != nil {
+		t.Skipf("Fashion-MNIST is not installed (make setup installs it): %v", err)
+	}
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").CombinedOutput(); err != nil {
+		t.Skipf("python3-torch is not installed (make test installs it): %v: %s", err, out)
+	}
+	ckpt := filepath.Join(t.TempDir(), "lenet")
+	if _, errs, code := cli(t, "train", "--preset", "lenet5-fashion", "--train-limit", "3000", "--test-limit", "2000",
+		"--epochs", "1", "--seed", "5", "--out", ckpt, "--quiet"); code != 0 {
+		t.Fatalf("train failed: %s", errs)
+	}
+	out, errs, code := cli(t, "test", "--checkpoint", ckpt, "--json", "--limit", "2000")
+	if code != 0 {
+		t.Fatalf("test failed: %s", errs)
+	}
+	var goRes, pyRes struct {
+		Accuracy float64 `json:"accuracy"`
+		Images   int     `json:"images"`
+	}
+	if err := json.Unmarshal([]byte(out), &goRes); err != nil {
+		t.Fatal(err)
+	}
+	py, err := exec.Command("/usr/bin/python3", filepath.Join("..", "..", "model", "testdata", "pytorch_zoo.py"),
+		"accuracy", ckpt, "--limit", "2000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pytorch_zoo.py accuracy: %v\n%s", err, py)
+	}
+	if err := json.Unmarshal(py, &pyRes); err != nil {
+		t.Fatalf("pytorch_zoo.py printed %q: %v", py, err)
+	}
+	if goRes.Accuracy < 0.5 {
+		t.Errorf("faultline test accuracy %v after one epoch on 3000 images: the model did not train", goRes.Accuracy)
+	}
+	if goRes != pyRes {
+		t.Errorf("faultline test %+v, PyTorch on model.npz %+v", goRes, pyRes)
+	}
+}

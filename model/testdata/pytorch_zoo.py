@@ -24,11 +24,20 @@ Commands (SPEC_JSON is a faultline Spec as JSON, e.g. from model.json's "spec"):
 
   names ARCH SPEC_JSON
       Print the state_dict names and shapes as JSON.
+
+  accuracy CHECKPOINT_DIR [--data-dir DIR] [--split test|train] [--limit N]
+      Rebuild a faultline checkpoint in PyTorch from its model.npz alone (the
+      architecture and normalisation come from model.json), evaluate it on the
+      IDX files of an MNIST-style data set (default: Debian's Fashion-MNIST), and
+      print {"accuracy": ..., "images": ...} as JSON, to compare with
+      `faultline test --checkpoint CHECKPOINT_DIR --json`.
 """
 
 import argparse
+import gzip
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -227,6 +236,57 @@ def cmd_names(a):
     print(json.dumps([[k, list(v.shape)] for k, v in model.state_dict().items()]))
 
 
+def read_idx(path, ndim):
+    """Read an IDX file (raw or gzip) of unsigned bytes with ndim dimensions."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 + 4 * ndim or data[0:2] != b"\0\0" or data[2] != 8 or data[3] != ndim:
+        sys.exit("pytorch_zoo: %s: not an IDX file of %d-d unsigned bytes" % (path, ndim))
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        sys.exit("pytorch_zoo: %s: %d bytes of data for dims %s" % (path, body.size, dims))
+    return body.reshape(dims)
+
+
+def find_idx(data_dir, stem):
+    for name in (stem + ".gz", stem):
+        p = os.path.join(data_dir, name)
+        if os.path.exists(p):
+            return p
+    sys.exit("pytorch_zoo: %s: no %s[.gz]" % (data_dir, stem))
+
+
+def cmd_accuracy(a):
+    with open(os.path.join(a.checkpoint, "model.json")) as f:
+        meta = json.load(f)
+    spec = meta["spec"]
+    model, _ = build(spec["arch"], json.dumps(spec))
+    with np.load(os.path.join(a.checkpoint, "model.npz")) as z:
+        sd = {k: torch.from_numpy(z[k]) for k in z.files}
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    prefix = "t10k" if a.split == "test" else "train"
+    images = read_idx(find_idx(a.data_dir, prefix + "-images-idx3-ubyte"), 3)
+    labels = read_idx(find_idx(a.data_dir, prefix + "-labels-idx1-ubyte"), 1)
+    if a.limit > 0:
+        images, labels = images[:a.limit], labels[:a.limit]
+    norm = meta.get("normalization") or {}
+    mean, std = (norm.get("mean") or [0.0])[0], (norm.get("std") or [1.0])[0]
+    # The same per-level table as faultline's datasets package: float64 arithmetic on
+    # the float32 statistics, rounded once to float32.
+    levels = np.arange(256, dtype=np.float64) / 255
+    lut = ((levels - float(np.float32(mean))) / float(np.float32(std))).astype(np.float32)
+    x = torch.from_numpy(lut[images].reshape(-1, 1, images.shape[1], images.shape[2]))
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], 1000):
+            pred = model(x[i:i + 1000]).argmax(dim=1).numpy()
+            correct += int((pred == labels[i:i + 1000]).sum())
+    print(json.dumps({"accuracy": correct / len(labels), "images": len(labels)}))
+
+
 def main():
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -249,6 +309,12 @@ def main():
     s.add_argument("arch")
     s.add_argument("spec")
     s.set_defaults(fn=cmd_names)
+    s = sub.add_parser("accuracy")
+    s.add_argument("checkpoint")
+    s.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    s.add_argument("--split", choices=("test", "train"), default="test")
+    s.add_argument("--limit", type=int, default=0)
+    s.set_defaults(fn=cmd_accuracy)
     a = p.parse_args()
     a.fn(a)
 
