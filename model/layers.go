@@ -97,6 +97,17 @@ func uniformInit(fanIn int64) nn.Init {
 	return nn.NewUniformInit(-bound, bound)
 }
 
+// begin starts a stage: a run of layers whose input is the current shape.
+func (b *builder) begin() {
+	b.m.stages = append(b.m.stages, stage{in: append([]int64(nil), b.shape...), first: len(b.m.sites)})
+}
+
+// end closes the stage begun last with its forward function.
+func (b *builder) end(run func(r *pass, x *ts.Tensor) (*ts.Tensor, error)) {
+	st := &b.m.stages[len(b.m.stages)-1]
+	st.end, st.run = len(b.m.sites), run
+}
+
 func (b *builder) addSite(s Site) *Site {
 	s.Index = len(b.m.sites)
 	b.m.sites = append(b.m.sites, s)

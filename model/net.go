@@ -67,7 +67,15 @@ type Model struct {
 	sites  []Site
 	convs  map[string]*conv
 	fcs    map[string]*linear
-	body   func(r *pass, x *ts.Tensor) (*ts.Tensor, error)
+	stages []stage
+}
+
+// stage is a run of layers that the forward pass can start from: the input of a
+// stage is a plain tensor (no skip connection crosses a stage boundary).
+type stage struct {
+	in         []int64 // per-sample input shape
+	first, end int     // the stage's sites are sites[first:end]
+	run        func(r *pass, x *ts.Tensor) (*ts.Tensor, error)
 }
 
 // Spec returns the architecture description the model was built from.
@@ -134,16 +142,64 @@ func (m *Model) NumParams() int64 {
 // running-stat updates); hook, when not nil, is called at every site. x is not
 // modified or dropped; the caller owns the result.
 func (m *Model) Forward(x *ts.Tensor, train bool, hook Hook) (*ts.Tensor, error) {
-	if !torch.OnTorchThread() {
-		return nil, fmt.Errorf("model: Forward called outside torch.Do")
+	return m.RunStages(x, 0, len(m.stages), train, hook)
+}
+
+// NumStages is the number of stages. The forward pass is a chain of stages; each
+// starts at one or more sites (a conv or linear layer, or a residual block), so a
+// pass can start at any stage from a saved input (prefix reuse: the golden
+// activations up to a faulty layer are computed once and reused for every fault).
+func (m *Model) NumStages() int { return len(m.stages) }
+
+// StageOf returns the stage that holds the site.
+func (m *Model) StageOf(site string) (int, error) {
+	s, err := m.Site(site)
+	if err != nil {
+		return 0, err
 	}
-	in, err := x.ShallowClone()
+	for i, st := range m.stages {
+		if s.Index >= st.first && s.Index < st.end {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("model: site %s is in no stage", site)
+}
+
+// StageInShape is the per-sample shape of stage i's input.
+func (m *Model) StageInShape(i int) []int64 { return append([]int64(nil), m.stages[i].in...) }
+
+// RunStages runs stages [from, to) on x, whose per-sample shape must be stage
+// from's input shape: from = 0 and to = NumStages() is the whole forward pass,
+// to < NumStages() returns the input of stage to. x is not modified or dropped; the
+// caller owns the result.
+func (m *Model) RunStages(x *ts.Tensor, from, to int, train bool, hook Hook) (*ts.Tensor, error) {
+	if !torch.OnTorchThread() {
+		return nil, fmt.Errorf("model: forward called outside torch.Do")
+	}
+	if from < 0 || to > len(m.stages) || from > to {
+		return nil, fmt.Errorf("model: stages [%d, %d) out of range (%d stages)", from, to, len(m.stages))
+	}
+	shape, err := x.Size()
 	if err != nil {
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
-	out, err := m.body(&pass{m: m, train: train, hook: hook}, in)
+	want := []int64{m.spec.Classes}
+	if from < len(m.stages) {
+		want = m.stages[from].in
+	}
+	if len(shape) != len(want)+1 || !equalShape(shape[1:], want) {
+		return nil, fmt.Errorf("model: %s stage %d wants input [N %v], have %v", m.spec.Arch, from, want, shape)
+	}
+	out, err := x.ShallowClone()
 	if err != nil {
-		return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
+		return nil, fmt.Errorf("model: forward: %w", err)
+	}
+	r := &pass{m: m, train: train, hook: hook}
+	for i := from; i < to; i++ {
+		out, err = m.stages[i].run(r, out)
+		if err != nil {
+			return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
+		}
 	}
 	return out, nil
 }

@@ -83,13 +83,13 @@ func New(spec Spec, dev gotch.Device) (*Model, error) {
 		b := newBuilder(m, []int64{spec.InChannels, spec.Height, spec.Width})
 		switch spec.Arch {
 		case "mlp":
-			m.body = buildMLP(b, spec)
+			buildMLP(b, spec)
 		case "lenet5":
-			m.body = buildLeNet5(b, spec)
+			buildLeNet5(b, spec)
 		case "vgg11":
-			m.body = buildVGG11(b, spec)
+			buildVGG11(b, spec)
 		case "resnet20":
-			m.body = buildResNet20(b, spec)
+			buildResNet20(b, spec)
 		}
 		if b.err == nil && (len(b.shape) != 1 || b.shape[0] != spec.Classes) {
 			b.fail("model: %s ends with shape %v, want [%d]", spec.Arch, b.shape, spec.Classes)
@@ -102,67 +102,71 @@ func New(spec Spec, dev gotch.Device) (*Model, error) {
 	return m, nil
 }
 
-func buildMLP(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
-	b.flatten()
-	var fcs []*linear
+func buildMLP(b *builder, s Spec) {
 	for i, h := range s.Hidden {
-		fcs = append(fcs, b.linear(fmt.Sprintf("fc%d", i+1), s.scale(int64(h))))
-	}
-	fcs = append(fcs, b.linear(fmt.Sprintf("fc%d", len(s.Hidden)+1), s.Classes))
-	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		x, err := flatten(x, nil)
-		for i, l := range fcs {
+		b.begin()
+		first := i == 0
+		if first {
+			b.flatten()
+		}
+		l := b.linear(fmt.Sprintf("fc%d", i+1), s.scale(int64(h)))
+		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+			var err error
+			if first {
+				x, err = flatten(x, nil)
+			}
 			if err != nil {
 				return nil, err
 			}
-			x, err = r.linear(l, x)
-			if i < len(fcs)-1 {
-				x, err = relu(x, err)
-			}
-		}
-		return x, err
+			return relu(r.linear(l, x))
+		})
 	}
+	b.begin()
+	first := len(s.Hidden) == 0
+	if first {
+		b.flatten()
+	}
+	l := b.linear(fmt.Sprintf("fc%d", len(s.Hidden)+1), s.Classes)
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		var err error
+		if first {
+			x, err = flatten(x, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return r.linear(l, x)
+	})
 }
 
 // buildLeNet5 is LeNet-5 with ReLU and max pooling: conv1 (6, 5x5, padding 2 for
 // 28x28 inputs so the classic 32x32 geometry holds), pool, conv2 (16, 5x5), pool,
 // fc1 120, fc2 84, fc3 classes.
-func buildLeNet5(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
+func buildLeNet5(b *builder, s Spec) {
 	pad := int64(0)
 	if s.Height < 32 {
 		pad = (32 - s.Height + 1) / 2
 	}
+	b.begin()
 	c1 := b.conv("conv1", s.scale(6), 5, 1, pad, true)
 	b.pool(2)
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return pool2(relu(r.conv(c1, x))) })
+	b.begin()
 	c2 := b.conv("conv2", s.scale(16), 5, 1, 0, true)
 	b.pool(2)
 	b.flatten()
-	f1 := b.linear("fc1", s.scale(120))
-	f2 := b.linear("fc2", s.scale(84))
-	f3 := b.linear("fc3", s.Classes)
-	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		x, err := pool2(relu(r.conv(c1, x)))
-		if err != nil {
-			return nil, err
-		}
-		x, err = pool2(relu(r.conv(c2, x)))
-		if err != nil {
-			return nil, err
-		}
-		x, err = flatten(x, nil)
-		if err != nil {
-			return nil, err
-		}
-		x, err = relu(r.linear(f1, x))
-		if err != nil {
-			return nil, err
-		}
-		x, err = relu(r.linear(f2, x))
-		if err != nil {
-			return nil, err
-		}
-		return r.linear(f3, x)
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return flatten(pool2(relu(r.conv(c2, x)))) })
+	for _, n := range []struct {
+		name string
+		out  int64
+	}{{"fc1", s.scale(120)}, {"fc2", s.scale(84)}} {
+		b.begin()
+		l := b.linear(n.name, n.out)
+		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return relu(r.linear(l, x)) })
 	}
+	b.begin()
+	f3 := b.linear("fc3", s.Classes)
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return r.linear(f3, x) })
 }
 
 // vgg11Config is VGG-11's feature stack: channel counts and "M" (max pool) as 0.
@@ -171,58 +175,52 @@ var vgg11Config = []int64{64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}
 // buildVGG11 is VGG-11 in the CIFAR style (3x3 convs, optional BatchNorm, one
 // linear classifier), with layers named like PyTorch's nn.Sequential
 // (features.0, features.1, ...). On inputs smaller than 32x32 the last max pool is
-// left out, so 28x28 ends at 1x1 like 32x32 does.
-func buildVGG11(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
-	type step struct {
-		conv *conv
-		bn   *batchNorm
-		pool bool
-	}
-	var steps []step
+// left out, so 28x28 ends at 1x1 like 32x32 does. Each conv with its BatchNorm,
+// ReLU and following pool is one stage.
+func buildVGG11(b *builder, s Spec) {
 	idx := 0
-	for i, c := range vgg11Config {
-		if c == 0 {
-			if i == len(vgg11Config)-1 && (s.Height < 32 || s.Width < 32) {
-				continue
-			}
-			b.pool(2)
-			steps = append(steps, step{pool: true})
-			idx++
-			continue
-		}
-		st := step{conv: b.conv(fmt.Sprintf("features.%d", idx), s.scale(c), 3, 1, 1, true)}
+	for i := 0; i < len(vgg11Config); i++ {
+		c := vgg11Config[i]
+		b.begin()
+		cv := b.conv(fmt.Sprintf("features.%d", idx), s.scale(c), 3, 1, 1, true)
 		idx++
+		var bn *batchNorm
 		if s.BatchNorm {
-			st.bn = b.batchNorm(fmt.Sprintf("features.%d", idx))
+			bn = b.batchNorm(fmt.Sprintf("features.%d", idx))
 			idx++
 		}
 		idx++ // ReLU
-		steps = append(steps, st)
-	}
-	b.globalPool()
-	cls := b.linear("classifier", s.Classes)
-	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		var err error
-		for _, st := range steps {
-			if st.pool {
-				x, err = pool2(x, nil)
-			} else {
-				x, err = r.conv(st.conv, x)
-				if err == nil && st.bn != nil {
-					x, err = r.batchNorm(st.bn, x)
-				}
-				x, err = relu(x, err)
-			}
-			if err != nil {
-				return nil, err
+		pool := false
+		if i+1 < len(vgg11Config) && vgg11Config[i+1] == 0 {
+			i++
+			idx++
+			if !(i == len(vgg11Config)-1 && (s.Height < 32 || s.Width < 32)) {
+				b.pool(2)
+				pool = true
 			}
 		}
-		x, err = globalPool(x, nil)
+		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+			x, err := r.conv(cv, x)
+			if err == nil && bn != nil {
+				x, err = r.batchNorm(bn, x)
+			}
+			x, err = relu(x, err)
+			if pool {
+				x, err = pool2(x, err)
+			}
+			return x, err
+		})
+	}
+	b.begin()
+	b.globalPool()
+	cls := b.linear("classifier", s.Classes)
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		x, err := globalPool(x, nil)
 		if err != nil {
 			return nil, err
 		}
 		return r.linear(cls, x)
-	}
+	})
 }
 
 // basicBlock is ResNet's two-conv residual block with an optional 1x1 projection
@@ -236,11 +234,19 @@ type basicBlock struct {
 
 // buildResNet20 is the CIFAR ResNet-20 of He et al. (3 stages of 3 basic blocks,
 // 16/32/64 channels times the width multiplier, projection shortcuts), named like
-// the common PyTorch implementation (conv1, bn1, layer1.0.conv1, ..., fc).
-func buildResNet20(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, error) {
+// the common PyTorch implementation (conv1, bn1, layer1.0.conv1, ..., fc). The
+// stem, each basic block and the head are one stage each.
+func buildResNet20(b *builder, s Spec) {
+	b.begin()
 	stem := b.conv("conv1", s.scale(16), 3, 1, 1, false)
 	stemBN := b.batchNorm("bn1")
-	var blocks []basicBlock
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		x, err := r.conv(stem, x)
+		if err != nil {
+			return nil, err
+		}
+		return relu(r.batchNorm(stemBN, x))
+	})
 	for stage := 1; stage <= 3; stage++ {
 		planes := s.scale(16 << (stage - 1))
 		for i := 0; i < 3; i++ {
@@ -249,6 +255,7 @@ func buildResNet20(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, erro
 				stride = 2
 			}
 			name := fmt.Sprintf("layer%d.%d", stage, i)
+			b.begin()
 			in := append([]int64(nil), b.shape...)
 			var blk basicBlock
 			blk.conv1 = b.conv(name+".conv1", planes, 3, stride, 1, false)
@@ -264,31 +271,19 @@ func buildResNet20(b *builder, s Spec) func(*pass, *ts.Tensor) (*ts.Tensor, erro
 					b.fail("model: %s: shortcut shape %v != block shape %v", name, b.shape, out)
 				}
 			}
-			blocks = append(blocks, blk)
+			b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return r.block(blk, x) })
 		}
 	}
+	b.begin()
 	b.globalPool()
 	fc := b.linear("fc", s.Classes)
-	return func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		x, err := r.conv(stem, x)
-		if err == nil {
-			x, err = relu(r.batchNorm(stemBN, x))
-		}
-		for _, blk := range blocks {
-			if err != nil {
-				return nil, err
-			}
-			x, err = r.block(blk, x)
-		}
-		if err != nil {
-			return nil, err
-		}
-		x, err = globalPool(x, nil)
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		x, err := globalPool(x, nil)
 		if err != nil {
 			return nil, err
 		}
 		return r.linear(fc, x)
-	}
+	})
 }
 
 // block runs one basic block; it consumes x.
