@@ -1,0 +1,160 @@
+package fault
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/faultline/faultline/train"
+	"github.com/sugarme/gotch"
+)
+
+// trained returns a small model trained briefly on synthetic data (so predictions
+// have margins, unlike a random network) and its test set.
+func trained(t testing.TB, arch string) (*model.Model, *datasets.Set, datasets.Stats) {
+	t.Helper()
+	c, err := configs.Preset(arch + "-fashion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Train.Epochs, c.Train.BatchSize, c.Train.EvalBatchSize, c.Runtime.Threads, c.Runtime.Seed = 2, 64, 250, 1, 7
+	tr := datasets.Synthetic(datasets.SyntheticConfig{N: 1200, C: 1, H: 28, W: 28, Classes: 10, Seed: 3, Split: datasets.Train})
+	te := datasets.Synthetic(datasets.SyntheticConfig{N: 200, C: 1, H: 28, W: 28, Classes: 10, Seed: 3, Split: datasets.Test})
+	data := &train.Data{Name: "synthetic", Train: tr, Test: te, Stats: datasets.ComputeStats(tr)}
+	res, err := train.Run(context.Background(), train.Options{Config: c, Data: data, Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Model, te, data.Stats
+}
+
+func do(t testing.TB, fn func() error) {
+	t.Helper()
+	if err := torch.Do(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// paramBits snapshots every parameter's bit patterns.
+func paramBits(t testing.TB, m *model.Model) map[string][]uint32 {
+	out := map[string][]uint32{}
+	do(t, func() error {
+		for _, p := range m.Params() {
+			v, err := torch.Float32s(p.Tensor)
+			if err != nil {
+				return err
+			}
+			b := make([]uint32, len(v))
+			for i, x := range v {
+				b[i] = math.Float32bits(x)
+			}
+			out[p.Name] = b
+		}
+		return nil
+	})
+	return out
+}
+
+func sameBits(t testing.TB, a, b map[string][]uint32) {
+	t.Helper()
+	for name, x := range a {
+		y := b[name]
+		for i := range x {
+			if x[i] != y[i] {
+				t.Fatalf("%s[%d] changed: 0x%08x -> 0x%08x", name, i, x[i], y[i])
+			}
+		}
+	}
+}
+
+// The batched injector agrees with the reference fault by fault: exactly for
+// activation faults, and up to float rounding (near-tied logits only) for weight
+// faults; NaN/Inf cases are identical. Parameters come back bit for bit.
+func TestBatchedAgreesWithReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains two small models")
+	}
+	spaces := []Space{
+		{Target: Weight, Kind: BitFlip, Bias: true},
+		{Target: Weight, Kind: BitFlip, Multi: 3},
+		{Target: Weight, Kind: StuckAt1, Bits: []int{30, 29, 22}},
+		{Target: Activation, Point: Output, Kind: BitFlip},
+		{Target: Activation, Point: Input, Kind: BitFlip},
+		{Target: Activation, Point: MAC, Kind: BitFlip},
+		{Target: Activation, Point: Output, Kind: RandomValue},
+		{Target: Activation, Point: Output, Kind: Zero},
+		{Target: Weight, Kind: StuckAt0, Bits: []int{30}},
+	}
+	for _, arch := range []string{"lenet5", "vgg11"} {
+		t.Run(arch, func(t *testing.T) {
+			m, te, stats := trained(t, arch)
+			golden := paramBits(t, m)
+			for si, sp := range spaces {
+				var ref, bat []*Fault
+				do(t, func() error {
+					inj, err := NewInjector(m)
+					if err != nil {
+						return err
+					}
+					inj.BatchSize = 256
+					ev, err := inj.LoadEvalSet(te, stats, 40)
+					if err != nil {
+						return err
+					}
+					defer ev.Drop()
+					plan, err := NewPlan(m, sp, PlanOptions{Sampler: Uniform, Faults: 150, Seed: int64(si)})
+					if err != nil {
+						return err
+					}
+					for i := int64(0); i < plan.Total; i++ {
+						f, g := plan.Fault(i), plan.Fault(i)
+						if i%3 == 0 { // some faults on a few images only
+							f.Images, g.Images = []int64{i % 30, 7}, []int64{i % 30, 7}
+						}
+						ref, bat = append(ref, &f), append(bat, &g)
+					}
+					if err := inj.RunReference(ev, ref); err != nil {
+						return err
+					}
+					return inj.RunBatched(ev, bat)
+				})
+				sameBits(t, golden, paramBits(t, m))
+				differ, crit := 0, 0
+				for i := range ref {
+					r, b := ref[i].Outcome, bat[i].Outcome
+					crit += r.Critical()
+					// Weights are read from the same host copy: bit-identical. Golden
+					// activations depend on the batch libtorch computed them in (GEMM
+					// blocking), so they agree to rounding; both sides must show the
+					// fault's own arithmetic exactly.
+					if sp.Target == Weight && (r.BeforeBits != b.BeforeBits || r.AfterBits != b.AfterBits) {
+						t.Fatalf("space %d fault %+v: before/after %v/%v vs %v/%v", si, *ref[i], r.Before, r.After, b.Before, b.After)
+					}
+					if d := math.Abs(float64(r.Before) - float64(b.Before)); d > 1e-5*math.Max(1, math.Abs(float64(r.Before))) {
+						t.Errorf("space %d fault %v: golden value %v (reference) vs %v (batched)", si, ref[i].ID, r.Before, b.Before)
+					}
+					for _, o := range []*Outcome{r, b} {
+						if sp.Point != MAC && o.AfterBits != BitsOf(ref[i].Corrupt(o.Before.float())) {
+							t.Errorf("space %d fault %v: after %v is not the fault applied to %v", si, ref[i].ID, o.After, o.Before)
+						}
+					}
+					if r.DUE != b.DUE {
+						t.Errorf("space %d fault %v: DUE %d (reference) vs %d (batched)", si, ref[i].ID, r.DUE, b.DUE)
+					}
+					if r.SDC != b.SDC || r.Masked != b.Masked || r.Top5 != b.Top5 || r.Images != b.Images {
+						differ++
+						t.Logf("space %d fault %+v: reference %+v, batched %+v", si, *ref[i], *r, *b)
+					}
+				}
+				if differ > 1 {
+					t.Errorf("space %d (%+v): %d of %d faults differ", si, sp, differ, len(ref))
+				}
+				t.Logf("space %d %s/%s/%s: %d faults, %d critical fault-image pairs, %d differ", si, sp.Target, sp.Point, sp.Kind, len(ref), crit, differ)
+			}
+		})
+	}
+}

@@ -1,0 +1,425 @@
+package fault
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch/ts"
+)
+
+// EvalSet is the evaluation images with their labels and golden (fault-free)
+// predictions, on the model's device.
+type EvalSet struct {
+	X       *ts.Tensor // [M, C, H, W]
+	Labels  []int
+	Golden  []int     // golden top-1 per image
+	Logits  []float32 // golden logits, [M*classes]
+	Classes int
+}
+
+// Len is the number of images.
+func (e *EvalSet) Len() int { return len(e.Labels) }
+
+// Drop frees the images.
+func (e *EvalSet) Drop() {
+	if e.X != nil {
+		_ = e.X.Drop()
+		e.X = nil
+	}
+}
+
+// Accuracy is the golden top-1 accuracy.
+func (e *EvalSet) Accuracy() float64 {
+	ok := 0
+	for i, g := range e.Golden {
+		if g == e.Labels[i] {
+			ok++
+		}
+	}
+	return float64(ok) / float64(len(e.Labels))
+}
+
+// Injector injects faults into one model. Its methods must run on the torch
+// thread (inside torch.Do); they run in no-grad mode and leave every parameter
+// bit-identical to how they found it.
+type Injector struct {
+	m     *model.Model
+	sites map[string]model.Site
+	names []string
+	host  map[string][]float32 // golden parameter values by state_dict name
+	// BatchSize is the number of samples (fault x image pairs) per batched forward
+	// pass, and of images per reference forward pass.
+	BatchSize int
+}
+
+// NewInjector prepares m for injection: it copies the parameters to the host (the
+// golden values every fault starts from). Call it on the torch thread, after the
+// weights are final.
+func NewInjector(m *model.Model) (*Injector, error) {
+	inj := &Injector{m: m, sites: map[string]model.Site{}, names: m.SiteNames(), host: map[string][]float32{}, BatchSize: 1000}
+	for _, s := range m.Sites() {
+		inj.sites[s.Name] = s
+		names := []string{s.Weight()}
+		if s.HasBias {
+			names = append(names, s.Bias())
+		}
+		for _, n := range names {
+			p, err := m.Param(n)
+			if err != nil {
+				return nil, err
+			}
+			v, err := torch.Float32s(p)
+			if err != nil {
+				return nil, fmt.Errorf("fault: read %s: %w", n, err)
+			}
+			inj.host[n] = v
+		}
+	}
+	return inj, nil
+}
+
+// Model is the model the injector works on.
+func (inj *Injector) Model() *model.Model { return inj.m }
+
+// Check validates a fault against the model and an evaluation set of n images.
+func (inj *Injector) Check(f *Fault, n int) error {
+	return checkAgainst(f, inj.sites, inj.names, n)
+}
+
+// NewEvalSet runs the golden model on x ([M, C, H, W], which the EvalSet takes
+// over) and records its predictions.
+func (inj *Injector) NewEvalSet(x *ts.Tensor, labels []int) (*EvalSet, error) {
+	e := &EvalSet{X: x, Labels: labels, Classes: int(inj.m.Spec().Classes)}
+	err := torch.NoGrad(func() error {
+		for i := 0; i < len(labels); i += inj.BatchSize {
+			n := min(inj.BatchSize, len(labels)-i)
+			xb, err := x.Narrow(0, int64(i), int64(n), false)
+			if err != nil {
+				return err
+			}
+			out, err := inj.m.Forward(xb, false, nil)
+			xb.Drop()
+			if err != nil {
+				return err
+			}
+			l, err := torch.Float32s(out)
+			out.Drop()
+			if err != nil {
+				return err
+			}
+			e.Logits = append(e.Logits, l...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fault: golden run: %w", err)
+	}
+	for i := range labels {
+		row := e.Logits[i*e.Classes : (i+1)*e.Classes]
+		top := 0
+		for j, v := range row {
+			if v > row[top] {
+				top = j
+			}
+		}
+		if math.IsNaN(float64(row[top])) || math.IsInf(float64(row[top]), 0) {
+			return nil, fmt.Errorf("fault: golden logits of image %d are not finite", i)
+		}
+		e.Golden = append(e.Golden, top)
+	}
+	return e, nil
+}
+
+// imageRange is the images a fault runs on.
+func imageRange(f *Fault, n int) (first, count int) {
+	if f.Images == nil {
+		return 0, n
+	}
+	return int(f.Images[0]), int(f.Images[1])
+}
+
+// --- the reference injector: one fault per forward pass, element by element. ---
+
+// RunReference runs each fault on its own (mutate, run, restore) and sets its
+// Outcome. It is the oracle the batched modes are checked against.
+func (inj *Injector) RunReference(ev *EvalSet, faults []*Fault) error {
+	for _, f := range faults {
+		if err := inj.Check(f, ev.Len()); err != nil {
+			return err
+		}
+	}
+	return torch.NoGrad(func() error {
+		for _, f := range faults {
+			if err := inj.reference(ev, f); err != nil {
+				return fmt.Errorf("fault %d: %w", f.ID, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (inj *Injector) reference(ev *EvalSet, f *Fault) error {
+	first, count := imageRange(f, ev.Len())
+	o := &Outcome{}
+	var margins []float64
+	var hook model.Hook
+	if f.Target == Weight {
+		name := f.ParamName()
+		p, err := inj.m.Param(name)
+		if err != nil {
+			return err
+		}
+		before := inj.host[name][f.Index[0]]
+		after := f.Corrupt(before)
+		o.record(before, after)
+		if err := writeElement(p, f.Index[0], after); err != nil {
+			return err
+		}
+		defer func() { _ = writeElement(p, f.Index[0], before) }()
+	} else {
+		recorded := false
+		hook = func(s *model.Site, in, out *ts.Tensor) (*ts.Tensor, error) {
+			if s.Name != f.Layer {
+				return nil, nil
+			}
+			return inj.referenceActivation(f, s, in, out, o, &recorded)
+		}
+	}
+	for i := first; i < first+count; i += inj.BatchSize {
+		n := min(inj.BatchSize, first+count-i)
+		xb, err := ev.X.Narrow(0, int64(i), int64(n), false)
+		if err != nil {
+			return err
+		}
+		out, err := inj.m.Forward(xb, false, hook)
+		xb.Drop()
+		if err != nil {
+			return err
+		}
+		logits, err := torch.Float32s(out)
+		out.Drop()
+		if err != nil {
+			return err
+		}
+		c := classifier{classes: ev.Classes}
+		for k := 0; k < n; k++ {
+			img := i + k
+			c.image(o, logits[k*ev.Classes:(k+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &margins)
+		}
+	}
+	finishMargin(o, margins)
+	f.Outcome = o
+	return nil
+}
+
+// referenceActivation applies an activation fault to every sample of a batch with
+// element-wise reads and writes.
+func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Tensor, o *Outcome, recorded *bool) (*ts.Tensor, error) {
+	shape, err := out.Size()
+	if err != nil {
+		return nil, err
+	}
+	n := shape[0]
+	switch f.Point {
+	case Output:
+		per := numel(s.OutShape)
+		p := flat(f.Index, s.OutShape)
+		for k := int64(0); k < n; k++ {
+			v, err := readElement(out, k*per+p)
+			if err != nil {
+				return nil, err
+			}
+			w := f.Corrupt(v)
+			if !*recorded {
+				o.record(v, w)
+				*recorded = true
+			}
+			if err := writeElement(out, k*per+p, w); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	case Input:
+		x, err := deepCopy(in)
+		if err != nil {
+			return nil, err
+		}
+		defer x.Drop()
+		per := numel(s.InShape)
+		p := flat(f.Index, s.InShape)
+		for k := int64(0); k < n; k++ {
+			v, err := readElement(x, k*per+p)
+			if err != nil {
+				return nil, err
+			}
+			w := f.Corrupt(v)
+			if !*recorded {
+				o.record(v, w)
+				*recorded = true
+			}
+			if err := writeElement(x, k*per+p, w); err != nil {
+				return nil, err
+			}
+		}
+		return inj.layer(s, x)
+	case MAC:
+		per := numel(s.OutShape)
+		p := flat(f.Index, s.OutShape)
+		wv := inj.host[s.Weight()]
+		for k := int64(0); k < n; k++ {
+			x, w, err := inj.macOperand(s, in, k, f.Index, f.Operand, wv)
+			if err != nil {
+				return nil, err
+			}
+			x2 := f.Corrupt(x)
+			if !*recorded {
+				o.record(x, x2)
+				*recorded = true
+			}
+			delta := (x2 - x) * w
+			v, err := readElement(out, k*per+p)
+			if err != nil {
+				return nil, err
+			}
+			if err := writeElement(out, k*per+p, v+delta); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("point %q", f.Point)
+}
+
+// macOperand returns, for sample k, the input operand x and weight w of the MAC of
+// output neuron idx that reads operand op (0 for a zero-padding position).
+func (inj *Injector) macOperand(s *model.Site, in *ts.Tensor, k int64, idx, op []int64, wv []float32) (x, w float32, err error) {
+	if s.Kind == model.Linear {
+		w = wv[idx[0]*s.WeightShape[1]+op[0]]
+		x, err = readElement(in, k*s.InShape[0]+op[0])
+		return x, w, err
+	}
+	w = wv[flat([]int64{idx[0], op[0], op[1], op[2]}, s.WeightShape)]
+	ci := inputChannel(s, idx[0], op[0])
+	y := idx[1]*s.Stride + op[1] - s.Padding
+	xx := idx[2]*s.Stride + op[2] - s.Padding
+	if y < 0 || xx < 0 || y >= s.InShape[1] || xx >= s.InShape[2] {
+		return 0, w, nil
+	}
+	x, err = readElement(in, k*numel(s.InShape)+flat([]int64{ci, y, xx}, s.InShape))
+	return x, w, err
+}
+
+// inputChannel maps output channel c and kernel channel ci to the input channel
+// (grouped convolutions read a slice of the input channels).
+func inputChannel(s *model.Site, c, ci int64) int64 {
+	groups := max(s.Groups, 1)
+	perGroupOut := s.WeightShape[0] / groups
+	return (c/perGroupOut)*s.WeightShape[1] + ci
+}
+
+// layer recomputes a site's output from input x with the golden weights.
+func (inj *Injector) layer(s *model.Site, x *ts.Tensor) (*ts.Tensor, error) {
+	w, err := inj.m.Param(s.Weight())
+	if err != nil {
+		return nil, err
+	}
+	b := ts.NewTensor()
+	if s.HasBias {
+		if b, err = inj.m.Param(s.Bias()); err != nil {
+			return nil, err
+		}
+	}
+	if s.Kind == model.Linear {
+		return ts.Linear(x, w, b)
+	}
+	return ts.Conv2d(x, w, b, []int64{s.Stride, s.Stride}, []int64{s.Padding, s.Padding}, []int64{1, 1}, max(s.Groups, 1))
+}
+
+// readElement reads the element at flat index i of a contiguous tensor.
+func readElement(t *ts.Tensor, i int64) (float32, error) {
+	idx, err := ts.OfSlice([]int64{i})
+	if err != nil {
+		return 0, err
+	}
+	defer idx.Drop()
+	v, err := t.Take(idx, false)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Drop()
+	vals, err := torch.Float32s(v)
+	if err != nil {
+		return 0, err
+	}
+	return vals[0], nil
+}
+
+// writeElement writes v, bit for bit, at flat index i of a contiguous tensor.
+func writeElement(t *ts.Tensor, i int64, v float32) error {
+	dev, err := t.Device()
+	if err != nil {
+		return err
+	}
+	idx, err := torch.FromInt64([]int64{i}, []int64{1}, dev)
+	if err != nil {
+		return err
+	}
+	defer idx.Drop()
+	src, err := torch.FromFloat32([]float32{v}, []int64{1}, dev)
+	if err != nil {
+		return err
+	}
+	defer src.Drop()
+	return t.Put_(idx, src, false)
+}
+
+// deepCopy returns a new tensor with t's values.
+func deepCopy(t *ts.Tensor) (*ts.Tensor, error) {
+	c, err := t.EmptyLike(false)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CopyFrom(t); err != nil {
+		c.Drop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadEvalSet copies the first n images of set (all when n <= 0), normalised with
+// stats, to the model's device and runs the golden model on them.
+func (inj *Injector) LoadEvalSet(set *datasets.Set, stats datasets.Stats, n int) (*EvalSet, error) {
+	if n <= 0 || n > set.Len() {
+		n = set.Len()
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("fault: the evaluation set is empty")
+	}
+	head, err := set.Head(n)
+	if err != nil {
+		return nil, err
+	}
+	l, err := datasets.NewLoader(head, datasets.LoaderOptions{BatchSize: n, Stats: stats})
+	if err != nil {
+		return nil, err
+	}
+	b, _ := l.Epoch(0).Next()
+	x, y, err := b.Tensors(inj.m.Device())
+	if err != nil {
+		return nil, err
+	}
+	y.Drop()
+	labels := make([]int, n)
+	for i, v := range b.Y {
+		labels[i] = int(v)
+	}
+	ev, err := inj.NewEvalSet(x, labels)
+	if err != nil {
+		x.Drop()
+		return nil, err
+	}
+	return ev, nil
+}

@@ -1,0 +1,109 @@
+package fault
+
+import (
+	"math"
+	"testing"
+)
+
+func TestQuantile(t *testing.T) {
+	for _, c := range []struct{ conf, want float64 }{{0.95, 1.959964}, {0.99, 2.575829}, {0.999, 3.290527}} {
+		if got := Quantile(c.conf); math.Abs(got-c.want) > 1e-5 {
+			t.Errorf("Quantile(%v) = %v, want %v", c.conf, got, c.want)
+		}
+	}
+}
+
+func TestWilson(t *testing.T) {
+	// Hand-computed: k=10, n=100, z=1.959964: centre 0.1173, half 0.0589.
+	ci := Wilson(10, 100, 0.95)
+	if math.Abs(ci[0]-0.05523) > 1e-4 || math.Abs(ci[1]-0.17437) > 1e-4 {
+		t.Errorf("Wilson(10,100) = %v, want [0.0552, 0.1744]", ci)
+	}
+	ci = Wilson(0, 50, 0.95)
+	if ci[0] != 0 || math.Abs(ci[1]-0.07135) > 1e-4 {
+		t.Errorf("Wilson(0,50) = %v", ci)
+	}
+	ci = Wilson(50, 50, 0.99)
+	if ci[1] != 1 || ci[0] > 0.9 || ci[0] < 0.8 {
+		t.Errorf("Wilson(50,50) = %v", ci)
+	}
+	if w99, w95 := Wilson(30, 200, 0.99), Wilson(30, 200, 0.95); w99[0] >= w95[0] || w99[1] <= w95[1] {
+		t.Errorf("99%% interval %v not wider than 95%% %v", w99, w95)
+	}
+}
+
+// The figures of shared/specs/importance-fat-sfi.md section 2.1 and 2.3.
+func TestSampleSizeLeveugle(t *testing.T) {
+	cases := []struct {
+		n          int64
+		e, conf, p float64
+		want       int64
+	}{
+		{1 << 40, 0.01, 0.99, 0.5, 16588}, // t = 2.5758 exactly (the spec's 16,641 uses t = 2.58)
+		{1 << 40, 0.01, 0.95, 0.5, 9604},
+		{61706 * 32, 0.01, 0.99, 0.5, 16450}, // 16449.07 by hand
+		{100, 0.01, 0.95, 0.5, 99},
+		{1, 0.01, 0.95, 0.5, 1},
+	}
+	for _, c := range cases {
+		got, err := SampleSize(c.n, c.e, c.conf, c.p)
+		if err != nil || got != c.want {
+			t.Errorf("SampleSize(%d, %v, %v, %v) = %d, %v; want %d", c.n, c.e, c.conf, c.p, got, err, c.want)
+		}
+	}
+	// LeNet-5 at t = 2.58: the spec's 16,502.
+	if n := LeveugleN(61706*32, 0.01, 2.58, 0.5); math.Ceil(n) != 16502 {
+		t.Errorf("LeNet-5 at t=2.58: %v, want 16,502", n)
+	}
+	// VGG-11 (CIFAR-10) filters, layer-wise, t = 1.96: DeepVigor+'s Table VI count
+	// 75,351 (the floor of the unrounded sum).
+	vgg := []int64{1728, 73728, 294912, 589824, 1179648, 2359296, 2359296, 2359296}
+	sum := 0.0
+	for _, w := range vgg {
+		sum += LeveugleN(32*w, 0.01, 1.96, 0.5)
+	}
+	if math.Floor(sum) != 75351 {
+		t.Errorf("VGG-11 layer-wise SFI at 95%% = %v, want 75,351", sum)
+	}
+	for _, bad := range [][4]float64{{0, 0.01, 0.95, 0.5}, {10, 0, 0.95, 0.5}, {10, 0.01, 1, 0.5}, {10, 0.01, 0.95, 0}} {
+		if _, err := SampleSize(int64(bad[0]), bad[1], bad[2], bad[3]); err == nil {
+			t.Errorf("SampleSize%v: no error", bad)
+		}
+	}
+}
+
+func TestPermutationIsABijection(t *testing.T) {
+	for _, n := range []int64{1, 2, 3, 7, 100, 1000, 4097} {
+		p := newPermutation(n, 42, 1)
+		seen := make([]bool, n)
+		for i := int64(0); i < n; i++ {
+			v := p.at(i)
+			if v < 0 || v >= n || seen[v] {
+				t.Fatalf("n=%d: at(%d) = %d repeats or is out of range", n, i, v)
+			}
+			seen[v] = true
+		}
+	}
+	a, b := newPermutation(1000, 1, 1), newPermutation(1000, 2, 1)
+	same := 0
+	for i := int64(0); i < 1000; i++ {
+		if a.at(i) == b.at(i) {
+			same++
+		}
+	}
+	if same > 20 {
+		t.Errorf("seeds 1 and 2 agree on %d of 1000 positions", same)
+	}
+}
+
+func TestStreamIntnUniform(t *testing.T) {
+	counts := make([]int, 7)
+	for i := int64(0); i < 70000; i++ {
+		counts[newStream(9, 3, i).intn(7)]++
+	}
+	for v, c := range counts {
+		if c < 9500 || c > 10500 {
+			t.Errorf("value %d drawn %d times of 70000", v, c)
+		}
+	}
+}
