@@ -17,19 +17,6 @@ type groupKey struct {
 	point  Point
 }
 
-// prefixCache holds the golden input of one stage for every evaluation image.
-type prefixCache struct {
-	stage int
-	x     *ts.Tensor // nil for stage 0 (the images themselves)
-}
-
-func (c *prefixCache) drop() {
-	if c.x != nil {
-		c.x.Drop()
-		c.x = nil
-	}
-}
-
 // RunBatched sets each fault's Outcome, carrying a different fault in every sample
 // of a batch. The golden activations up to each faulty layer's stage are computed
 // once per evaluation set and reused for all faults of that layer (prefix reuse).
@@ -59,10 +46,8 @@ func (inj *Injector) RunBatched(ev *EvalSet, faults []*Fault) error {
 	}
 	sort.SliceStable(keys, func(i, j int) bool { return stage[keys[i]] < stage[keys[j]] })
 	return torch.NoGrad(func() error {
-		cache := &prefixCache{}
-		defer cache.drop()
 		for _, k := range keys {
-			prefix, err := inj.prefix(ev, cache, stage[k])
+			prefix, err := inj.prefix(ev, stage[k])
 			if err != nil {
 				return err
 			}
@@ -74,18 +59,20 @@ func (inj *Injector) RunBatched(ev *EvalSet, faults []*Fault) error {
 	})
 }
 
-// prefix returns the golden input of stage st for all evaluation images, computing
-// it from the cached stage when possible. The cache owns the result.
-func (inj *Injector) prefix(ev *EvalSet, c *prefixCache, st int) (*ts.Tensor, error) {
+// prefix returns the golden input of stage st for all evaluation images, computed
+// once per evaluation set (from the nearest cached earlier stage) and kept in it.
+func (inj *Injector) prefix(ev *EvalSet, st int) (*ts.Tensor, error) {
 	if st == 0 {
 		return ev.X, nil
 	}
-	if c.x != nil && c.stage == st {
-		return c.x, nil
+	if x, ok := ev.prefix[st]; ok {
+		return x, nil
 	}
 	src, from := ev.X, 0
-	if c.x != nil && c.stage < st {
-		src, from = c.x, c.stage
+	for k, x := range ev.prefix {
+		if k < st && k > from {
+			src, from = x, k
+		}
 	}
 	var parts []*ts.Tensor
 	defer func() {
@@ -110,8 +97,10 @@ func (inj *Injector) prefix(ev *EvalSet, c *prefixCache, st int) (*ts.Tensor, er
 	if err != nil {
 		return nil, err
 	}
-	c.drop()
-	c.stage, c.x = st, x
+	if ev.prefix == nil {
+		ev.prefix = map[int]*ts.Tensor{}
+	}
+	ev.prefix[st] = x
 	return x, nil
 }
 

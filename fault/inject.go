@@ -18,6 +18,9 @@ type EvalSet struct {
 	Golden  []int     // golden top-1 per image
 	Logits  []float32 // golden logits, [M*classes]
 	Classes int
+	// prefix caches the golden input of each stage for all images (prefix reuse
+	// across blocks of a campaign).
+	prefix map[int]*ts.Tensor
 }
 
 // Len is the number of images.
@@ -25,6 +28,10 @@ func (e *EvalSet) Len() int { return len(e.Labels) }
 
 // Drop frees the images.
 func (e *EvalSet) Drop() {
+	for k, t := range e.prefix {
+		t.Drop()
+		delete(e.prefix, k)
+	}
 	if e.X != nil {
 		_ = e.X.Drop()
 		e.X = nil

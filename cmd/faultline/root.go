@@ -58,7 +58,7 @@ neurons and faults, and hardens them.`,
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress, only results and errors")
-	root.AddCommand(a.trainCommand(), a.testCommand(), a.importCommand(), a.configCommand(), a.versionCommand())
+	root.AddCommand(a.trainCommand(), a.testCommand(), a.importCommand(), a.configCommand(), a.versionCommand(), a.injectCommand(), a.mergeCommand())
 	return root
 }
 

@@ -1,0 +1,394 @@
+package fault
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"time"
+
+	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/torch"
+)
+
+// Files of a campaign directory.
+const (
+	HeaderFile  = "campaign.json"
+	FaultsFile  = "faults.jsonl"
+	SummaryFile = "summary.json"
+)
+
+// Header describes a campaign (campaign.json). A campaign directory holds one
+// campaign: starting again with the same header resumes it.
+type Header struct {
+	Kind           string  `json:"kind"`
+	SchemaVersion  int     `json:"schema_version"`
+	Checkpoint     string  `json:"checkpoint"`
+	Arch           string  `json:"arch"`
+	Dataset        string  `json:"dataset"`
+	Mode           string  `json:"mode"` // reference or batched
+	Plan           *Plan   `json:"plan,omitempty"`
+	Replay         string  `json:"replay,omitempty"` // SHA-256 of a replayed fault list
+	Faults         int64   `json:"faults"`
+	Images         int     `json:"images"`
+	ImagesPerFault int     `json:"images_per_fault"` // 0 = all
+	GoldenAccuracy float64 `json:"golden_accuracy"`
+	Block          int     `json:"block"` // faults per block (the unit of resuming and sharding)
+	BatchSize      int     `json:"batch_size"`
+	Threads        int     `json:"threads"`
+	Shard          int     `json:"shard"`
+	Shards         int     `json:"shards"`
+}
+
+// HeaderKind is the kind of campaign.json.
+const HeaderKind = "faultline.fault_campaign_header"
+
+// Campaign runs a list of faults in blocks, streaming each finished block to
+// faults.jsonl, and can be killed at any moment and resumed.
+type Campaign struct {
+	Header Header
+	Dir    string
+	// Fault returns fault i (0 <= i < Header.Faults): from a Plan or a replayed list.
+	Fault func(i int64) Fault
+	// OnProgress is called after each block with faults done and to do in this run.
+	OnProgress func(done, total int64, faultsPerSecond float64)
+}
+
+// blocks returns this shard's blocks in order.
+func (c *Campaign) blocks() []int64 {
+	h := c.Header
+	n := (h.Faults + int64(h.Block) - 1) / int64(h.Block)
+	var out []int64
+	for b := int64(0); b < n; b++ {
+		if b%int64(h.Shards) == int64(h.Shard) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// blockFaults generates block b's faults with their image ranges.
+func (c *Campaign) blockFaults(b int64) []Fault {
+	h := c.Header
+	lo, hi := b*int64(h.Block), min((b+1)*int64(h.Block), h.Faults)
+	out := make([]Fault, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		f := c.Fault(i)
+		if f.Images == nil && h.ImagesPerFault > 0 && h.ImagesPerFault < h.Images {
+			k := int64(h.ImagesPerFault)
+			f.Images = []int64{(i * k) % (int64(h.Images) - k + 1), k}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Run runs (or resumes) the campaign on the torch thread and writes its summary.
+// setup is the time spent loading the model and running the golden pass.
+func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup time.Duration) (*Summary, error) {
+	h := &c.Header
+	h.Kind, h.SchemaVersion = HeaderKind, 1
+	if h.Shards < 1 || h.Shard < 0 || h.Shard >= h.Shards {
+		return nil, fmt.Errorf("fault: shard %d/%d", h.Shard, h.Shards)
+	}
+	if h.Block < 1 {
+		return nil, fmt.Errorf("fault: block size %d", h.Block)
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := c.claim(); err != nil {
+		return nil, err
+	}
+	done, err := c.resume()
+	if err != nil {
+		return nil, err
+	}
+	todo := c.blocks()
+	var remaining []int64
+	var total int64
+	for _, b := range todo {
+		if !done[b] {
+			remaining = append(remaining, b)
+			total += int64(len(c.blockFaults(b)))
+		}
+	}
+	out, err := os.OpenFile(filepath.Join(c.Dir, FaultsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("fault: %w", err)
+	}
+	defer out.Close()
+	var injectTime time.Duration
+	var nDone int64
+	for _, b := range remaining {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		faults := c.blockFaults(b)
+		ptrs := make([]*Fault, len(faults))
+		for i := range faults {
+			ptrs[i] = &faults[i]
+		}
+		t0 := time.Now()
+		err := torch.Do(func() error {
+			if h.Mode == "reference" {
+				return inj.RunReference(ev, ptrs)
+			}
+			return inj.RunBatched(ev, ptrs)
+		})
+		injectTime += time.Since(t0)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		for i := range faults {
+			if err := enc.Encode(&faults[i]); err != nil {
+				return nil, fmt.Errorf("fault %d: %w", faults[i].ID, err)
+			}
+		}
+		if _, err := out.Write(buf.Bytes()); err != nil {
+			return nil, fmt.Errorf("fault: write %s: %w", out.Name(), err)
+		}
+		if err := out.Sync(); err != nil {
+			return nil, err
+		}
+		nDone += int64(len(faults))
+		if c.OnProgress != nil {
+			c.OnProgress(nDone, total, float64(nDone)/injectTime.Seconds())
+		}
+	}
+	all, err := ReadFaults(filepath.Join(c.Dir, FaultsFile))
+	if err != nil {
+		return nil, err
+	}
+	tm := Timing{InjectSeconds: injectTime.Seconds(), SetupSeconds: setup.Seconds()}
+	if injectTime > 0 {
+		tm.FaultsPerSecond = float64(nDone) / injectTime.Seconds()
+	}
+	s := Summarise(*h, all, h.GoldenAccuracy, h.Images, tm)
+	if err := writeJSON(filepath.Join(c.Dir, SummaryFile), s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// claim writes campaign.json, or checks that the one there describes the same
+// campaign (then the run resumes).
+func (c *Campaign) claim() error {
+	path := filepath.Join(c.Dir, HeaderFile)
+	old, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(c.Dir, FaultsFile)); err == nil {
+			return fmt.Errorf("fault: %s has a %s but no %s; use an empty --out", c.Dir, FaultsFile, HeaderFile)
+		}
+		return writeJSON(path, c.Header)
+	}
+	if err != nil {
+		return fmt.Errorf("fault: %w", err)
+	}
+	var prev Header
+	if err := json.Unmarshal(old, &prev); err != nil {
+		return fmt.Errorf("fault: %s: %w", path, err)
+	}
+	a, _ := json.Marshal(prev)
+	b, _ := json.Marshal(c.Header)
+	if !bytes.Equal(a, b) {
+		return fmt.Errorf("fault: %s holds a different campaign (%s differs); resume with the same arguments or use another --out", c.Dir, diffField(prev, c.Header))
+	}
+	return nil
+}
+
+// diffField names the first header field that differs.
+func diffField(a, b Header) string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := 0; i < va.NumField(); i++ {
+		x, _ := json.Marshal(va.Field(i).Interface())
+		y, _ := json.Marshal(vb.Field(i).Interface())
+		if !bytes.Equal(x, y) {
+			return fmt.Sprintf("%s: %s before, %s now", va.Type().Field(i).Tag.Get("json"), x, y)
+		}
+	}
+	return "?"
+}
+
+// resume reads faults.jsonl, keeps the complete blocks it starts with (dropping a
+// block cut short by a kill), rewrites the file if it dropped anything, and
+// returns the blocks done.
+func (c *Campaign) resume() (map[int64]bool, error) {
+	path := filepath.Join(c.Dir, FaultsFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[int64]bool{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	done := map[int64]bool{}
+	blocks := c.blocks()
+	keep := 0
+	pos := 0
+	for _, b := range blocks {
+		want := c.blockFaults(b)
+		end := pos
+		ok := true
+		for _, w := range want {
+			nl := bytes.IndexByte(data[end:], '\n')
+			if nl < 0 {
+				ok = false
+				break
+			}
+			var f Fault
+			if err := json.Unmarshal(data[end:end+nl], &f); err != nil || f.ID != w.ID || f.Outcome == nil {
+				ok = false
+				break
+			}
+			end += nl + 1
+		}
+		if !ok {
+			break
+		}
+		done[b] = true
+		pos, keep = end, end
+	}
+	if keep != len(data) {
+		if err := atomicfile.WriteFile(path, data[:keep], 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return done, nil
+}
+
+// ReadFaults reads a fault list (JSONL), with outcomes when present. Every line
+// must be a valid fault; errors name the file and line.
+func ReadFaults(path string) ([]Fault, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("fault: %w", err)
+	}
+	defer f.Close()
+	var out []Fault
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var x Fault
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&x); err != nil {
+			return nil, fmt.Errorf("fault: %s line %d: %w", path, line, err)
+		}
+		if err := x.Validate(); err != nil {
+			return nil, fmt.Errorf("fault: %s line %d: %w", path, line, err)
+		}
+		out = append(out, x)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("fault: %s: %w", path, err)
+	}
+	return out, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Merge combines the directories of a sharded campaign into dir: the result is
+// the one the unsharded campaign writes (timings aside).
+func Merge(dir string, shards []string) (*Summary, error) {
+	if len(shards) == 0 {
+		return nil, fmt.Errorf("fault: merge: no directories")
+	}
+	var h0 Header
+	seen := map[int]string{}
+	var all []Fault
+	var tm Timing
+	for i, d := range shards {
+		b, err := os.ReadFile(filepath.Join(d, HeaderFile))
+		if err != nil {
+			return nil, fmt.Errorf("fault: merge: %w", err)
+		}
+		var h Header
+		if err := json.Unmarshal(b, &h); err != nil {
+			return nil, fmt.Errorf("fault: merge: %s: %w", filepath.Join(d, HeaderFile), err)
+		}
+		if prev, dup := seen[h.Shard]; dup {
+			return nil, fmt.Errorf("fault: merge: %s and %s are both shard %d", prev, d, h.Shard)
+		}
+		seen[h.Shard] = d
+		cmp := h
+		cmp.Shard = 0
+		if i == 0 {
+			h0 = cmp
+		} else if a, b := mustJSON(h0), mustJSON(cmp); !bytes.Equal(a, b) {
+			return nil, fmt.Errorf("fault: merge: %s is from another campaign (%s)", d, diffField(h0, cmp))
+		}
+		fs, err := ReadFaults(filepath.Join(d, FaultsFile))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, fs...)
+		var s Summary
+		if b, err := os.ReadFile(filepath.Join(d, SummaryFile)); err == nil && json.Unmarshal(b, &s) == nil {
+			tm.InjectSeconds += s.Timing.InjectSeconds
+			tm.SetupSeconds += s.Timing.SetupSeconds
+		}
+	}
+	if len(seen) != h0.Shards {
+		return nil, fmt.Errorf("fault: merge: %d of %d shards given", len(seen), h0.Shards)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	for i := range all {
+		if all[i].ID != int64(i) {
+			return nil, fmt.Errorf("fault: merge: fault %d missing or repeated (an unfinished shard?)", i)
+		}
+	}
+	if int64(len(all)) != h0.Faults {
+		return nil, fmt.Errorf("fault: merge: %d faults, the campaign has %d (an unfinished shard?)", len(all), h0.Faults)
+	}
+	h0.Shard, h0.Shards = 0, 1
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeJSON(filepath.Join(dir, HeaderFile), h0); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range all {
+		if err := enc.Encode(&all[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, FaultsFile), buf.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	if tm.InjectSeconds > 0 {
+		tm.FaultsPerSecond = float64(len(all)) / tm.InjectSeconds
+	}
+	s := Summarise(h0, all, h0.GoldenAccuracy, h0.Images, tm)
+	if err := writeJSON(filepath.Join(dir, SummaryFile), s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

@@ -1,0 +1,149 @@
+package fault
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+)
+
+// RunOptions configure RunCampaign.
+type RunOptions struct {
+	Checkpoint string
+	Dataset    string // default: the checkpoint's
+	DataDir    string
+	Device     gotch.Device
+	Threads    int
+	Space      Space
+	Plan       PlanOptions
+	// FaultsFile, when set, replays that fault list instead of sampling.
+	FaultsFile     string
+	Mode           string // reference or batched
+	Images         int    // evaluation images (the first N of the test split)
+	ImagesPerFault int    // 0 = every evaluation image
+	Block          int    // faults per block (default 1024)
+	BatchSize      int    // samples per batched forward (default 1000)
+	Shard, Shards  int
+	Out            string
+	// OnPlan is called with the campaign header before any injection.
+	OnPlan func(Header)
+	// OnProgress is called after each block.
+	OnProgress func(done, total int64, faultsPerSecond float64)
+}
+
+// RunCampaign loads a checkpoint and its data, plans (or reads) the faults and
+// runs or resumes the campaign into o.Out.
+func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
+	start := time.Now()
+	if o.Mode == "" {
+		o.Mode = "batched"
+	}
+	if o.Mode != "batched" && o.Mode != "reference" {
+		return nil, fmt.Errorf("fault: mode %q: want reference or batched", o.Mode)
+	}
+	if o.Block == 0 {
+		o.Block = 1024
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 1000
+	}
+	if o.Shards == 0 {
+		o.Shards = 1
+	}
+	if o.Out == "" {
+		return nil, fmt.Errorf("fault: --out DIR is required")
+	}
+	threads, err := torch.SetThreads(o.Threads)
+	if err != nil {
+		return nil, err
+	}
+	m, meta, err := model.Load(o.Checkpoint, o.Device)
+	if err != nil {
+		return nil, err
+	}
+	if o.Dataset == "" {
+		o.Dataset = meta.Dataset
+	}
+	set, err := datasets.Load(o.Dataset, o.DataDir, datasets.Test)
+	if err != nil {
+		return nil, err
+	}
+	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
+	if err := stats.Validate(set.C); err != nil {
+		return nil, fmt.Errorf("fault: %s: normalization: %w", o.Checkpoint, err)
+	}
+	if o.Images <= 0 || o.Images > set.Len() {
+		o.Images = set.Len()
+	}
+	if o.ImagesPerFault < 0 || o.ImagesPerFault > o.Images {
+		return nil, fmt.Errorf("fault: --images-per-fault %d outside 0..%d", o.ImagesPerFault, o.Images)
+	}
+	h := Header{Checkpoint: o.Checkpoint, Arch: meta.Arch, Dataset: o.Dataset, Mode: o.Mode, Images: o.Images,
+		ImagesPerFault: o.ImagesPerFault, Block: o.Block, BatchSize: o.BatchSize, Threads: threads, Shard: o.Shard, Shards: o.Shards}
+	var faultAt func(int64) Fault
+	if o.FaultsFile != "" {
+		list, err := ReadFaults(o.FaultsFile)
+		if err != nil {
+			return nil, err
+		}
+		if len(list) == 0 {
+			return nil, fmt.Errorf("fault: %s holds no faults", o.FaultsFile)
+		}
+		raw, err := os.ReadFile(o.FaultsFile)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(raw)
+		h.Replay = hex.EncodeToString(sum[:])
+		h.Faults = int64(len(list))
+		for i := range list {
+			list[i].Outcome = nil
+			list[i].ID = int64(i)
+		}
+		faultAt = func(i int64) Fault { return list[i] }
+	} else {
+		plan, err := NewPlan(m, o.Space, o.Plan)
+		if err != nil {
+			return nil, err
+		}
+		h.Plan, h.Faults = plan, plan.Total
+		faultAt = plan.Fault
+	}
+	var inj *Injector
+	var ev *EvalSet
+	err = torch.Do(func() error {
+		if inj, err = NewInjector(m); err != nil {
+			return err
+		}
+		inj.BatchSize = o.BatchSize
+		// every fault is checked before any work starts
+		for i := int64(0); i < h.Faults; i++ {
+			f := faultAt(i)
+			if err := inj.Check(&f, o.Images); err != nil {
+				if o.FaultsFile != "" {
+					return fmt.Errorf("%s line %d: %w", o.FaultsFile, i+1, err)
+				}
+				return err
+			}
+		}
+		ev, err = inj.LoadEvalSet(set, stats, o.Images)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer torch.Do(func() error { ev.Drop(); return nil })
+	h.GoldenAccuracy = ev.Accuracy()
+	if o.OnPlan != nil {
+		o.OnPlan(h)
+	}
+	c := &Campaign{Header: h, Dir: o.Out, Fault: faultAt, OnProgress: o.OnProgress}
+	return c.Run(ctx, inj, ev, time.Since(start))
+}

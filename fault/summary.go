@@ -1,0 +1,142 @@
+package fault
+
+import (
+	"sort"
+	"strconv"
+)
+
+// Summary kinds and schema.
+const (
+	SummaryKind   = "faultline.fault_campaign"
+	SummarySchema = 1
+)
+
+// Breakdown is the result of a part of a campaign (a layer or a bit position).
+type Breakdown struct {
+	Key     string     `json:"key"`
+	Faults  int64      `json:"faults"`
+	Pairs   int64      `json:"pairs"` // fault x image pairs
+	SDC     int64      `json:"sdc"`
+	DUE     int64      `json:"due"`
+	SDCRate float64    `json:"sdc_rate"`
+	DUERate float64    `json:"due_rate"`
+	VF      float64    `json:"vf"`
+	VFCI95  [2]float64 `json:"vf_ci95"`
+}
+
+func (b *Breakdown) add(o *Outcome) {
+	b.Faults++
+	b.Pairs += int64(o.Images)
+	b.SDC += int64(o.SDC)
+	b.DUE += int64(o.DUE)
+}
+
+func (b *Breakdown) finish() {
+	if b.Pairs == 0 {
+		return
+	}
+	n := float64(b.Pairs)
+	b.SDCRate, b.DUERate = float64(b.SDC)/n, float64(b.DUE)/n
+	b.VF = float64(b.SDC+b.DUE) / n
+	b.VFCI95 = Wilson(b.SDC+b.DUE, b.Pairs, 0.95)
+}
+
+// Timing holds a run's timings, kept apart so that results are otherwise
+// byte-identical between runs.
+type Timing struct {
+	// InjectSeconds is the injection work alone (faulty forward passes and their
+	// bookkeeping); SetupSeconds is model loading and the golden run.
+	InjectSeconds   float64 `json:"inject_seconds"`
+	SetupSeconds    float64 `json:"setup_seconds"`
+	FaultsPerSecond float64 `json:"faults_per_second"`
+}
+
+// Summary is a campaign's result (summary.json). Rates and VFs are fractions in
+// [0, 1]. The vulnerability factor VF is the fraction of fault x image pairs whose
+// prediction the fault changed: SDC + DUE.
+type Summary struct {
+	Kind          string     `json:"kind"`
+	SchemaVersion int        `json:"schema_version"`
+	Campaign      Header     `json:"campaign"`
+	Faults        int64      `json:"faults"`
+	Images        int        `json:"images"` // evaluation images
+	Pairs         int64      `json:"pairs"`
+	Masked        int64      `json:"masked"`
+	SDC           int64      `json:"sdc"`
+	DUE           int64      `json:"due"`
+	Top5          int64      `json:"top5"`
+	SDCRate       float64    `json:"sdc_rate"`
+	DUERate       float64    `json:"due_rate"`
+	Top5Rate      float64    `json:"top5_rate"`
+	VF            float64    `json:"vf"`
+	VFCI95        [2]float64 `json:"vf_ci95"`
+	VFCI99        [2]float64 `json:"vf_ci99"`
+	// GoldenAccuracy is the fault-free accuracy on the evaluation images;
+	// FaultyAccuracy the accuracy over all fault x image pairs.
+	GoldenAccuracy float64     `json:"golden_accuracy"`
+	FaultyAccuracy float64     `json:"faulty_accuracy"`
+	AccuracyDrop   float64     `json:"accuracy_drop"`
+	PerLayer       []Breakdown `json:"per_layer"`
+	PerBit         []Breakdown `json:"per_bit"`
+	// FaultsPerSecond repeats Timing.FaultsPerSecond at the top level.
+	FaultsPerSecond float64 `json:"faults_per_second"`
+	Timing          Timing  `json:"timing"`
+}
+
+// Summarise computes a campaign's summary from its faults (with outcomes).
+func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm Timing) Summary {
+	s := Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Campaign: h, Images: images, GoldenAccuracy: goldenAccuracy, Timing: tm, FaultsPerSecond: tm.FaultsPerSecond}
+	layers := map[string]*Breakdown{}
+	bits := map[int]*Breakdown{}
+	var layerOrder []string
+	var misclassified int64
+	for i := range faults {
+		f := &faults[i]
+		o := f.Outcome
+		if o == nil {
+			continue
+		}
+		s.Faults++
+		s.Pairs += int64(o.Images)
+		s.Masked += int64(o.Masked)
+		s.SDC += int64(o.SDC)
+		s.DUE += int64(o.DUE)
+		s.Top5 += int64(o.Top5)
+		misclassified += int64(o.Misclassified)
+		if layers[f.Layer] == nil {
+			layers[f.Layer] = &Breakdown{Key: f.Layer}
+			layerOrder = append(layerOrder, f.Layer)
+		}
+		layers[f.Layer].add(o)
+		if len(f.Bits) == 1 {
+			b := f.Bits[0]
+			if bits[b] == nil {
+				bits[b] = &Breakdown{Key: strconv.Itoa(b)}
+			}
+			bits[b].add(o)
+		}
+	}
+	if s.Pairs > 0 {
+		n := float64(s.Pairs)
+		s.SDCRate, s.DUERate, s.Top5Rate = float64(s.SDC)/n, float64(s.DUE)/n, float64(s.Top5)/n
+		s.VF = float64(s.SDC+s.DUE) / n
+		s.VFCI95 = Wilson(s.SDC+s.DUE, s.Pairs, 0.95)
+		s.VFCI99 = Wilson(s.SDC+s.DUE, s.Pairs, 0.99)
+		s.FaultyAccuracy = 1 - float64(misclassified)/n
+		s.AccuracyDrop = s.GoldenAccuracy - s.FaultyAccuracy
+	}
+	for _, l := range layerOrder {
+		layers[l].finish()
+		s.PerLayer = append(s.PerLayer, *layers[l])
+	}
+	var bs []int
+	for b := range bits {
+		bs = append(bs, b)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(bs)))
+	for _, b := range bs {
+		bits[b].finish()
+		s.PerBit = append(s.PerBit, *bits[b])
+	}
+	return s
+}
