@@ -136,13 +136,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 			}
 			return inj.batchedHook(&site, sf, seen, in, out)
 		}
-		out, err := inj.m.RunStages(xb, st, inj.m.NumStages(), false, hook)
-		xb.Drop()
-		if err != nil {
-			return err
-		}
-		logits, err := torch.Float32s(out)
-		out.Drop()
+		logits, err := inj.logits(xb, st, hook)
 		if err != nil {
 			return err
 		}
@@ -398,4 +392,15 @@ func put(t *ts.Tensor, idx []int64, vals []float32, accumulate bool) error {
 	}
 	defer vt.Drop()
 	return t.Put_(it, vt, accumulate)
+}
+
+// logits runs x (which it drops) from stage st to the end and returns the logits.
+func (inj *Injector) logits(x *ts.Tensor, st int, hook model.Hook) ([]float32, error) {
+	out, err := inj.m.RunStages(x, st, inj.m.NumStages(), false, hook)
+	x.Drop()
+	if err != nil {
+		return nil, err
+	}
+	defer out.Drop()
+	return torch.Float32s(out)
 }

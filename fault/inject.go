@@ -201,13 +201,7 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) error {
 		if err != nil {
 			return err
 		}
-		out, err := inj.m.Forward(xb, false, hook)
-		xb.Drop()
-		if err != nil {
-			return err
-		}
-		logits, err := torch.Float32s(out)
-		out.Drop()
+		logits, err := inj.logits(xb, 0, hook)
 		if err != nil {
 			return err
 		}
