@@ -140,11 +140,10 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		if err != nil {
 			return err
 		}
-		c := classifier{classes: ev.Classes}
 		for n, f := range sf {
 			img := simg[n]
 			ms := margins[f]
-			c.image(f.Outcome, logits[n*ev.Classes:(n+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &ms)
+			classify(f.Outcome, logits[n*ev.Classes:(n+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &ms)
 			margins[f] = ms
 		}
 		sf, simg = sf[:0], simg[:0]
@@ -210,7 +209,7 @@ func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]boo
 			return nil, err
 		}
 		if f0.Point == Input {
-			return inj.layer(s, t)
+			return inj.m.RunLayer(s.Name, t)
 		}
 		return nil, nil
 	case f0.Target == Activation && f0.Point == MAC:

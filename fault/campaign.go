@@ -73,10 +73,16 @@ func (c *Campaign) blocks() []int64 {
 	return out
 }
 
+// blockRange is the IDs [lo, hi) of block b.
+func (c *Campaign) blockRange(b int64) (lo, hi int64) {
+	h := c.Header
+	return b * int64(h.Block), min((b+1)*int64(h.Block), h.Faults)
+}
+
 // blockFaults generates block b's faults with their image ranges.
 func (c *Campaign) blockFaults(b int64) []Fault {
 	h := c.Header
-	lo, hi := b*int64(h.Block), min((b+1)*int64(h.Block), h.Faults)
+	lo, hi := c.blockRange(b)
 	out := make([]Fault, 0, hi-lo)
 	for i := lo; i < hi; i++ {
 		f := c.Fault(i)
@@ -116,7 +122,8 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 	for _, b := range todo {
 		if !done[b] {
 			remaining = append(remaining, b)
-			total += int64(len(c.blockFaults(b)))
+			lo, hi := c.blockRange(b)
+			total += hi - lo
 		}
 	}
 	out, err := os.OpenFile(filepath.Join(c.Dir, FaultsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -235,17 +242,17 @@ func (c *Campaign) resume() (map[int64]bool, error) {
 	keep := 0
 	pos := 0
 	for _, b := range blocks {
-		want := c.blockFaults(b)
+		lo, hi := c.blockRange(b)
 		end := pos
 		ok := true
-		for _, w := range want {
+		for id := lo; id < hi; id++ {
 			nl := bytes.IndexByte(data[end:], '\n')
 			if nl < 0 {
 				ok = false
 				break
 			}
 			var f Fault
-			if err := json.Unmarshal(data[end:end+nl], &f); err != nil || f.ID != w.ID || f.Outcome == nil {
+			if err := json.Unmarshal(data[end:end+nl], &f); err != nil || f.ID != id || f.Outcome == nil {
 				ok = false
 				break
 			}

@@ -138,7 +138,7 @@ func TestBatchedAgreesWithReference(t *testing.T) {
 						t.Errorf("space %d fault %v: golden value %v (reference) vs %v (batched)", si, ref[i].ID, r.Before, b.Before)
 					}
 					for _, o := range []*Outcome{r, b} {
-						if sp.Point != MAC && o.AfterBits != BitsOf(ref[i].Corrupt(o.Before.float())) {
+						if sp.Point != MAC && o.AfterBits != BitsOf(ref[i].Corrupt(float32(o.Before))) {
 							t.Errorf("space %d fault %v: after %v is not the fault applied to %v", si, ref[i].ID, o.After, o.Before)
 						}
 					}

@@ -243,24 +243,29 @@ func (o *Outcome) record(before, after float32) {
 	o.After, o.AfterBits = Value(after), BitsOf(after)
 }
 
-// classify compares faulty logits with the golden top-1 of one image.
-type classifier struct {
-	classes int
-}
-
-// image adds one image's faulty logits to o.
-func (c classifier) image(o *Outcome, logits []float32, golden, label int, margins *[]float64) {
-	o.Images++
-	top, finite := 0, true
-	for j, v := range logits {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			finite = false
-		}
-		if v > logits[top] {
+// argmax is the first index of the largest value (the top-1 class).
+func argmax(row []float32) int {
+	top := 0
+	for j, v := range row {
+		if v > row[top] {
 			top = j
 		}
 	}
-	if !finite {
+	return top
+}
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// classify adds one image's faulty logits to o, against the golden top-1 and the
+// label, and appends its margin when the logits are finite.
+func classify(o *Outcome, logits []float32, golden, label int, margins *[]float64) {
+	o.Images++
+	top := argmax(logits)
+	isFinite := true
+	for _, v := range logits {
+		isFinite = isFinite && finite(v)
+	}
+	if !isFinite {
 		o.DUE++
 		o.Misclassified++
 		o.Top5++

@@ -124,5 +124,3 @@ func (b Bits) Float() float32 { return math.Float32frombits(uint32(b)) }
 
 // BitsOf returns the bit pattern of f.
 func BitsOf(f float32) Bits { return Bits(math.Float32bits(f)) }
-
-func (v Value) float() float32 { return float32(v) }

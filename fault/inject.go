@@ -2,7 +2,6 @@ package fault
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/internal/torch"
@@ -107,13 +106,7 @@ func (inj *Injector) NewEvalSet(x *ts.Tensor, labels []int) (*EvalSet, error) {
 			if err != nil {
 				return err
 			}
-			out, err := inj.m.Forward(xb, false, nil)
-			xb.Drop()
-			if err != nil {
-				return err
-			}
-			l, err := torch.Float32s(out)
-			out.Drop()
+			l, err := inj.logits(xb, 0, nil)
 			if err != nil {
 				return err
 			}
@@ -126,13 +119,8 @@ func (inj *Injector) NewEvalSet(x *ts.Tensor, labels []int) (*EvalSet, error) {
 	}
 	for i := range labels {
 		row := e.Logits[i*e.Classes : (i+1)*e.Classes]
-		top := 0
-		for j, v := range row {
-			if v > row[top] {
-				top = j
-			}
-		}
-		if math.IsNaN(float64(row[top])) || math.IsInf(float64(row[top]), 0) {
+		top := argmax(row)
+		if !finite(row[top]) {
 			return nil, fmt.Errorf("fault: golden logits of image %d are not finite", i)
 		}
 		e.Golden = append(e.Golden, top)
@@ -205,10 +193,9 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) error {
 		if err != nil {
 			return err
 		}
-		c := classifier{classes: ev.Classes}
 		for k := 0; k < n; k++ {
 			img := i + k
-			c.image(o, logits[k*ev.Classes:(k+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &margins)
+			classify(o, logits[k*ev.Classes:(k+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &margins)
 		}
 	}
 	finishMargin(o, margins)
@@ -225,11 +212,21 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 	}
 	n := shape[0]
 	switch f.Point {
-	case Output:
-		per := numel(s.OutShape)
-		p := flat(f.Index, s.OutShape)
+	case Output, Input:
+		dims, t := s.OutShape, out
+		if f.Point == Input {
+			dims = s.InShape
+			x, err := deepCopy(in)
+			if err != nil {
+				return nil, err
+			}
+			defer x.Drop()
+			t = x
+		}
+		per := numel(dims)
+		p := flat(f.Index, dims)
 		for k := int64(0); k < n; k++ {
-			v, err := readElement(out, k*per+p)
+			v, err := readElement(t, k*per+p)
 			if err != nil {
 				return nil, err
 			}
@@ -238,34 +235,14 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 				o.record(v, w)
 				*recorded = true
 			}
-			if err := writeElement(out, k*per+p, w); err != nil {
+			if err := writeElement(t, k*per+p, w); err != nil {
 				return nil, err
 			}
+		}
+		if f.Point == Input {
+			return inj.m.RunLayer(s.Name, t)
 		}
 		return nil, nil
-	case Input:
-		x, err := deepCopy(in)
-		if err != nil {
-			return nil, err
-		}
-		defer x.Drop()
-		per := numel(s.InShape)
-		p := flat(f.Index, s.InShape)
-		for k := int64(0); k < n; k++ {
-			v, err := readElement(x, k*per+p)
-			if err != nil {
-				return nil, err
-			}
-			w := f.Corrupt(v)
-			if !*recorded {
-				o.record(v, w)
-				*recorded = true
-			}
-			if err := writeElement(x, k*per+p, w); err != nil {
-				return nil, err
-			}
-		}
-		return inj.layer(s, x)
 	case MAC:
 		per := numel(s.OutShape)
 		p := flat(f.Index, s.OutShape)
@@ -321,60 +298,18 @@ func inputChannel(s *model.Site, c, ci int64) int64 {
 	return (c/perGroupOut)*s.WeightShape[1] + ci
 }
 
-// layer recomputes a site's output from input x with the golden weights.
-func (inj *Injector) layer(s *model.Site, x *ts.Tensor) (*ts.Tensor, error) {
-	w, err := inj.m.Param(s.Weight())
-	if err != nil {
-		return nil, err
-	}
-	b := ts.NewTensor()
-	if s.HasBias {
-		if b, err = inj.m.Param(s.Bias()); err != nil {
-			return nil, err
-		}
-	}
-	if s.Kind == model.Linear {
-		return ts.Linear(x, w, b)
-	}
-	return ts.Conv2d(x, w, b, []int64{s.Stride, s.Stride}, []int64{s.Padding, s.Padding}, []int64{1, 1}, max(s.Groups, 1))
-}
-
 // readElement reads the element at flat index i of a contiguous tensor.
 func readElement(t *ts.Tensor, i int64) (float32, error) {
-	idx, err := ts.OfSlice([]int64{i})
+	v, err := take(t, []int64{i})
 	if err != nil {
 		return 0, err
 	}
-	defer idx.Drop()
-	v, err := t.Take(idx, false)
-	if err != nil {
-		return 0, err
-	}
-	defer v.Drop()
-	vals, err := torch.Float32s(v)
-	if err != nil {
-		return 0, err
-	}
-	return vals[0], nil
+	return v[0], nil
 }
 
 // writeElement writes v, bit for bit, at flat index i of a contiguous tensor.
 func writeElement(t *ts.Tensor, i int64, v float32) error {
-	dev, err := t.Device()
-	if err != nil {
-		return err
-	}
-	idx, err := torch.FromInt64([]int64{i}, []int64{1}, dev)
-	if err != nil {
-		return err
-	}
-	defer idx.Drop()
-	src, err := torch.FromFloat32([]float32{v}, []int64{1}, dev)
-	if err != nil {
-		return err
-	}
-	defer src.Drop()
-	return t.Put_(idx, src, false)
+	return put(t, []int64{i}, []float32{v}, false)
 }
 
 // deepCopy returns a new tensor with t's values.
@@ -408,11 +343,10 @@ func (inj *Injector) LoadEvalSet(set *datasets.Set, stats datasets.Stats, n int)
 		return nil, err
 	}
 	b, _ := l.Epoch(0).Next()
-	x, y, err := b.Tensors(inj.m.Device())
+	x, err := torch.FromFloat32(b.X, []int64{int64(b.N), int64(b.C), int64(b.H), int64(b.W)}, inj.m.Device())
 	if err != nil {
 		return nil, err
 	}
-	y.Drop()
 	labels := make([]int, n)
 	for i, v := range b.Y {
 		labels[i] = int(v)

@@ -89,6 +89,7 @@ func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm 
 	layers := map[string]*Breakdown{}
 	bits := map[int]*Breakdown{}
 	var layerOrder []string
+	var total Breakdown
 	var misclassified int64
 	for i := range faults {
 		f := &faults[i]
@@ -96,11 +97,8 @@ func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm 
 		if o == nil {
 			continue
 		}
-		s.Faults++
-		s.Pairs += int64(o.Images)
+		total.add(o)
 		s.Masked += int64(o.Masked)
-		s.SDC += int64(o.SDC)
-		s.DUE += int64(o.DUE)
 		s.Top5 += int64(o.Top5)
 		misclassified += int64(o.Misclassified)
 		if layers[f.Layer] == nil {
@@ -116,11 +114,12 @@ func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm 
 			bits[b].add(o)
 		}
 	}
+	total.finish()
+	s.Faults, s.Pairs, s.SDC, s.DUE = total.Faults, total.Pairs, total.SDC, total.DUE
+	s.SDCRate, s.DUERate, s.VF, s.VFCI95 = total.SDCRate, total.DUERate, total.VF, total.VFCI95
 	if s.Pairs > 0 {
 		n := float64(s.Pairs)
-		s.SDCRate, s.DUERate, s.Top5Rate = float64(s.SDC)/n, float64(s.DUE)/n, float64(s.Top5)/n
-		s.VF = float64(s.SDC+s.DUE) / n
-		s.VFCI95 = Wilson(s.SDC+s.DUE, s.Pairs, 0.95)
+		s.Top5Rate = float64(s.Top5) / n
 		s.VFCI99 = Wilson(s.SDC+s.DUE, s.Pairs, 0.99)
 		s.FaultyAccuracy = 1 - float64(misclassified)/n
 		s.AccuracyDrop = s.GoldenAccuracy - s.FaultyAccuracy

@@ -204,6 +204,27 @@ func (m *Model) RunStages(x *ts.Tensor, from, to int, train bool, hook Hook) (*t
 	return out, nil
 }
 
+// RunLayer runs one conv or linear site alone on x (its input, batch first) with
+// the model's current weights, without hooks. x is not dropped.
+func (m *Model) RunLayer(site string, x *ts.Tensor) (*ts.Tensor, error) {
+	if !torch.OnTorchThread() {
+		return nil, fmt.Errorf("model: RunLayer called outside torch.Do")
+	}
+	in, err := x.ShallowClone()
+	if err != nil {
+		return nil, err
+	}
+	r := &pass{m: m}
+	if l, ok := m.convs[site]; ok {
+		return r.conv(l, in)
+	}
+	if l, ok := m.fcs[site]; ok {
+		return r.linear(l, in)
+	}
+	_ = in.Drop()
+	return nil, fmt.Errorf("model: %s has no layer %q (sites: %v)", m.spec.Arch, site, m.SiteNames())
+}
+
 // pass is the state of one forward pass.
 type pass struct {
 	m     *Model

@@ -103,40 +103,31 @@ func New(spec Spec, dev gotch.Device) (*Model, error) {
 }
 
 func buildMLP(b *builder, s Spec) {
-	for i, h := range s.Hidden {
+	var outs []int64
+	for _, h := range s.Hidden {
+		outs = append(outs, s.scale(int64(h)))
+	}
+	outs = append(outs, s.Classes)
+	for i, out := range outs {
+		first, last := i == 0, i == len(outs)-1
 		b.begin()
-		first := i == 0
 		if first {
 			b.flatten()
 		}
-		l := b.linear(fmt.Sprintf("fc%d", i+1), s.scale(int64(h)))
+		l := b.linear(fmt.Sprintf("fc%d", i+1), out)
 		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-			var err error
 			if first {
-				x, err = flatten(x, nil)
+				var err error
+				if x, err = flatten(x, nil); err != nil {
+					return nil, err
+				}
 			}
-			if err != nil {
-				return nil, err
+			if last {
+				return r.linear(l, x)
 			}
 			return relu(r.linear(l, x))
 		})
 	}
-	b.begin()
-	first := len(s.Hidden) == 0
-	if first {
-		b.flatten()
-	}
-	l := b.linear(fmt.Sprintf("fc%d", len(s.Hidden)+1), s.Classes)
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		var err error
-		if first {
-			x, err = flatten(x, nil)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return r.linear(l, x)
-	})
 }
 
 // buildLeNet5 is LeNet-5 with ReLU and max pooling: conv1 (6, 5x5, padding 2 for
@@ -211,15 +202,21 @@ func buildVGG11(b *builder, s Spec) {
 			return x, err
 		})
 	}
+	b.poolHead("classifier", s.Classes)
+}
+
+// poolHead adds the last stage of VGG and ResNet: global average pooling and a
+// linear layer with out units.
+func (b *builder) poolHead(name string, out int64) {
 	b.begin()
 	b.globalPool()
-	cls := b.linear("classifier", s.Classes)
+	l := b.linear(name, out)
 	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
 		x, err := globalPool(x, nil)
 		if err != nil {
 			return nil, err
 		}
-		return r.linear(cls, x)
+		return r.linear(l, x)
 	})
 }
 
@@ -274,16 +271,7 @@ func buildResNet20(b *builder, s Spec) {
 			b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return r.block(blk, x) })
 		}
 	}
-	b.begin()
-	b.globalPool()
-	fc := b.linear("fc", s.Classes)
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		x, err := globalPool(x, nil)
-		if err != nil {
-			return nil, err
-		}
-		return r.linear(fc, x)
-	})
+	b.poolHead("fc", s.Classes)
 }
 
 // block runs one basic block; it consumes x.
