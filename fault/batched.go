@@ -20,9 +20,10 @@ type groupKey struct {
 // RunBatched sets each fault's Outcome, carrying a different fault in every sample
 // of a batch. The golden activations up to each faulty layer's stage are computed
 // once per evaluation set and reused for all faults of that layer (prefix reuse).
-// Activation faults are applied exactly as the reference does; a weight fault
-// w -> w' adds its exact linear effect (w' - w) * x to the layer's output, which
-// agrees with the reference up to float rounding.
+// A weight fault w -> w' adds its exact linear effect (w' - w) * x to the layer's
+// output; at a stage's lead layer the layer's golden output is cached too and
+// activation faults also travel as exact deltas (lead.go). Outcomes agree with the
+// reference up to float rounding.
 func (inj *Injector) RunBatched(ev *EvalSet, faults []*Fault) error {
 	groups := map[groupKey][]*Fault{}
 	var keys []groupKey
@@ -53,6 +54,50 @@ func (inj *Injector) RunBatched(ev *EvalSet, faults []*Fault) error {
 			}
 			if err := inj.runGroup(ev, prefix, stage[k], groups[k]); err != nil {
 				return fmt.Errorf("fault: %s %s: %w", k.target, k.layer, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Prepare computes ahead of RunBatched what the faults' groups will need (golden
+// stage inputs and lead-layer outputs, footprints), so that one-time work is not
+// counted as injection time. It runs on the torch thread; calling it is optional.
+func (inj *Injector) Prepare(ev *EvalSet, faults []*Fault) error {
+	seen := map[groupKey]bool{}
+	return torch.NoGrad(func() error {
+		for _, f := range faults {
+			k := groupKey{f.Target, f.Layer, f.Param, f.Point}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			st, err := inj.m.StageOf(f.Layer)
+			if err != nil {
+				return err
+			}
+			if _, err := inj.prefix(ev, st); err != nil {
+				return err
+			}
+			if inj.m.Lead(st) != f.Layer {
+				continue
+			}
+			if _, err := inj.leadOut(ev, st); err != nil {
+				return err
+			}
+			if f.Target == Activation && f.Point == Output {
+				r, err := inj.footprint(st)
+				if err != nil {
+					return err
+				}
+				if r != nil {
+					if _, err := inj.prefix(ev, st+1); err != nil {
+						return err
+					}
+					if _, err := inj.leadOut(ev, st+1); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		return nil
@@ -117,28 +162,36 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		f.Outcome = &Outcome{}
 	}
 	dev := inj.m.Device()
+	lead := inj.m.Lead(st) == site.Name
 	flush := func() error {
 		if len(sf) == 0 {
 			return nil
 		}
-		idx, err := torch.FromInt64(simg, []int64{int64(len(simg))}, dev)
-		if err != nil {
-			return err
-		}
-		xb, err := prefix.IndexSelect(0, idx, false)
-		idx.Drop()
-		if err != nil {
-			return err
-		}
-		hook := func(s *model.Site, in, out *ts.Tensor) (*ts.Tensor, error) {
-			if s.Name != site.Name {
-				return nil, nil
+		var logits []float32
+		if lead {
+			var err error
+			if logits, err = inj.runLead(ev, st, &site, sf, simg, seen); err != nil {
+				return err
 			}
-			return inj.batchedHook(&site, sf, seen, in, out)
-		}
-		logits, err := inj.logits(xb, st, hook)
-		if err != nil {
-			return err
+		} else {
+			idx, err := torch.FromInt64(simg, []int64{int64(len(simg))}, dev)
+			if err != nil {
+				return err
+			}
+			xb, err := prefix.IndexSelect(0, idx, false)
+			idx.Drop()
+			if err != nil {
+				return err
+			}
+			hook := func(s *model.Site, in, out *ts.Tensor) (*ts.Tensor, error) {
+				if s.Name != site.Name {
+					return nil, nil
+				}
+				return inj.batchedHook(&site, sf, seen, in, out)
+			}
+			if logits, err = inj.logits(xb, st, hook); err != nil {
+				return err
+			}
 		}
 		for n, f := range sf {
 			img := simg[n]
@@ -357,6 +410,9 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Faul
 
 // take reads the elements at flat indices of a contiguous tensor.
 func take(t *ts.Tensor, idx []int64) ([]float32, error) {
+	if len(idx) == 0 {
+		return nil, nil
+	}
 	dev, err := t.Device()
 	if err != nil {
 		return nil, err
@@ -376,6 +432,9 @@ func take(t *ts.Tensor, idx []int64) ([]float32, error) {
 
 // put writes (or, with accumulate, adds) vals at flat indices of a contiguous tensor.
 func put(t *ts.Tensor, idx []int64, vals []float32, accumulate bool) error {
+	if len(idx) == 0 {
+		return nil
+	}
 	d, err := t.Device()
 	if err != nil {
 		return err

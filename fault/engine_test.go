@@ -88,8 +88,12 @@ func TestBatchedAgreesWithReference(t *testing.T) {
 		{Target: Activation, Point: Output, Kind: RandomValue},
 		{Target: Activation, Point: Output, Kind: Zero},
 		{Target: Weight, Kind: StuckAt0, Bits: []int{30}},
+		// High exponent bits make most output and input faults critical, so the
+		// shortcuts through the next layer are checked on faults that matter.
+		{Target: Activation, Point: Output, Kind: BitFlip, Bits: []int{30, 29, 28}},
+		{Target: Activation, Point: Input, Kind: BitFlip, Bits: []int{30, 29, 28}},
 	}
-	for _, arch := range []string{"lenet5", "vgg11"} {
+	for _, arch := range []string{"lenet5", "vgg11", "mlp"} {
 		t.Run(arch, func(t *testing.T) {
 			m, te, stats := trained(t, arch)
 			golden := paramBits(t, m)
@@ -149,6 +153,9 @@ func TestBatchedAgreesWithReference(t *testing.T) {
 						differ++
 						t.Logf("space %d fault %+v: reference %+v, batched %+v", si, *ref[i], *r, *b)
 					}
+				}
+				if len(sp.Bits) == 3 && sp.Target == Activation && crit < len(ref) {
+					t.Errorf("space %d: only %d critical pairs; the space is meant to exercise critical faults", si, crit)
 				}
 				if differ > 1 {
 					t.Errorf("space %d (%+v): %d of %d faults differ", si, sp, differ, len(ref))

@@ -20,6 +20,8 @@ type EvalSet struct {
 	// prefix caches the golden input of each stage for all images (prefix reuse
 	// across blocks of a campaign).
 	prefix map[int]*ts.Tensor
+	// lead caches the golden output of each stage's lead layer (see lead.go).
+	lead map[int]*ts.Tensor
 }
 
 // Len is the number of images.
@@ -27,9 +29,11 @@ func (e *EvalSet) Len() int { return len(e.Labels) }
 
 // Drop frees the images.
 func (e *EvalSet) Drop() {
-	for k, t := range e.prefix {
-		t.Drop()
-		delete(e.prefix, k)
+	for _, m := range []map[int]*ts.Tensor{e.prefix, e.lead} {
+		for k, t := range m {
+			t.Drop()
+			delete(m, k)
+		}
 	}
 	if e.X != nil {
 		_ = e.X.Drop()
@@ -56,6 +60,7 @@ type Injector struct {
 	sites map[string]model.Site
 	names []string
 	host  map[string][]float32 // golden parameter values by state_dict name
+	foot  map[int]*reach       // how lead outputs reach the next stage (lead.go)
 	// BatchSize is the number of samples (fault x image pairs) per batched forward
 	// pass, and of images per reference forward pass.
 	BatchSize int

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/faultline/faultline/datasets"
@@ -124,6 +125,7 @@ func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
 		}
 		inj.BatchSize = o.BatchSize
 		// every fault is checked before any work starts
+		groups := map[groupKey]*Fault{}
 		for i := int64(0); i < h.Faults; i++ {
 			f := faultAt(i)
 			if err := inj.Check(&f, o.Images); err != nil {
@@ -132,9 +134,22 @@ func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
 				}
 				return err
 			}
+			if k := (groupKey{f.Target, f.Layer, f.Param, f.Point}); groups[k] == nil {
+				groups[k] = &f
+			}
 		}
-		ev, err = inj.LoadEvalSet(set, stats, o.Images)
-		return err
+		if ev, err = inj.LoadEvalSet(set, stats, o.Images); err != nil {
+			return err
+		}
+		if o.Mode != "batched" {
+			return nil
+		}
+		reps := make([]*Fault, 0, len(groups))
+		for _, f := range groups {
+			reps = append(reps, f)
+		}
+		sort.Slice(reps, func(i, j int) bool { return reps[i].ID < reps[j].ID })
+		return inj.Prepare(ev, reps) // golden caches count as setup, not injection
 	})
 	if err != nil {
 		return nil, err

@@ -108,6 +108,22 @@ func (b *builder) end(run func(r *pass, x *ts.Tensor) (*ts.Tensor, error)) {
 	st.end, st.run = len(b.m.sites), run
 }
 
+// endLead closes a stage that applies the conv or linear layer named site to the
+// stage input itself and then only post (normalisation, activation, pooling,
+// flattening: no further site). Such a stage can be started right after its lead
+// layer (Model.RunAfterLead).
+func (b *builder) endLead(site string, post func(r *pass, y *ts.Tensor) (*ts.Tensor, error)) {
+	st := &b.m.stages[len(b.m.stages)-1]
+	st.lead, st.post = site, post
+	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+		y, err := r.layer(site, x)
+		if err != nil {
+			return nil, err
+		}
+		return post(r, y)
+	})
+}
+
 func (b *builder) addSite(s Site) *Site {
 	s.Index = len(b.m.sites)
 	b.m.sites = append(b.m.sites, s)
@@ -227,6 +243,18 @@ func (r *pass) linear(l *linear, x *ts.Tensor) (*ts.Tensor, error) {
 	return r.site(l.site, x, y)
 }
 
+// layer runs the conv or linear layer named site.
+func (r *pass) layer(site string, x *ts.Tensor) (*ts.Tensor, error) {
+	if l, ok := r.m.convs[site]; ok {
+		return r.conv(l, x)
+	}
+	if l, ok := r.m.fcs[site]; ok {
+		return r.linear(l, x)
+	}
+	_ = x.Drop()
+	return nil, fmt.Errorf("model: %s has no layer %q (sites: %v)", r.m.spec.Arch, site, r.m.SiteNames())
+}
+
 func (r *pass) batchNorm(l *batchNorm, x *ts.Tensor) (*ts.Tensor, error) {
 	defer x.Drop()
 	return ts.BatchNorm(x, l.w, l.b, l.mean, l.vr, r.train, 0.1, 1e-5, false)
@@ -237,6 +265,19 @@ func relu(x *ts.Tensor, err error) (*ts.Tensor, error) {
 		return nil, err
 	}
 	return x.Relu(true)
+}
+
+// relu is relu, in place when the pass owns its tensors (no hook can hold them
+// and no gradient is recorded), which saves an allocation per call.
+func (r *pass) relu(x *ts.Tensor, err error) (*ts.Tensor, error) {
+	if err != nil || !r.inPlace {
+		return relu(x, err)
+	}
+	if err := x.Relu_(); err != nil {
+		_ = x.Drop()
+		return nil, err
+	}
+	return x, nil
 }
 
 // pool2 is a 2x2 max pool with stride 2.

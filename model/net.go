@@ -76,6 +76,10 @@ type stage struct {
 	in         []int64 // per-sample input shape
 	first, end int     // the stage's sites are sites[first:end]
 	run        func(r *pass, x *ts.Tensor) (*ts.Tensor, error)
+	// lead is the conv or linear site the stage applies to its input first, and
+	// post the rest of the stage, when the stage has that form (endLead).
+	lead string
+	post func(r *pass, y *ts.Tensor) (*ts.Tensor, error)
 }
 
 // Spec returns the architecture description the model was built from.
@@ -194,10 +198,61 @@ func (m *Model) RunStages(x *ts.Tensor, from, to int, train bool, hook Hook) (*t
 	if err != nil {
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
-	r := &pass{m: m, train: train, hook: hook}
+	r := &pass{m: m, train: train, hook: hook, inPlace: hook == nil && !train}
 	for i := from; i < to; i++ {
 		out, err = m.stages[i].run(r, out)
 		if err != nil {
+			return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
+		}
+	}
+	return out, nil
+}
+
+// Lead is the conv or linear site that stage i applies first, directly to the
+// stage's input, when everything after it in the stage is free of sites
+// (normalisation, activation, pooling, flattening); it is "" for other stages (a
+// residual block, a pooling head, an MLP's flattening first stage).
+func (m *Model) Lead(i int) string {
+	if i < 0 || i >= len(m.stages) {
+		return ""
+	}
+	return m.stages[i].lead
+}
+
+// RunAfterLead runs stage i from right after its lead layer, with y standing in
+// for that layer's output (batch first, per-sample shape the site's OutShape),
+// then stages i+1 up to to (exclusive; to = NumStages() ends at the logits, to =
+// i+1 returns stage i+1's input). y is not dropped, but without a hook and out of
+// training its values may be overwritten: pass a tensor you no longer need.
+func (m *Model) RunAfterLead(i int, y *ts.Tensor, to int, train bool, hook Hook) (*ts.Tensor, error) {
+	if !torch.OnTorchThread() {
+		return nil, fmt.Errorf("model: forward called outside torch.Do")
+	}
+	if i < 0 || i >= len(m.stages) || m.stages[i].lead == "" {
+		return nil, fmt.Errorf("model: %s stage %d has no lead layer", m.spec.Arch, i)
+	}
+	if to <= i || to > len(m.stages) {
+		return nil, fmt.Errorf("model: stages (%d, %d) out of range (%d stages)", i, to, len(m.stages))
+	}
+	st := m.stages[i]
+	shape, err := y.Size()
+	if err != nil {
+		return nil, fmt.Errorf("model: forward: %w", err)
+	}
+	want := m.sites[st.first].OutShape
+	if len(shape) != len(want)+1 || !equalShape(shape[1:], want) {
+		return nil, fmt.Errorf("model: %s output of %s wants [N %v], have %v", m.spec.Arch, st.lead, want, shape)
+	}
+	out, err := y.ShallowClone()
+	if err != nil {
+		return nil, fmt.Errorf("model: forward: %w", err)
+	}
+	r := &pass{m: m, train: train, hook: hook, inPlace: hook == nil && !train}
+	if out, err = st.post(r, out); err != nil {
+		return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
+	}
+	for k := i + 1; k < to; k++ {
+		if out, err = m.stages[k].run(r, out); err != nil {
 			return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
 		}
 	}
@@ -214,15 +269,7 @@ func (m *Model) RunLayer(site string, x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &pass{m: m}
-	if l, ok := m.convs[site]; ok {
-		return r.conv(l, in)
-	}
-	if l, ok := m.fcs[site]; ok {
-		return r.linear(l, in)
-	}
-	_ = in.Drop()
-	return nil, fmt.Errorf("model: %s has no layer %q (sites: %v)", m.spec.Arch, site, m.SiteNames())
+	return (&pass{m: m}).layer(site, in)
 }
 
 // pass is the state of one forward pass.
@@ -230,4 +277,7 @@ type pass struct {
 	m     *Model
 	train bool
 	hook  Hook
+	// inPlace lets element-wise operations overwrite their input: set when no
+	// hook can hold a tensor of the pass and no gradient is recorded.
+	inPlace bool
 }

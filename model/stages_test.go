@@ -43,6 +43,7 @@ func TestStagesSplitForward(t *testing.T) {
 						return err
 					}
 					defer in.Drop()
+					leads := 0
 					for k := 0; k <= m.NumStages(); k++ {
 						mid, err := m.RunStages(in, 0, k, false, nil)
 						if err != nil {
@@ -50,6 +51,33 @@ func TestStagesSplitForward(t *testing.T) {
 						}
 						if sz, _ := mid.Size(); k < m.NumStages() && !equalShape(sz[1:], m.StageInShape(k)) {
 							t.Errorf("stage %d input %v, StageInShape %v", k, sz, m.StageInShape(k))
+						}
+						if lead := m.Lead(k); lead != "" {
+							// Starting right after the lead layer gives the same logits.
+							y, err := m.RunLayer(lead, mid)
+							if err != nil {
+								mid.Drop()
+								return err
+							}
+							out, err := m.RunAfterLead(k, y, m.NumStages(), false, nil)
+							y.Drop()
+							if err != nil {
+								mid.Drop()
+								return err
+							}
+							got, err := torch.Float32s(out)
+							out.Drop()
+							if err != nil {
+								mid.Drop()
+								return err
+							}
+							leads++
+							for j := range got {
+								if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+									t.Errorf("after lead %s of stage %d: logit %d = %v, want %v", lead, k, j, got[j], want[j])
+									break
+								}
+							}
 						}
 						out, err := m.RunStages(mid, k, m.NumStages(), false, nil)
 						mid.Drop()
@@ -69,6 +97,12 @@ func TestStagesSplitForward(t *testing.T) {
 					}
 					if _, err := m.RunStages(in, 1, m.NumStages(), false, nil); err == nil {
 						t.Error("stage 1 accepted the network input")
+					}
+					if leads == 0 {
+						t.Errorf("%s: no stage has a lead layer", arch)
+					}
+					if _, err := m.RunAfterLead(0, in, m.NumStages(), false, nil); err == nil && m.Lead(0) != "" {
+						t.Error("RunAfterLead accepted the network input as a layer output")
 					}
 					return nil
 				})

@@ -114,18 +114,27 @@ func buildMLP(b *builder, s Spec) {
 		if first {
 			b.flatten()
 		}
-		l := b.linear(fmt.Sprintf("fc%d", i+1), out)
-		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-			if first {
-				var err error
-				if x, err = flatten(x, nil); err != nil {
+		name := fmt.Sprintf("fc%d", i+1)
+		l := b.linear(name, out)
+		if first { // the stage flattens its input before the layer
+			b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+				x, err := flatten(x, nil)
+				if err != nil {
 					return nil, err
 				}
-			}
+				y, err := r.linear(l, x)
+				if last || err != nil {
+					return y, err
+				}
+				return r.relu(y, nil)
+			})
+			continue
+		}
+		b.endLead(name, func(r *pass, y *ts.Tensor) (*ts.Tensor, error) {
 			if last {
-				return r.linear(l, x)
+				return y, nil
 			}
-			return relu(r.linear(l, x))
+			return r.relu(y, nil)
 		})
 	}
 }
@@ -139,25 +148,25 @@ func buildLeNet5(b *builder, s Spec) {
 		pad = (32 - s.Height + 1) / 2
 	}
 	b.begin()
-	c1 := b.conv("conv1", s.scale(6), 5, 1, pad, true)
+	b.conv("conv1", s.scale(6), 5, 1, pad, true)
 	b.pool(2)
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return pool2(relu(r.conv(c1, x))) })
+	b.endLead("conv1", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return pool2(r.relu(y, nil)) })
 	b.begin()
-	c2 := b.conv("conv2", s.scale(16), 5, 1, 0, true)
+	b.conv("conv2", s.scale(16), 5, 1, 0, true)
 	b.pool(2)
 	b.flatten()
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return flatten(pool2(relu(r.conv(c2, x)))) })
+	b.endLead("conv2", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return flatten(pool2(r.relu(y, nil))) })
 	for _, n := range []struct {
 		name string
 		out  int64
 	}{{"fc1", s.scale(120)}, {"fc2", s.scale(84)}} {
 		b.begin()
-		l := b.linear(n.name, n.out)
-		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return relu(r.linear(l, x)) })
+		b.linear(n.name, n.out)
+		b.endLead(n.name, func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return r.relu(y, nil) })
 	}
 	b.begin()
-	f3 := b.linear("fc3", s.Classes)
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return r.linear(f3, x) })
+	b.linear("fc3", s.Classes)
+	b.endLead("fc3", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return y, nil })
 }
 
 // vgg11Config is VGG-11's feature stack: channel counts and "M" (max pool) as 0.
@@ -173,7 +182,8 @@ func buildVGG11(b *builder, s Spec) {
 	for i := 0; i < len(vgg11Config); i++ {
 		c := vgg11Config[i]
 		b.begin()
-		cv := b.conv(fmt.Sprintf("features.%d", idx), s.scale(c), 3, 1, 1, true)
+		name := fmt.Sprintf("features.%d", idx)
+		b.conv(name, s.scale(c), 3, 1, 1, true)
 		idx++
 		var bn *batchNorm
 		if s.BatchNorm {
@@ -190,12 +200,12 @@ func buildVGG11(b *builder, s Spec) {
 				pool = true
 			}
 		}
-		b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-			x, err := r.conv(cv, x)
-			if err == nil && bn != nil {
+		b.endLead(name, func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
+			var err error
+			if bn != nil {
 				x, err = r.batchNorm(bn, x)
 			}
-			x, err = relu(x, err)
+			x, err = r.relu(x, err)
 			if pool {
 				x, err = pool2(x, err)
 			}
@@ -235,15 +245,9 @@ type basicBlock struct {
 // stem, each basic block and the head are one stage each.
 func buildResNet20(b *builder, s Spec) {
 	b.begin()
-	stem := b.conv("conv1", s.scale(16), 3, 1, 1, false)
+	b.conv("conv1", s.scale(16), 3, 1, 1, false)
 	stemBN := b.batchNorm("bn1")
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		x, err := r.conv(stem, x)
-		if err != nil {
-			return nil, err
-		}
-		return relu(r.batchNorm(stemBN, x))
-	})
+	b.endLead("conv1", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return r.relu(r.batchNorm(stemBN, y)) })
 	for stage := 1; stage <= 3; stage++ {
 		planes := s.scale(16 << (stage - 1))
 		for i := 0; i < 3; i++ {
@@ -283,7 +287,7 @@ func (r *pass) block(blk basicBlock, x *ts.Tensor) (*ts.Tensor, error) {
 	}
 	y, err := r.conv(blk.conv1, x)
 	if err == nil {
-		y, err = relu(r.batchNorm(blk.bn1, y))
+		y, err = r.relu(r.batchNorm(blk.bn1, y))
 	}
 	if err == nil {
 		y, err = r.conv(blk.conv2, y)
@@ -305,5 +309,5 @@ func (r *pass) block(blk basicBlock, x *ts.Tensor) (*ts.Tensor, error) {
 			return nil, err
 		}
 	}
-	return relu(add(y, short))
+	return r.relu(add(y, short))
 }

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -9,26 +10,35 @@ import (
 
 // FromFloat32 copies data into a new float32 tensor of the given shape on dev.
 func FromFloat32(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
-	return fromData(data, len(data), shape, dev)
+	return fromData(data, shape, gotch.Float, dev)
 }
 
 // FromInt64 copies data into a new int64 tensor of the given shape on dev.
 func FromInt64(data []int64, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
-	return fromData(data, len(data), shape, dev)
+	return fromData(data, shape, gotch.Int64, dev)
 }
 
-func fromData(data any, n int, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
+// fromData copies data into a new CPU tensor with one memory copy (gotch's own
+// constructors inspect every element by reflection, which dominates the cost of
+// the fault engine's index tensors) and moves it to dev.
+func fromData[T float32 | int64](data []T, shape []int64, dtype gotch.DType, dev gotch.Device) (*ts.Tensor, error) {
 	want := int64(1)
 	for _, d := range shape {
 		want *= d
 	}
-	if int64(n) != want || n == 0 {
-		return nil, fmt.Errorf("torch: %d values for shape %v (want %d, non-empty)", n, shape, want)
+	if int64(len(data)) != want || len(data) == 0 {
+		return nil, fmt.Errorf("torch: %d values for shape %v (want %d, non-empty)", len(data), shape, want)
 	}
-	t, err := ts.NewTensorFromData(data, shape)
+	t, err := ts.Empty(shape, dtype, gotch.CPU)
 	if err != nil {
 		return nil, fmt.Errorf("torch: new tensor %v: %w", shape, err)
 	}
+	p, err := t.DataPtr()
+	if err != nil {
+		_ = t.Drop()
+		return nil, fmt.Errorf("torch: new tensor %v: %w", shape, err)
+	}
+	copy(unsafe.Slice((*T)(p), len(data)), data)
 	if dev == gotch.CPU {
 		return t, nil
 	}
@@ -50,9 +60,14 @@ func hostCopy[T float32 | int64](t *ts.Tensor, dtype gotch.DType) ([]T, error) {
 	}
 	defer drop()
 	out := make([]T, src.Numel())
-	if err := src.CopyData(out, uint(len(out))); err != nil {
+	if len(out) == 0 {
+		return out, nil
+	}
+	p, err := src.DataPtr()
+	if err != nil {
 		return nil, fmt.Errorf("torch: copy to host: %w", err)
 	}
+	copy(out, unsafe.Slice((*T)(p), len(out)))
 	return out, nil
 }
 

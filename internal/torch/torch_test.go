@@ -335,3 +335,33 @@ func TestHostCopies(t *testing.T) {
 		return nil
 	})
 }
+
+// gotch's CopyData takes an empty slice's element type for uint8, so copying an
+// empty tensor (a Nonzero that found nothing) to the host must not reach it.
+func TestHostCopyOfEmptyTensors(t *testing.T) {
+	do(t, func() error {
+		z, err := FromFloat32([]float32{0, 0}, []int64{2}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer z.Drop()
+		nz, err := z.Nonzero(false)
+		if err != nil {
+			return err
+		}
+		defer nz.Drop()
+		idx, err := Int64s(nz)
+		if err != nil || len(idx) != 0 {
+			t.Errorf("Int64s of an empty Nonzero: %v, %v", idx, err)
+		}
+		e, err := z.Narrow(0, 0, 0, false)
+		if err != nil {
+			return err
+		}
+		defer e.Drop()
+		if v, err := Float32s(e); err != nil || len(v) != 0 {
+			t.Errorf("Float32s of an empty tensor: %v, %v", v, err)
+		}
+		return nil
+	})
+}
