@@ -107,3 +107,42 @@ func TestStreamIntnUniform(t *testing.T) {
 		}
 	}
 }
+
+// The VF interval is Wilson's with one image per fault, and cluster-robust (the
+// fault is the sampled unit) with several: 10 of 100 faults that misclassify all
+// of their 100 images give VF 0.1 with half-width 1.96 * sqrt(90000 / 9900) / 100,
+// not the 0.006 that 10,000 independent pairs would give.
+func TestVFIntervalClustersByFault(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		outcomes []Outcome
+		want     [2]float64
+	}{
+		{"one image per fault", repeatOutcomes(Outcome{Images: 1, SDC: 1}, 7, Outcome{Images: 1, Masked: 1}, 93), Wilson(7, 100, 0.95)},
+		{"all-or-nothing faults", repeatOutcomes(Outcome{Images: 100, SDC: 100}, 10, Outcome{Images: 100, Masked: 100}, 90),
+			[2]float64{0.1 - 1.959964*math.Sqrt(90000.0/9900)/100, 0.1 + 1.959964*math.Sqrt(90000.0/9900)/100}},
+		{"every pair critical", repeatOutcomes(Outcome{Images: 5, DUE: 5}, 4, Outcome{}, 0), [2]float64{1, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Breakdown
+			for i := range tc.outcomes {
+				b.add(&tc.outcomes[i])
+			}
+			b.finish()
+			if math.Abs(b.VFCI95[0]-tc.want[0]) > 1e-5 || math.Abs(b.VFCI95[1]-tc.want[1]) > 1e-5 {
+				t.Errorf("VF %v: interval %v, want %v", b.VF, b.VFCI95, tc.want)
+			}
+		})
+	}
+}
+
+func repeatOutcomes(a Outcome, na int, b Outcome, nb int) []Outcome {
+	var out []Outcome
+	for i := 0; i < na; i++ {
+		out = append(out, a)
+	}
+	for i := 0; i < nb; i++ {
+		out = append(out, b)
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"math"
 	"sort"
 	"strconv"
 )
@@ -22,6 +23,11 @@ type Breakdown struct {
 	DUERate float64    `json:"due_rate"`
 	VF      float64    `json:"vf"`
 	VFCI95  [2]float64 `json:"vf_ci95"`
+	// sums over faults of c^2, c*m and m^2 (c critical pairs, m images of a
+	// fault), for the cluster-robust interval, and whether a fault ran on more
+	// than one image
+	cc, cm, mm float64
+	multi      bool
 }
 
 func (b *Breakdown) add(o *Outcome) {
@@ -29,6 +35,9 @@ func (b *Breakdown) add(o *Outcome) {
 	b.Pairs += int64(o.Images)
 	b.SDC += int64(o.SDC)
 	b.DUE += int64(o.DUE)
+	c, m := float64(o.Critical()), float64(o.Images)
+	b.cc, b.cm, b.mm = b.cc+c*c, b.cm+c*m, b.mm+m*m
+	b.multi = b.multi || o.Images > 1
 }
 
 func (b *Breakdown) finish() {
@@ -38,7 +47,25 @@ func (b *Breakdown) finish() {
 	n := float64(b.Pairs)
 	b.SDCRate, b.DUERate = float64(b.SDC)/n, float64(b.DUE)/n
 	b.VF = float64(b.SDC+b.DUE) / n
-	b.VFCI95 = Wilson(b.SDC+b.DUE, b.Pairs, 0.95)
+	b.VFCI95 = b.interval(0.95)
+}
+
+// interval is the confidence interval of the VF. With one image per fault the
+// pairs are independent draws and it is Wilson's interval. With several images
+// per fault the sampled unit is the fault, and pairs under one fault are
+// correlated (a bit-30 flip in a busy weight misclassifies many images at once),
+// so pair-level Wilson would be far too narrow: the interval is then the normal
+// one around the ratio estimate with the cluster-robust variance
+// sum((c_i - VF m_i)^2) / (n (n-1) mean(m)^2) over the n faults, clipped to [0, 1].
+func (b *Breakdown) interval(confidence float64) [2]float64 {
+	if !b.multi || b.Faults < 2 {
+		return Wilson(b.SDC+b.DUE, b.Pairs, confidence)
+	}
+	n, r := float64(b.Faults), b.VF
+	ss := math.Max(0, b.cc-2*r*b.cm+r*r*b.mm)
+	mean := float64(b.Pairs) / n
+	h := Quantile(confidence) * math.Sqrt(ss/(n*(n-1))) / mean
+	return [2]float64{math.Max(0, r-h), math.Min(1, r+h)}
 }
 
 // Timing holds a run's timings, kept apart so that results are otherwise
@@ -120,7 +147,7 @@ func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm 
 	if s.Pairs > 0 {
 		n := float64(s.Pairs)
 		s.Top5Rate = float64(s.Top5) / n
-		s.VFCI99 = Wilson(s.SDC+s.DUE, s.Pairs, 0.99)
+		s.VFCI99 = total.interval(0.99)
 		s.FaultyAccuracy = 1 - float64(misclassified)/n
 		s.AccuracyDrop = s.GoldenAccuracy - s.FaultyAccuracy
 	}
