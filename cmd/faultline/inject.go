@@ -59,7 +59,7 @@ same arguments, it continues where it stopped.`,
 					o.Space.Layers = strings.Split(layers, ",")
 				}
 				if o.Space.Bits, err = parseBits(bits); err != nil {
-					return err
+					return fmt.Errorf("inject: %w", err)
 				}
 				o.Space.Kind = fault.Kind(kind)
 				o.Plan.Sampler = fault.Sampler(sampler)
@@ -127,7 +127,8 @@ same arguments, it continues where it stopped.`,
 	return cmd
 }
 
-// parseBits reads "0-31", "30,31" or "23-30,31".
+// parseBits reads "0-31", "30,31" or "23-30,31". Its errors name the --bits flag;
+// the caller prefixes its command.
 func parseBits(s string) ([]int, error) {
 	var out []int
 	seen := map[int]bool{}
@@ -135,17 +136,17 @@ func parseBits(s string) ([]int, error) {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
 		a, err := strconv.Atoi(lo)
 		if err != nil {
-			return nil, fmt.Errorf("inject: --bits %q: %q is not a bit position", s, part)
+			return nil, fmt.Errorf("--bits %q: %q is not a bit position", s, part)
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("inject: --bits %q: bad range %q", s, part)
+				return nil, fmt.Errorf("--bits %q: bad range %q", s, part)
 			}
 		}
 		for x := a; x <= b; x++ {
 			if x < 0 || x > 31 {
-				return nil, fmt.Errorf("inject: --bits %q: bit %d outside 0..31", s, x)
+				return nil, fmt.Errorf("--bits %q: bit %d outside 0..31", s, x)
 			}
 			if !seen[x] {
 				seen[x] = true

@@ -1,0 +1,93 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+)
+
+// BERFile is the name of the curve RunBERCurve writes in its output directory.
+const BERFile = "ber.json"
+
+// BERRunOptions configure RunBERCurve.
+type BERRunOptions struct {
+	Checkpoint string
+	Dataset    string // default: the checkpoint's
+	DataDir    string
+	Device     gotch.Device
+	Threads    int
+	Images     int // evaluation images: the first N of the test split (<= 0: all)
+	BatchSize  int // images per forward pass (default 1000)
+	BER        BEROptions
+	// Out is the output directory; the curve goes to Out/ber.json.
+	Out string
+	// OnProgress is called after each trial.
+	OnProgress func(done, total int)
+}
+
+// RunBERCurve loads a checkpoint and the first o.Images images of its data set's
+// test split, runs the BER trials of o.BER on them (see Injector.RunBER) and writes
+// the curve, with its checkpoint, architecture and data set filled in, to
+// o.Out/ber.json. Nothing is written when it fails or ctx is cancelled.
+func RunBERCurve(ctx context.Context, o BERRunOptions) (*BERCurve, error) {
+	if o.Out == "" {
+		return nil, fmt.Errorf("fault: ber: --out DIR is required")
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 1000
+	}
+	if o.BatchSize < 0 {
+		return nil, fmt.Errorf("fault: ber: batch size %d: want at least 1", o.BatchSize)
+	}
+	if _, err := torch.SetThreads(o.Threads); err != nil {
+		return nil, err
+	}
+	m, meta, err := model.Load(o.Checkpoint, o.Device)
+	if err != nil {
+		return nil, err
+	}
+	if o.Dataset == "" {
+		o.Dataset = meta.Dataset
+	}
+	set, err := datasets.Load(o.Dataset, o.DataDir, datasets.Test)
+	if err != nil {
+		return nil, err
+	}
+	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
+	if err := stats.Validate(set.C); err != nil {
+		return nil, fmt.Errorf("fault: %s: normalization: %w", o.Checkpoint, err)
+	}
+	// fail on an unwritable output before the trials, not after them
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("fault: ber: %w", err)
+	}
+	var c *BERCurve
+	err = torch.Do(func() error {
+		inj, err := NewInjector(m)
+		if err != nil {
+			return err
+		}
+		inj.BatchSize = o.BatchSize
+		ev, err := inj.LoadEvalSet(set, stats, o.Images)
+		if err != nil {
+			return err
+		}
+		defer ev.Drop()
+		c, err = inj.RunBER(ctx, ev, o.BER, o.OnProgress)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Checkpoint, c.Arch, c.Dataset = o.Checkpoint, meta.Arch, o.Dataset
+	if err := c.WriteFile(filepath.Join(o.Out, BERFile)); err != nil {
+		return nil, fmt.Errorf("fault: ber: %w", err)
+	}
+	return c, nil
+}
