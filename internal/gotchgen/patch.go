@@ -88,6 +88,12 @@ var Fixes = []Fix{
 		Apply: replaceAll("\t\tif err := os.MkdirAll(CachedDir, 0755); err != nil {\n\t\t\tlog.Fatal(err)\n\t\t}\n",
 			"\t\tif err := os.MkdirAll(CachedDir, 0755); err != nil {\n\t\t\tCachedDir = os.TempDir() + \"/gotch\"\n\t\t\t_ = os.MkdirAll(CachedDir, 0755)\n\t\t\t_ = log.Prefix\n\t\t}\n"),
 	},
+	{
+		File: "ts/tensor-generated.go",
+		Why:  "in-place ops (Put_, Relu_, ...) replaced the tensor's C handle with the one libtorch returns without freeing the old handle, which kept the tensor's storage alive: every call leaked the whole tensor",
+		Apply: replaceAll("  }\n  ts.ctensor = *ptr\n",
+			"  }\n  lib.AtFree(ts.ctensor) // the old handle\n  ts.ctensor = *ptr\n  C.free(unsafe.Pointer(ptr))\n"),
+	},
 }
 
 // applyFixes runs every fix on the files map (path -> content), in place.

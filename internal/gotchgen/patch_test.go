@@ -191,6 +191,8 @@ func fixInput(f Fix) string {
 		return "\tstorage := dataType.New(size, location)\n\terr = storage.SetFromFileWithSize(f, size)\n"
 	case f.File == "pickle/storage.go":
 		return "\tsize := int(binary.LittleEndian.Uint64(sizeBuf))\n\treturn s.SetFromFileWithSize(r, size)\n"
+	case f.File == "ts/tensor-generated.go":
+		return "    return err\n  }\n  ts.ctensor = *ptr\n  \n  return err\n"
 	case f.File == "init.go":
 		return "\t\tif err := os.MkdirAll(CachedDir, 0755); err != nil {\n\t\t\tlog.Fatal(err)\n\t\t}\n"
 	}

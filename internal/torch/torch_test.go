@@ -365,3 +365,51 @@ func TestHostCopyOfEmptyTensors(t *testing.T) {
 		return nil
 	})
 }
+
+// gotch v0.8.0's in-place operations replaced the tensor's C handle without
+// freeing the old one, which kept the whole storage alive: 100 in-place calls on
+// an 8 MiB tensor leaked 800 MiB. gotchgen frees the old handle.
+func TestInPlaceOpsDoNotLeak(t *testing.T) {
+	do(t, func() error {
+		x, err := ts.Ones([]int64{2 << 20}, gotch.Float, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		idx, err := FromInt64([]int64{0, 1}, []int64{2}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer idx.Drop()
+		v, err := FromFloat32([]float32{2, 3}, []int64{2}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer v.Drop()
+		for i := 0; i < 10; i++ { // warm up the allocator
+			if err := x.Relu_(); err != nil {
+				return err
+			}
+		}
+		before := RSSBytes()
+		for i := 0; i < 100; i++ {
+			if err := x.Relu_(); err != nil {
+				return err
+			}
+			if err := x.Put_(idx, v, true); err != nil {
+				return err
+			}
+		}
+		if grew := RSSBytes() - before; grew > 64<<20 {
+			t.Errorf("RSS grew %d MiB over 200 in-place calls on an 8 MiB tensor", grew>>20)
+		}
+		got, err := Float32s(x)
+		if err != nil {
+			return err
+		}
+		if got[0] != 201 || got[1] != 301 || got[2] != 1 {
+			t.Errorf("after the in-place calls: %v", got[:3])
+		}
+		return nil
+	})
+}
