@@ -59,6 +59,7 @@ neurons and faults, and hardens them.`,
 	root.SetErr(a.stderr)
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress, only results and errors")
 	root.AddCommand(a.trainCommand(), a.testCommand(), a.importCommand(), a.configCommand(), a.versionCommand(), a.injectCommand(), a.mergeCommand())
+	root.AddCommand(a.benchCommand())
 	root.AddCommand(a.berCommand())
 	return root
 }
