@@ -179,6 +179,8 @@ func TestCampaignBadInputs(t *testing.T) {
 		want string
 	}{
 		{"unknown layer", func(o *RunOptions) { o.Space.Layers = []string{"conv9"} }, `unknown layer "conv9"`},
+		{"layer twice", func(o *RunOptions) { o.Space.Layers = []string{"conv1", "fc1", "conv1"} }, `layer "conv1" given twice`},
+		{"bit twice", func(o *RunOptions) { o.Space.Bits = []int{30, 2, 30} }, `bit 30 given twice`},
 		{"bit outside 0..31", func(o *RunOptions) { o.Space.Bits = []int{32} }, "bit 32 outside 0..31"},
 		{"index out of range", func(o *RunOptions) {
 			o.FaultsFile = faultsFile(good, strings.Replace(good, "[3]", "[150]", 1))

@@ -161,24 +161,29 @@ func (inj *Injector) RunReference(ev *EvalSet, faults []*Fault) error {
 	})
 }
 
-func (inj *Injector) reference(ev *EvalSet, f *Fault) error {
+func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 	first, count := imageRange(f, ev.Len())
 	o := &Outcome{}
 	var margins []float64
 	var hook model.Hook
 	if f.Target == Weight {
 		name := f.ParamName()
-		p, err := inj.m.Param(name)
-		if err != nil {
-			return err
+		p, perr := inj.m.Param(name)
+		if perr != nil {
+			return perr
 		}
 		before := inj.host[name][f.Index[0]]
 		after := f.Corrupt(before)
 		o.record(before, after)
-		if err := writeElement(p, f.Index[0], after); err != nil {
-			return err
+		if werr := writeElement(p, f.Index[0], after); werr != nil {
+			return werr
 		}
-		defer func() { _ = writeElement(p, f.Index[0], before) }()
+		defer func() {
+			// a failed restore would corrupt every later fault: it is an error
+			if rerr := writeElement(p, f.Index[0], before); rerr != nil && err == nil {
+				err = fmt.Errorf("fault: restore %s[%d]: %w", name, f.Index[0], rerr)
+			}
+		}()
 	} else {
 		recorded := false
 		hook = func(s *model.Site, in, out *ts.Tensor) (*ts.Tensor, error) {

@@ -112,10 +112,15 @@ func NewPlan(m *model.Model, sp Space, o PlanOptions) (*Plan, error) {
 			bits = append(bits, b)
 		}
 	}
+	seenBit := map[int]bool{}
 	for _, b := range bits {
 		if b < 0 || b >= Float32Bits {
 			return nil, fmt.Errorf("fault: bit %d outside 0..31", b)
 		}
+		if seenBit[b] {
+			return nil, fmt.Errorf("fault: bit %d given twice", b)
+		}
+		seenBit[b] = true
 	}
 	if sp.Multi < 1 || sp.Multi > len(bits) {
 		return nil, fmt.Errorf("fault: %d bits per fault from %d bit positions", sp.Multi, len(bits))
@@ -152,11 +157,16 @@ func NewPlan(m *model.Model, sp Space, o PlanOptions) (*Plan, error) {
 	if len(sp.Layers) == 0 {
 		chosen = sites
 	} else {
+		seen := map[string]bool{}
 		for _, l := range sp.Layers {
 			s, ok := byName[l]
 			if !ok {
 				return nil, fmt.Errorf("fault: unknown layer %q (layers: %v)", l, m.SiteNames())
 			}
+			if seen[l] {
+				return nil, fmt.Errorf("fault: layer %q given twice", l)
+			}
+			seen[l] = true
 			chosen = append(chosen, s)
 		}
 	}
