@@ -39,7 +39,7 @@ type BenchOptions struct {
 	// Agree, when > 0, runs the first Agree faults in both modes before timing and
 	// compares their outcomes fault by fault.
 	Agree     int64
-	BatchSize int   // samples per batched forward pass and images per golden batch [512]
+	BatchSize int   // samples per batched forward pass and images per golden batch [1024]
 	Block     int   // faults per RunBatched or RunReference call, as a campaign's block [8192]
 	Warmup    int   // faults per layer of the untimed warm-up run [16]
 	Seed      int64 // plan seed
@@ -155,7 +155,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		}
 	}
 	def(&o.Images, 1000)
-	def(&o.BatchSize, 512)
+	def(&o.BatchSize, 1024)
 	def(&o.Block, 8192)
 	def(&o.Warmup, 16)
 	def(&o.GoldenImages, 10000)

@@ -29,8 +29,8 @@ type RunOptions struct {
 	Mode           string // reference or batched
 	Images         int    // evaluation images (the first N of the test split)
 	ImagesPerFault int    // 0 = every evaluation image
-	Block          int    // faults per block (default 1024)
-	BatchSize      int    // samples per batched forward (default 1000)
+	Block          int    // faults per block (default 8192)
+	BatchSize      int    // samples per batched forward (default 1024)
 	Shard, Shards  int
 	Out            string
 	// OnPlan is called with the campaign header before any injection.
@@ -50,10 +50,10 @@ func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
 		return nil, fmt.Errorf("fault: mode %q: want reference or batched", o.Mode)
 	}
 	if o.Block == 0 {
-		o.Block = 1024
+		o.Block = 8192
 	}
 	if o.BatchSize == 0 {
-		o.BatchSize = 1000
+		o.BatchSize = 1024
 	}
 	if o.Shards == 0 {
 		o.Shards = 1

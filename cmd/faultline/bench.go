@@ -81,7 +81,7 @@ outcome (SDC, Masked, DUE, Top5) differs.`,
 	f.Int64Var(&o.Faults, "faults", 40000, "faults timed in batched mode")
 	f.Int64Var(&o.ReferenceFaults, "reference-faults", 500, "faults timed in reference mode (the first of the same list)")
 	f.Int64Var(&o.Agree, "agree", 0, "first run N faults in both modes and count differing outcomes (0 = off)")
-	f.IntVar(&o.BatchSize, "batch", 512, "samples per batched forward pass (and images per golden batch)")
+	f.IntVar(&o.BatchSize, "batch", 1024, "samples per batched forward pass (and images per golden batch)")
 	f.IntVar(&o.Block, "block", 8192, "faults per injector call, as a campaign's --block")
 	f.IntVar(&o.Warmup, "warmup", 16, "faults per layer of the untimed warm-up")
 	f.IntVar(&o.GoldenImages, "golden-images", 10000, "images the golden forward is timed on")
