@@ -117,11 +117,12 @@ func TestVFIntervalClustersByFault(t *testing.T) {
 		name     string
 		outcomes []Outcome
 		want     [2]float64
+		critical int64 // faults with an SDC or DUE on some image
 	}{
-		{"one image per fault", repeatOutcomes(Outcome{Images: 1, SDC: 1}, 7, Outcome{Images: 1, Masked: 1}, 93), Wilson(7, 100, 0.95)},
+		{"one image per fault", repeatOutcomes(Outcome{Images: 1, SDC: 1}, 7, Outcome{Images: 1, Masked: 1}, 93), Wilson(7, 100, 0.95), 7},
 		{"all-or-nothing faults", repeatOutcomes(Outcome{Images: 100, SDC: 100}, 10, Outcome{Images: 100, Masked: 100}, 90),
-			[2]float64{0.1 - 1.959964*math.Sqrt(90000.0/9900)/100, 0.1 + 1.959964*math.Sqrt(90000.0/9900)/100}},
-		{"every pair critical", repeatOutcomes(Outcome{Images: 5, DUE: 5}, 4, Outcome{}, 0), [2]float64{1, 1}},
+			[2]float64{0.1 - 1.959964*math.Sqrt(90000.0/9900)/100, 0.1 + 1.959964*math.Sqrt(90000.0/9900)/100}, 10},
+		{"every pair critical", repeatOutcomes(Outcome{Images: 5, DUE: 5}, 4, Outcome{}, 0), [2]float64{1, 1}, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b Breakdown
@@ -131,6 +132,10 @@ func TestVFIntervalClustersByFault(t *testing.T) {
 			b.finish()
 			if math.Abs(b.VFCI95[0]-tc.want[0]) > 1e-5 || math.Abs(b.VFCI95[1]-tc.want[1]) > 1e-5 {
 				t.Errorf("VF %v: interval %v, want %v", b.VF, b.VFCI95, tc.want)
+			}
+			if b.CriticalFaults != tc.critical || b.CriticalFaultRate != float64(tc.critical)/float64(b.Faults) ||
+				b.CriticalFaultRateCI != Wilson(tc.critical, b.Faults, 0.95) {
+				t.Errorf("critical faults %d (rate %v, CI %v), want %d", b.CriticalFaults, b.CriticalFaultRate, b.CriticalFaultRateCI, tc.critical)
 			}
 		})
 	}

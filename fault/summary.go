@@ -23,6 +23,12 @@ type Breakdown struct {
 	DUERate float64    `json:"due_rate"`
 	VF      float64    `json:"vf"`
 	VFCI95  [2]float64 `json:"vf_ci95"`
+	// CriticalFaults counts the faults with an SDC or a DUE on at least one of
+	// their images; CriticalFaultRate is their fraction of the faults, with
+	// Wilson's interval over faults (faults are drawn independently).
+	CriticalFaults      int64      `json:"critical_faults"`
+	CriticalFaultRate   float64    `json:"critical_fault_rate"`
+	CriticalFaultRateCI [2]float64 `json:"critical_fault_rate_ci95"`
 	// sums over faults of c^2, c*m and m^2 (c critical pairs, m images of a
 	// fault), for the cluster-robust interval, and whether a fault ran on more
 	// than one image
@@ -38,6 +44,9 @@ func (b *Breakdown) add(o *Outcome) {
 	c, m := float64(o.Critical()), float64(o.Images)
 	b.cc, b.cm, b.mm = b.cc+c*c, b.cm+c*m, b.mm+m*m
 	b.multi = b.multi || o.Images > 1
+	if o.Critical() > 0 {
+		b.CriticalFaults++
+	}
 }
 
 func (b *Breakdown) finish() {
@@ -48,6 +57,8 @@ func (b *Breakdown) finish() {
 	b.SDCRate, b.DUERate = float64(b.SDC)/n, float64(b.DUE)/n
 	b.VF = float64(b.SDC+b.DUE) / n
 	b.VFCI95 = b.interval(0.95)
+	b.CriticalFaultRate = float64(b.CriticalFaults) / float64(b.Faults)
+	b.CriticalFaultRateCI = Wilson(b.CriticalFaults, b.Faults, 0.95)
 }
 
 // interval is the confidence interval of the VF. With one image per fault the
@@ -98,6 +109,12 @@ type Summary struct {
 	VF            float64    `json:"vf"`
 	VFCI95        [2]float64 `json:"vf_ci95"`
 	VFCI99        [2]float64 `json:"vf_ci99"`
+	// CriticalFaults is the number of faults with an SDC or DUE on at least one
+	// image, CriticalFaultRate their fraction (a per-fault rate, where SDCRate and
+	// VF are per fault x image pair), with Wilson's 95% interval over faults.
+	CriticalFaults      int64      `json:"critical_faults"`
+	CriticalFaultRate   float64    `json:"critical_fault_rate"`
+	CriticalFaultRateCI [2]float64 `json:"critical_fault_rate_ci95"`
 	// GoldenAccuracy is the fault-free accuracy on the evaluation images;
 	// FaultyAccuracy the accuracy over all fault x image pairs.
 	GoldenAccuracy float64     `json:"golden_accuracy"`
@@ -144,6 +161,7 @@ func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm 
 	total.finish()
 	s.Faults, s.Pairs, s.SDC, s.DUE = total.Faults, total.Pairs, total.SDC, total.DUE
 	s.SDCRate, s.DUERate, s.VF, s.VFCI95 = total.SDCRate, total.DUERate, total.VF, total.VFCI95
+	s.CriticalFaults, s.CriticalFaultRate, s.CriticalFaultRateCI = total.CriticalFaults, total.CriticalFaultRate, total.CriticalFaultRateCI
 	if s.Pairs > 0 {
 		n := float64(s.Pairs)
 		s.Top5Rate = float64(s.Top5) / n

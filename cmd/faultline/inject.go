@@ -228,6 +228,8 @@ func printSummary(a *app, s *fault.Summary, dir string) {
 	w := a.stdout
 	fmt.Fprintf(w, "%d faults x %d images: SDC %.4f%%, DUE %.4f%%, VF %.4f%% (95%% CI %.4f..%.4f%%)\n",
 		s.Faults, s.Images, 100*s.SDCRate, 100*s.DUERate, 100*s.VF, 100*s.VFCI95[0], 100*s.VFCI95[1])
+	fmt.Fprintf(w, "critical faults (an SDC or DUE on any of their images): %d of %d, %.4f%% (95%% CI %.4f..%.4f%%)\n",
+		s.CriticalFaults, s.Faults, 100*s.CriticalFaultRate, 100*s.CriticalFaultRateCI[0], 100*s.CriticalFaultRateCI[1])
 	fmt.Fprintf(w, "accuracy %.2f%% golden, %.2f%% under faults; %.0f faults/s (injection alone)\n",
 		100*s.GoldenAccuracy, 100*s.FaultyAccuracy, s.FaultsPerSecond)
 	fmt.Fprintln(w, "per layer:")
@@ -238,7 +240,7 @@ func printSummary(a *app, s *fault.Summary, dir string) {
 		fmt.Fprintln(w, "per bit (VF):")
 		for _, b := range s.PerBit {
 			if b.VF > 0 {
-				fmt.Fprintf(w, "  bit %-3s %8d faults  VF %.4f%%\n", b.Key, b.Faults, 100*b.VF)
+				fmt.Fprintf(w, "  bit %-3s %8d faults  VF %.4f%%  critical faults %.4f%%\n", b.Key, b.Faults, 100*b.VF, 100*b.CriticalFaultRate)
 			}
 		}
 	}
