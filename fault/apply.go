@@ -15,7 +15,9 @@ import (
 // order. restore writes the old value back and reads it back bit for bit (an error
 // if any bit differs); calling it again does nothing. Both run on the torch thread.
 // While a fault is applied, the injector's other runs still take the golden host
-// copy as the fault-free weights.
+// copy as the fault-free weights, and an EvalSet's cached golden activations
+// (filled by RunBatched) are not recomputed: evaluate a model under an applied
+// fault with a fresh EvalSet.
 func (inj *Injector) Apply(f *Fault) (restore func() error, err error) {
 	if err := inj.Check(f, math.MaxInt32); err != nil {
 		return nil, err

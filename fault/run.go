@@ -134,6 +134,9 @@ func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
 				}
 				return err
 			}
+			if (i/int64(o.Block))%int64(o.Shards) != int64(o.Shard) {
+				continue // another shard's block: no caches for it
+			}
 			if k := (groupKey{f.Target, f.Layer, f.Param, f.Point}); groups[k] == nil {
 				groups[k] = &f
 			}

@@ -28,9 +28,13 @@ func Wilson(k, n int64, confidence float64) [2]float64 {
 	if n == 0 {
 		return [2]float64{0, 1}
 	}
+	return wilson(float64(k)/float64(n), float64(n), confidence)
+}
+
+// wilson is Wilson's interval for a proportion p observed over an effective
+// sample size nn (not necessarily whole).
+func wilson(p, nn, confidence float64) [2]float64 {
 	z := Quantile(confidence)
-	p := float64(k) / float64(n)
-	nn := float64(n)
 	den := 1 + z*z/nn
 	centre := (p + z*z/(2*nn)) / den
 	half := z / den * math.Sqrt(p*(1-p)/nn+z*z/(4*nn*nn))

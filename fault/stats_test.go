@@ -108,10 +108,11 @@ func TestStreamIntnUniform(t *testing.T) {
 	}
 }
 
-// The VF interval is Wilson's with one image per fault, and cluster-robust (the
-// fault is the sampled unit) with several: 10 of 100 faults that misclassify all
-// of their 100 images give VF 0.1 with half-width 1.96 * sqrt(90000 / 9900) / 100,
-// not the 0.006 that 10,000 independent pairs would give.
+// The VF interval is Wilson's with one image per fault, and with several it is
+// Wilson's over the cluster-robust effective sample size: 10 of 100 faults that
+// misclassify all of their 100 images give VF 0.1 with a variance of
+// 90000 / (100 * 99 * 100^2), so n_eff = 0.09 / that = 99 (not 10,000 pairs);
+// with VF 0 or 1 the effective size is the number of faults.
 func TestVFIntervalClustersByFault(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -121,8 +122,10 @@ func TestVFIntervalClustersByFault(t *testing.T) {
 	}{
 		{"one image per fault", repeatOutcomes(Outcome{Images: 1, SDC: 1}, 7, Outcome{Images: 1, Masked: 1}, 93), Wilson(7, 100, 0.95), 7},
 		{"all-or-nothing faults", repeatOutcomes(Outcome{Images: 100, SDC: 100}, 10, Outcome{Images: 100, Masked: 100}, 90),
-			[2]float64{0.1 - 1.959964*math.Sqrt(90000.0/9900)/100, 0.1 + 1.959964*math.Sqrt(90000.0/9900)/100}, 10},
-		{"every pair critical", repeatOutcomes(Outcome{Images: 5, DUE: 5}, 4, Outcome{}, 0), [2]float64{1, 1}, 4},
+			wilson(0.1, 0.09/(90000.0/(100*99*100*100)), 0.95), 10},
+		{"every pair critical", repeatOutcomes(Outcome{Images: 5, DUE: 5}, 4, Outcome{}, 0), Wilson(4, 4, 0.95), 4},
+		{"no pair critical", repeatOutcomes(Outcome{Images: 50, Masked: 50}, 30, Outcome{}, 0), Wilson(0, 30, 0.95), 0},
+		{"one fault on many images", repeatOutcomes(Outcome{Images: 1000, SDC: 300, Masked: 700}, 1, Outcome{}, 0), wilson(0.3, 1, 0.95), 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b Breakdown
@@ -130,14 +133,21 @@ func TestVFIntervalClustersByFault(t *testing.T) {
 				b.add(&tc.outcomes[i])
 			}
 			b.finish()
-			if math.Abs(b.VFCI95[0]-tc.want[0]) > 1e-5 || math.Abs(b.VFCI95[1]-tc.want[1]) > 1e-5 {
+			if math.Abs(b.VFCI95[0]-tc.want[0]) > 1e-9 || math.Abs(b.VFCI95[1]-tc.want[1]) > 1e-9 {
 				t.Errorf("VF %v: interval %v, want %v", b.VF, b.VFCI95, tc.want)
+			}
+			if b.VFCI95[0] > b.VF || b.VFCI95[1] < b.VF || (b.VF == 0 && b.VFCI95[1] == 0) {
+				t.Errorf("VF %v outside or at a zero-width interval %v", b.VF, b.VFCI95)
 			}
 			if b.CriticalFaults != tc.critical || b.CriticalFaultRate != float64(tc.critical)/float64(b.Faults) ||
 				b.CriticalFaultRateCI != Wilson(tc.critical, b.Faults, 0.95) {
 				t.Errorf("critical faults %d (rate %v, CI %v), want %d", b.CriticalFaults, b.CriticalFaultRate, b.CriticalFaultRateCI, tc.critical)
 			}
 		})
+	}
+	// 99 effective draws for the all-or-nothing case: wider than 10,000 pairs' Wilson.
+	if w := wilson(0.1, 99, 0.95); w[1]-w[0] < 5*(Wilson(1000, 10000, 0.95)[1]-Wilson(1000, 10000, 0.95)[0]) {
+		t.Errorf("clustered interval %v is not much wider than the pair-level one", w)
 	}
 }
 

@@ -62,21 +62,27 @@ func (b *Breakdown) finish() {
 }
 
 // interval is the confidence interval of the VF. With one image per fault the
-// pairs are independent draws and it is Wilson's interval. With several images
-// per fault the sampled unit is the fault, and pairs under one fault are
+// pairs are independent draws and it is Wilson's interval over them. With several
+// images per fault the sampled unit is the fault, and pairs under one fault are
 // correlated (a bit-30 flip in a busy weight misclassifies many images at once),
-// so pair-level Wilson would be far too narrow: the interval is then the normal
-// one around the ratio estimate with the cluster-robust variance
-// sum((c_i - VF m_i)^2) / (n (n-1) mean(m)^2) over the n faults, clipped to [0, 1].
+// so pair-level Wilson would be far too narrow. The interval is then Wilson's over
+// the effective sample size n_eff = VF (1 - VF) / var, where var is the
+// cluster-robust variance sum((c_i - VF m_i)^2) / (n (n-1) mean(m)^2) over the n
+// faults, capped at the pairs; when that cannot be estimated (VF 0 or 1, a zero
+// variance, a single fault) n_eff is the number of faults, which is conservative.
 func (b *Breakdown) interval(confidence float64) [2]float64 {
-	if !b.multi || b.Faults < 2 {
+	if !b.multi {
 		return Wilson(b.SDC+b.DUE, b.Pairs, confidence)
 	}
 	n, r := float64(b.Faults), b.VF
-	ss := math.Max(0, b.cc-2*r*b.cm+r*r*b.mm)
-	mean := float64(b.Pairs) / n
-	h := Quantile(confidence) * math.Sqrt(ss/(n*(n-1))) / mean
-	return [2]float64{math.Max(0, r-h), math.Min(1, r+h)}
+	neff := n
+	if b.Faults >= 2 && r > 0 && r < 1 {
+		mean := float64(b.Pairs) / n
+		if v := math.Max(0, b.cc-2*r*b.cm+r*r*b.mm) / (n * (n - 1) * mean * mean); v > 0 {
+			neff = math.Min(float64(b.Pairs), r*(1-r)/v)
+		}
+	}
+	return wilson(r, neff, confidence)
 }
 
 // Timing holds a run's timings, kept apart so that results are otherwise

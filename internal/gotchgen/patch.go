@@ -90,7 +90,7 @@ var Fixes = []Fix{
 	},
 	{
 		File: "ts/tensor-generated.go",
-		Why:  "in-place ops (Put_, Relu_, ...) replaced the tensor's C handle with the one libtorch returns without freeing the old handle, which kept the tensor's storage alive: every call leaked the whole tensor",
+		Why:  "in-place ops (Put_, Relu_, ...) replaced the tensor's C handle with the one libtorch returns without freeing the old handle, which kept the tensor's storage alive: every call leaked the whole tensor (a Tensor copied by value, as nn.VarStore.Variables returns them, shares its handle: do not call in-place ops on such copies)",
 		Apply: replaceAll("  }\n  ts.ctensor = *ptr\n",
 			"  }\n  lib.AtFree(ts.ctensor) // the old handle\n  ts.ctensor = *ptr\n  C.free(unsafe.Pointer(ptr))\n"),
 	},

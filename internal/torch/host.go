@@ -2,6 +2,7 @@ package torch
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/sugarme/gotch"
@@ -39,6 +40,7 @@ func fromData[T float32 | int64](data []T, shape []int64, dtype gotch.DType, dev
 		return nil, fmt.Errorf("torch: new tensor %v: %w", shape, err)
 	}
 	copy(unsafe.Slice((*T)(p), len(data)), data)
+	runtime.KeepAlive(t)
 	if dev == gotch.CPU {
 		return t, nil
 	}
@@ -68,6 +70,7 @@ func hostCopy[T float32 | int64](t *ts.Tensor, dtype gotch.DType) ([]T, error) {
 		return nil, fmt.Errorf("torch: copy to host: %w", err)
 	}
 	copy(out, unsafe.Slice((*T)(p), len(out)))
+	runtime.KeepAlive(src) // the copy read its memory through a raw pointer
 	return out, nil
 }
 
