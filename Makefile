@@ -33,8 +33,9 @@ demo: build
 soak: setup
 	FAULTLINE_SOAK=1 $(GO) test -timeout 60m -run Soak -v ./...
 
+# -p 1: benchmarks of different packages must not share the 2 cores.
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 FUZZTIME ?= 1m
 fuzz: setup
