@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
@@ -204,18 +203,11 @@ func benchCheckpoint(ctx context.Context, o BenchOptions, ckpt string) ([]BenchR
 		}
 	}
 	phase("", "load")
-	m, meta, err := model.Load(ckpt, o.Device)
+	cd, err := loadCheckpoint(ckpt, "", o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	set, err := datasets.Load(meta.Dataset, o.DataDir, datasets.Test)
-	if err != nil {
-		return nil, err
-	}
-	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
-	if err := stats.Validate(set.C); err != nil {
-		return nil, fmt.Errorf("normalization: %w", err)
-	}
+	m, meta, set, stats := cd.m, cd.meta, cd.set, cd.stats
 	images := min(o.Images, set.Len())
 	var inj *Injector
 	var ev *EvalSet

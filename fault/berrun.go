@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/internal/torch"
-	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
 )
 
@@ -48,33 +46,23 @@ func RunBERCurve(ctx context.Context, o BERRunOptions) (*BERCurve, error) {
 	if _, err := torch.SetThreads(o.Threads); err != nil {
 		return nil, err
 	}
-	m, meta, err := model.Load(o.Checkpoint, o.Device)
+	cd, err := loadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	if o.Dataset == "" {
-		o.Dataset = meta.Dataset
-	}
-	set, err := datasets.Load(o.Dataset, o.DataDir, datasets.Test)
-	if err != nil {
-		return nil, err
-	}
-	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
-	if err := stats.Validate(set.C); err != nil {
-		return nil, fmt.Errorf("fault: %s: normalization: %w", o.Checkpoint, err)
-	}
+	o.Dataset = cd.dataset
 	// fail on an unwritable output before the trials, not after them
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("fault: ber: %w", err)
 	}
 	var c *BERCurve
 	err = torch.Do(func() error {
-		inj, err := NewInjector(m)
+		inj, err := NewInjector(cd.m)
 		if err != nil {
 			return err
 		}
 		inj.BatchSize = o.BatchSize
-		ev, err := inj.LoadEvalSet(set, stats, o.Images)
+		ev, err := inj.LoadEvalSet(cd.set, cd.stats, o.Images)
 		if err != nil {
 			return err
 		}
@@ -85,7 +73,7 @@ func RunBERCurve(ctx context.Context, o BERRunOptions) (*BERCurve, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Checkpoint, c.Arch, c.Dataset = o.Checkpoint, meta.Arch, o.Dataset
+	c.Checkpoint, c.Arch, c.Dataset = o.Checkpoint, cd.meta.Arch, o.Dataset
 	if err := c.WriteFile(filepath.Join(o.Out, BERFile)); err != nil {
 		return nil, fmt.Errorf("fault: ber: %w", err)
 	}

@@ -39,6 +39,36 @@ type RunOptions struct {
 	OnProgress func(done, total int64, faultsPerSecond float64)
 }
 
+// checkpointData is a loaded checkpoint with the data set it is evaluated on.
+type checkpointData struct {
+	m       *model.Model
+	meta    model.Metadata
+	dataset string // the data set's name: the one asked for, or the checkpoint's
+	set     *datasets.Set
+	stats   datasets.Stats // the checkpoint's input normalisation
+}
+
+// loadCheckpoint loads a checkpoint, the test split of dataset (the checkpoint's
+// own when empty) and the checkpoint's input normalisation, checked against it.
+func loadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*checkpointData, error) {
+	m, meta, err := model.Load(ckpt, dev)
+	if err != nil {
+		return nil, err
+	}
+	if dataset == "" {
+		dataset = meta.Dataset
+	}
+	set, err := datasets.Load(dataset, dataDir, datasets.Test)
+	if err != nil {
+		return nil, err
+	}
+	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
+	if err := stats.Validate(set.C); err != nil {
+		return nil, fmt.Errorf("fault: %s: normalization: %w", ckpt, err)
+	}
+	return &checkpointData{m: m, meta: meta, dataset: dataset, set: set, stats: stats}, nil
+}
+
 // RunCampaign loads a checkpoint and its data, plans (or reads) the faults and
 // runs or resumes the campaign into o.Out.
 func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
@@ -65,21 +95,12 @@ func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, meta, err := model.Load(o.Checkpoint, o.Device)
+	cd, err := loadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	if o.Dataset == "" {
-		o.Dataset = meta.Dataset
-	}
-	set, err := datasets.Load(o.Dataset, o.DataDir, datasets.Test)
-	if err != nil {
-		return nil, err
-	}
-	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
-	if err := stats.Validate(set.C); err != nil {
-		return nil, fmt.Errorf("fault: %s: normalization: %w", o.Checkpoint, err)
-	}
+	m, meta, set, stats := cd.m, cd.meta, cd.set, cd.stats
+	o.Dataset = cd.dataset
 	if o.Images <= 0 || o.Images > set.Len() {
 		o.Images = set.Len()
 	}
