@@ -119,26 +119,14 @@ func (inj *Injector) prefix(ev *EvalSet, st int) (*ts.Tensor, error) {
 			src, from = x, k
 		}
 	}
-	var parts []*ts.Tensor
-	defer func() {
-		for _, p := range parts {
-			p.Drop()
-		}
-	}()
-	for i := 0; i < ev.Len(); i += inj.BatchSize {
-		n := min(inj.BatchSize, ev.Len()-i)
+	x, err := inj.chunked(ev.Len(), func(i, n int) (*ts.Tensor, error) {
 		xb, err := src.Narrow(0, int64(i), int64(n), false)
 		if err != nil {
 			return nil, err
 		}
-		y, err := inj.m.RunStages(xb, from, st, false, nil)
-		xb.Drop()
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, y)
-	}
-	x, err := ts.Cat(parts, 0)
+		defer xb.Drop()
+		return inj.m.RunStages(xb, from, st, false, nil)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -226,12 +214,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 // batchedHook applies sample n's fault sf[n] at the faulty site.
 func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]bool, in, out *ts.Tensor) (*ts.Tensor, error) {
 	f0 := sf[0]
-	record := func(f *Fault, before, after float32) {
-		if !seen[f] {
-			f.Outcome.record(before, after)
-			seen[f] = true
-		}
-	}
+	record := func(f *Fault, before, after float32) { recordOnce(seen, f, before, after) }
 	switch {
 	case f0.Target == Activation && (f0.Point == Output || f0.Point == Input):
 		dims, t := s.OutShape, out
@@ -406,6 +389,16 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Faul
 		xs[j] *= rep[j]
 	}
 	return put(out, outIdx, xs, true)
+}
+
+// recordOnce records a fault's value before and after on the first of its
+// samples (every image of a fault sees the same values, up to the golden run's
+// rounding).
+func recordOnce(seen map[*Fault]bool, f *Fault, before, after float32) {
+	if !seen[f] {
+		f.Outcome.record(before, after)
+		seen[f] = true
+	}
 }
 
 // take reads the elements at flat indices of a contiguous tensor.

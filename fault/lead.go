@@ -3,6 +3,7 @@ package fault
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
@@ -129,7 +130,7 @@ func (inj *Injector) footprint(st int) (*reach, error) {
 			}
 			for k := 0; k+1 < len(pos); k += 2 {
 				p, q := p0+pos[k], pos[k+1]
-				if !contains(foot[p], q) {
+				if !slices.Contains(foot[p], q) {
 					foot[p] = append(foot[p], q)
 				}
 			}
@@ -150,7 +151,7 @@ func (inj *Injector) footprint(st int) (*reach, error) {
 		h := []int64{int64(p)}
 		for _, q := range f {
 			for _, o := range from[q] {
-				if !contains(h, o) {
+				if !slices.Contains(h, o) {
 					h = append(h, o)
 				}
 			}
@@ -200,15 +201,6 @@ func (inj *Injector) probe(st int, shape []int64, per, p0 int64, v float32, base
 	return torch.Int64s(nz)
 }
 
-func contains(s []int64, v int64) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // runLead runs one batch of faults at the lead layer of stage st (sample n
 // carries sf[n] on image simg[n]) and returns the logits.
 func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, simg []int64, seen map[*Fault]bool) ([]float32, error) {
@@ -255,10 +247,7 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 		var vals []float32
 		for n, f := range sf {
 			after := f.Corrupt(xs[n])
-			if !seen[f] {
-				f.Outcome.record(xs[n], after)
-				seen[f] = true
-			}
+			recordOnce(seen, f, xs[n], after)
 			oIdx, vals = inj.inputDelta(s, int64(n), at[n]-simg[n]*inPer, after-xs[n], oIdx, vals)
 		}
 		if err := put(out, oIdx, vals, true); err != nil {
@@ -335,10 +324,7 @@ func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault,
 		}
 		before := vals[k]
 		vals[k] = f.Corrupt(before)
-		if !seen[f] {
-			f.Outcome.record(before, vals[k])
-			seen[f] = true
-		}
+		recordOnce(seen, f, before, vals[k])
 		k += len(h)
 	}
 	maps, err := ts.Zeros(append([]int64{int64(len(used))}, s.OutShape...), gotch.Float, inj.m.Device())
