@@ -86,9 +86,8 @@ outcome (SDC, Masked, DUE, Top5) differs.`,
 	f.IntVar(&o.Warmup, "warmup", 16, "faults per layer of the untimed warm-up")
 	f.IntVar(&o.GoldenImages, "golden-images", 10000, "images the golden forward is timed on")
 	f.Int64Var(&o.Seed, "seed", 1, "fault plan seed")
-	f.IntVar(&o.Threads, "threads", 0, "libtorch intra-op threads (0 = number of cores)")
-	f.StringVar(&device, "device", "cpu", "cpu or cuda")
-	f.StringVar(&o.DataDir, "data-dir", "", "data set directory (default: its standard place)")
+	addRuntimeFlags(f, &o.Threads, &device)
+	addDataFlags(f, nil, &o.DataDir)
 	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
 	return cmd
 }

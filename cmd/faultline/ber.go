@@ -110,10 +110,8 @@ a table is printed.`,
 	f.Float64Var(&o.BER.Confidence, "confidence", 0.95, "confidence of the accuracy interval (Student t over trials)")
 	f.BoolVar(&o.BER.KeepFlips, "keep-flips", false, "record every trial's flipped bits in ber.json (large at high rates)")
 	f.StringVar(&o.Out, "out", "", "output directory (ber.json)")
-	f.IntVar(&o.Threads, "threads", 0, "libtorch intra-op threads (0 = number of cores)")
-	f.StringVar(&device, "device", "cpu", "cpu or cuda")
-	f.StringVar(&o.Dataset, "dataset", "", "data set (default: the checkpoint's)")
-	f.StringVar(&o.DataDir, "data-dir", "", "data set directory (default: its standard place)")
+	addRuntimeFlags(f, &o.Threads, &device)
+	addDataFlags(f, &o.Dataset, &o.DataDir)
 	f.BoolVar(&asJSON, "json", false, "print the curve as JSON instead of the table")
 	return cmd
 }

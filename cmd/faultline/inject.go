@@ -119,10 +119,8 @@ same arguments, it continues where it stopped.`,
 	f.IntVar(&shards, "shards", 0, "number of shards, with JOB_COMPLETION_INDEX (Kubernetes indexed Job)")
 	f.IntVar(&o.Block, "block", 8192, "faults per block: the unit of progress, resuming and sharding")
 	f.IntVar(&o.BatchSize, "batch", 1024, "fault x image samples per batched forward pass")
-	f.IntVar(&o.Threads, "threads", 0, "libtorch intra-op threads (0 = number of cores)")
-	f.StringVar(&device, "device", "cpu", "cpu or cuda")
-	f.StringVar(&o.Dataset, "dataset", "", "data set (default: the checkpoint's)")
-	f.StringVar(&o.DataDir, "data-dir", "", "data set directory (default: its standard place)")
+	addRuntimeFlags(f, &o.Threads, &device)
+	addDataFlags(f, &o.Dataset, &o.DataDir)
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	return cmd
 }

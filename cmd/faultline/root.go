@@ -73,6 +73,22 @@ type configFlags struct {
 }
 
 // addConfigFlags registers --preset, --config and the key-setting flags.
+// addRuntimeFlags declares --threads and --device, shared by the commands that
+// load a checkpoint.
+func addRuntimeFlags(fs *pflag.FlagSet, threads *int, device *string) {
+	fs.IntVar(threads, "threads", 0, "libtorch intra-op threads (0 = number of cores)")
+	fs.StringVar(device, "device", "cpu", "cpu or cuda")
+}
+
+// addDataFlags declares --data-dir and, when dataset is not nil, --dataset, for
+// the commands that evaluate a checkpoint on its data set.
+func addDataFlags(fs *pflag.FlagSet, dataset, dir *string) {
+	if dataset != nil {
+		fs.StringVar(dataset, "dataset", "", "data set (default: the one the checkpoint was trained on)")
+	}
+	fs.StringVar(dir, "data-dir", "", "data set directory (default: the data set's standard place)")
+}
+
 func addConfigFlags(fs *pflag.FlagSet, cf *configFlags) {
 	fs.StringVar(&cf.preset, "preset", configs.DefaultPreset, "embedded preset: "+strings.Join(configs.Presets(), ", "))
 	fs.StringVar(&cf.file, "config", "", "YAML config file (overrides the preset; FAULTLINE_* variables and flags override it)")

@@ -86,13 +86,11 @@ func (a *app) testCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", "", "checkpoint directory (required)")
-	f.StringVar(&dataset, "dataset", "", "data set (default: the one the checkpoint was trained on)")
-	f.StringVar(&dir, "data-dir", "", "data set directory (default: the data set's standard place)")
+	addDataFlags(f, &dataset, &dir)
 	f.StringVar(&split, "split", "test", "train or test")
 	f.IntVar(&limit, "limit", 0, "use only the first N images (0 = all)")
 	f.IntVar(&batch, "batch-size", 1000, "evaluation batch size")
-	f.IntVar(&threads, "threads", 0, "libtorch intra-op threads (0 = number of cores)")
-	f.StringVar(&device, "device", "cpu", "cpu or cuda")
+	addRuntimeFlags(f, &threads, &device)
 	f.BoolVar(&asJSON, "json", false, `print {"accuracy": ...} as JSON on stdout`)
 	return cmd
 }
