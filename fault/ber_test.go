@@ -66,8 +66,8 @@ func TestBERStudentT(t *testing.T) {
 		df   int
 		want float64
 	}{{0.95, 1, 12.7062}, {0.95, 2, 4.3027}, {0.95, 5, 2.5706}, {0.95, 9, 2.2622}, {0.95, 30, 2.0423}, {0.99, 9, 3.2498}, {0.95, 10000, 1.9602}} {
-		if got := studentT(c.conf, c.df); math.Abs(got-c.want) > 1e-3 {
-			t.Errorf("studentT(%g, %d) = %.5f, want %.4f", c.conf, c.df, got, c.want)
+		if got := StudentT(c.conf, c.df); math.Abs(got-c.want) > 1e-3 {
+			t.Errorf("StudentT(%g, %d) = %.5f, want %.4f", c.conf, c.df, got, c.want)
 		}
 	}
 }

@@ -13,14 +13,14 @@ func meanInterval(xs []float64, mean, confidence float64) (std float64, ci [2]fl
 		std += (x - mean) * (x - mean)
 	}
 	std = math.Sqrt(std / float64(len(xs)-1))
-	h := studentT(confidence, len(xs)-1) * std / math.Sqrt(float64(len(xs)))
+	h := StudentT(confidence, len(xs)-1) * std / math.Sqrt(float64(len(xs)))
 	return std, [2]float64{math.Max(0, mean-h), math.Min(1, mean+h)}
 }
 
-// studentT returns the two-sided quantile t of Student's t distribution with df
+// StudentT returns the two-sided quantile t of Student's t distribution with df
 // degrees of freedom: P(|T| <= t) = confidence (12.706 for df 1 at 0.95, 1.96 as df
 // grows). It bisects on theta = atan(t / sqrt(df)).
-func studentT(confidence float64, df int) float64 {
+func StudentT(confidence float64, df int) float64 {
 	lo, hi := 0.0, math.Pi/2
 	for range 100 {
 		mid := (lo + hi) / 2

@@ -69,6 +69,27 @@ func loadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*checkpoin
 	return &checkpointData{m: m, meta: meta, dataset: dataset, set: set, stats: stats}, nil
 }
 
+// Loaded is a checkpoint loaded for evaluation: the model, its metadata, the
+// test split of its data set and its input normalisation.
+type Loaded struct {
+	Model   *model.Model
+	Meta    model.Metadata
+	Dataset string
+	Set     *datasets.Set
+	Stats   datasets.Stats
+}
+
+// LoadCheckpoint loads a checkpoint and the test split of dataset (the
+// checkpoint's own when empty), checking the normalisation against it. It must
+// run on the torch thread.
+func LoadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*Loaded, error) {
+	cd, err := loadCheckpoint(ckpt, dataset, dataDir, dev)
+	if err != nil {
+		return nil, err
+	}
+	return &Loaded{Model: cd.m, Meta: cd.meta, Dataset: cd.dataset, Set: cd.set, Stats: cd.stats}, nil
+}
+
 // RunCampaign loads a checkpoint and its data, plans (or reads) the faults and
 // runs or resumes the campaign into o.Out.
 func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {

@@ -61,6 +61,7 @@ neurons and faults, and hardens them.`,
 	root.AddCommand(a.trainCommand(), a.testCommand(), a.importCommand(), a.configCommand(), a.versionCommand(), a.injectCommand(), a.mergeCommand())
 	root.AddCommand(a.benchCommand())
 	root.AddCommand(a.berCommand())
+	root.AddCommand(a.evalCommand())
 	return root
 }
 

@@ -1,0 +1,494 @@
+package deepvigor
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Semantics selects how bit flips and the search behave (spec section 0).
+type Semantics string
+
+// Semantics.
+const (
+	// Exact: IEEE-754 flips, no padding fault sites, eval-mode BatchNorm, per-group
+	// slicing, bisection over a grid with PerOctave thresholds per factor of two.
+	Exact Semantics = "exact"
+	// Reference: the reference implementation's behaviour, quirks included.
+	Reference Semantics = "reference"
+)
+
+// ParseSemantics checks a semantics name.
+func ParseSemantics(s string) (Semantics, error) {
+	switch Semantics(s) {
+	case Exact, Reference:
+		return Semantics(s), nil
+	}
+	return "", fmt.Errorf("deepvigor: semantics %q: want exact or reference", s)
+}
+
+// Options configure Analyze.
+type Options struct {
+	Activations bool // analyse activations (neurons, MAC operand faults)
+	Weights     bool // analyse weights (filters)
+	Semantics   Semantics
+	// TailCheck lets the network decide errors of magnitude 2^10 and more
+	// (Exact only): otherwise they are always critical.
+	TailCheck bool
+	// SamplingRatio is the share of output channels analysed per layer, in (0, 1];
+	// 1 is the complete analysis.
+	SamplingRatio float64
+	Seed          int64
+	// Layers restricts the analysis (default: every conv and linear layer).
+	Layers []string
+	// PerOctave is the Exact grid's thresholds per factor of two (default 4).
+	PerOctave int
+	// MaxBatch caps the samples of one forward pass (default: by memory).
+	MaxBatch int
+	// OnProgress is called after each group of targets with targets done and total.
+	OnProgress func(done, total int)
+}
+
+// DefaultPerOctave is Exact semantics' grid resolution.
+const DefaultPerOctave = 4
+
+// Result is the analysis of a model on a batch of images. VFs are fractions.
+type Result struct {
+	Semantics     Semantics `json:"semantics"`
+	TailCheck     bool      `json:"tail_check"`
+	SamplingRatio float64   `json:"sampling_ratio"`
+	Seed          int64     `json:"seed"`
+	PerOctave     int       `json:"thresholds_per_octave"`
+	Images        int       `json:"images"`
+	Layers        []Layer   `json:"layers"`
+	// ImageForwards counts images run through the network (from the analysed
+	// layer on): a batch of 100 counts 100. BatchForwards counts the reference's
+	// unit, one forward of the whole image batch per target and step.
+	ImageForwards  int64 `json:"image_forwards"`
+	ImageBackwards int64 `json:"image_backwards"`
+	BatchForwards  int64 `json:"batch_forwards"`
+}
+
+// Layer is one analysed layer.
+type Layer struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"` // conv or linear
+	// Neurons is the layer's output activations per image (C*H*W); Weights its
+	// weights without bias.
+	Neurons   int64 `json:"neurons"`
+	Weights   int64 `json:"weights"`
+	Channels  int   `json:"out_channels"`
+	Positions int   `json:"positions"` // per channel (H*W, 1 for linear)
+	// LVFs are means of the analysed channels' CVFs; their intervals are the 95%
+	// sampling intervals (two-stage for activations), equal to the LVF when the
+	// analysis is complete and absent when one channel cannot give one.
+	LVFActivations   *float64    `json:"lvf_activations"`
+	LVFActivationsCI *[2]float64 `json:"lvf_activations_ci95,omitempty"`
+	LVFWeights       *float64    `json:"lvf_weights"`
+	LVFWeightsCI     *[2]float64 `json:"lvf_weights_ci95,omitempty"`
+	ImageForwards    int64       `json:"image_forwards"`
+	ChannelVFs       []Channel   `json:"channels"`
+}
+
+// Channel is one analysed output channel (filter).
+type Channel struct {
+	Index int `json:"index"`
+	// Positions are the output positions (y*W+x) drawn for this channel: the
+	// neurons of the activation analysis and the positions of the weight
+	// analysis's error distribution.
+	Positions      []int     `json:"positions"`
+	CVFActivations *float64  `json:"cvf_activations,omitempty"`
+	NVF            []float64 `json:"nvf,omitempty"` // per position, activations
+	CVFWeights     *float64  `json:"cvf_weights,omitempty"`
+}
+
+// Analyze runs DeepVigor+ on m with images x ([B, C, H, W], normalised) whose
+// golden predictions are golden. It must run on the torch thread; it leaves the
+// model's parameters untouched.
+func Analyze(ctx context.Context, m *model.Model, x *ts.Tensor, golden []int, o Options) (*Result, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	sites, err := selectSites(m, o.Layers)
+	if err != nil {
+		return nil, err
+	}
+	if o.Semantics == Reference {
+		if m.Spec().BatchNorm || m.Spec().Arch == "resnet20" {
+			return nil, fmt.Errorf("deepvigor: reference semantics needs a BatchNorm-free model (the reference runs BatchNorm on batch statistics); %s has BatchNorm: use exact", m.Spec().Arch)
+		}
+	}
+	if o.PerOctave == 0 {
+		o.PerOctave = DefaultPerOctave
+	}
+	if o.Semantics == Reference {
+		o.PerOctave = 1
+	}
+	res := &Result{Semantics: o.Semantics, TailCheck: o.TailCheck, SamplingRatio: o.SamplingRatio, Seed: o.Seed, PerOctave: o.PerOctave, Images: len(golden)}
+	if err := m.VarStore().Freeze(); err != nil {
+		return nil, err
+	}
+	defer func() { _ = m.VarStore().Unfreeze() }()
+	err = torch.NoGrad(func() error {
+		a := &analyzer{m: m, o: o, g: newGrid(o.PerOctave), golden: golden, res: res}
+		return a.run(ctx, x, sites)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (o *Options) check() error {
+	if !o.Activations && !o.Weights {
+		return fmt.Errorf("deepvigor: nothing to analyse: want activations, weights or both")
+	}
+	if _, err := ParseSemantics(string(o.Semantics)); err != nil {
+		return err
+	}
+	if !(o.SamplingRatio > 0 && o.SamplingRatio <= 1) {
+		return fmt.Errorf("deepvigor: sampling ratio %g: want a fraction in (0, 1] (1 = complete analysis)", o.SamplingRatio)
+	}
+	if o.TailCheck && o.Semantics == Reference {
+		return fmt.Errorf("deepvigor: the tail check is an exact-semantics option (the reference counts errors beyond 2^10 critical)")
+	}
+	if o.PerOctave < 0 || o.PerOctave > 64 {
+		return fmt.Errorf("deepvigor: %d thresholds per octave: want 1..64", o.PerOctave)
+	}
+	return nil
+}
+
+// selectSites returns the sites to analyse, in forward order.
+func selectSites(m *model.Model, names []string) ([]model.Site, error) {
+	all := m.Sites()
+	if len(all) == 0 {
+		return nil, fmt.Errorf("deepvigor: %s has no conv or linear layer to analyse", m.Spec().Arch)
+	}
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []model.Site
+	for _, s := range all {
+		if slices.Contains(names, s.Name) {
+			out = append(out, s)
+		}
+	}
+	for _, n := range names {
+		if !slices.ContainsFunc(all, func(s model.Site) bool { return s.Name == n }) {
+			return nil, fmt.Errorf("deepvigor: no layer %q in %s (layers: %v)", n, m.Spec().Arch, m.SiteNames())
+		}
+	}
+	return out, nil
+}
+
+// analyzer holds one analysis run.
+type analyzer struct {
+	m      *model.Model
+	o      Options
+	g      grid
+	bounds *ts.Tensor
+	golden []int
+	res    *Result
+	done   int
+	total  int
+}
+
+// plan is a layer's drawn channels and positions.
+type plan struct {
+	channels  []int
+	positions [][]int
+}
+
+// draw samples a layer's channels and, in each, its positions: channels =
+// max(ceil(ratio * C), 1) (the reference: floor), positions = max(floor(log2(H*W)),
+// 1); everything when the ratio is 1. The draw depends only on the seed and the
+// layer's position.
+func (a *analyzer) draw(s model.Site, layer int) plan {
+	c, hw := int(s.OutShape[0]), positions(s)
+	rng := rand.New(rand.NewPCG(uint64(a.o.Seed), uint64(layer)))
+	var p plan
+	if a.o.SamplingRatio >= 1 {
+		for ch := range c {
+			p.channels = append(p.channels, ch)
+			p.positions = append(p.positions, iota(hw))
+		}
+		return p
+	}
+	n := int(math.Ceil(a.o.SamplingRatio * float64(c)))
+	if a.o.Semantics == Reference {
+		n = int(math.Floor(a.o.SamplingRatio * float64(c)))
+	}
+	n = min(max(n, 1), c)
+	per := min(max(int(math.Floor(math.Log2(float64(hw)))), 1), hw)
+	for _, ch := range rng.Perm(c)[:n] {
+		pos := rng.Perm(hw)[:per]
+		slices.Sort(pos)
+		p.channels = append(p.channels, ch)
+		p.positions = append(p.positions, pos)
+	}
+	return p
+}
+
+func iota(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// positions is a site's output positions per channel.
+func positions(s model.Site) int {
+	if len(s.OutShape) == 3 {
+		return int(s.OutShape[1] * s.OutShape[2])
+	}
+	return 1
+}
+
+func (a *analyzer) run(ctx context.Context, x *ts.Tensor, sites []model.Site) error {
+	var sc torch.Scope
+	defer sc.Drop()
+	var err error
+	if a.bounds, err = sc.KeepErr(torch.FromFloat32(a.g.t, []int64{int64(len(a.g.t))}, a.m.Device())); err != nil {
+		return err
+	}
+	plans := make([]plan, len(sites))
+	for i, s := range sites {
+		plans[i] = a.draw(s, s.Index)
+		for _, pos := range plans[i].positions {
+			if a.o.Activations {
+				a.total += len(pos)
+			}
+			if a.o.Weights {
+				a.total++
+			}
+		}
+	}
+	cur, st := x, 0 // the golden input of stage st
+	for i, s := range sites {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want, err := a.m.StageOf(s.Name)
+		if err != nil {
+			return err
+		}
+		for st < want {
+			next, err := a.m.RunStages(cur, st, st+1, false, nil)
+			if err != nil {
+				return err
+			}
+			if cur != x {
+				cur.MustDrop()
+			}
+			cur, st = next, st+1
+		}
+		l, err := a.layer(ctx, cur, st, s, plans[i])
+		if err != nil {
+			return fmt.Errorf("deepvigor: layer %s: %w", s.Name, err)
+		}
+		a.res.Layers = append(a.res.Layers, *l)
+	}
+	if cur != x {
+		cur.MustDrop()
+	}
+	return nil
+}
+
+// layer analyses one site whose stage st has golden input stageIn.
+func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s model.Site, p plan) (*Layer, error) {
+	var sc torch.Scope
+	defer sc.Drop()
+	var in, out *ts.Tensor
+	hook := func(site *model.Site, i, o *ts.Tensor) (*ts.Tensor, error) {
+		if site.Name != s.Name {
+			return nil, nil
+		}
+		var err error
+		if in, err = sc.KeepErr(i.DetachCopy(false)); err != nil {
+			return nil, err
+		}
+		out, err = sc.KeepErr(o.DetachCopy(false))
+		return nil, err
+	}
+	if _, err := sc.KeepErr(a.m.RunStages(stageIn, st, st+1, false, hook)); err != nil {
+		return nil, err
+	}
+	if in == nil || out == nil {
+		return nil, fmt.Errorf("the forward pass did not reach the layer")
+	}
+	b := len(a.golden)
+	l := &Layer{Name: s.Name, Kind: string(s.Kind), Channels: int(s.OutShape[0]), Positions: positions(s), ImageForwards: int64(b)}
+	l.Neurons = prod(s.OutShape)
+	l.Weights = prod(s.WeightShape)
+	a.res.ImageForwards += int64(b)
+	a.res.BatchForwards++
+	lead := a.m.Lead(st) == s.Name
+	r := &runner{m: a.m, site: s, stage: st, lead: lead, stageIn: stageIn, out: out, golden: a.golden,
+		per: l.Neurons, hw: int64(l.Positions), exact: a.o.Semantics == Exact}
+	r.classes = int(a.m.Spec().Classes)
+	r.maxBatch = a.o.MaxBatch
+	if r.maxBatch <= 0 {
+		r.maxBatch = int(min(4096, max(16, (8<<20)/r.per)))
+	}
+	ops, err := newOperands(&sc, s, in, a.o.Semantics)
+	if err != nil {
+		return nil, err
+	}
+	w, err := a.m.Param(s.Weight())
+	if err != nil {
+		return nil, err
+	}
+	srch := &searcher{r: r, g: a.g, images: b, sem: a.o.Semantics, tailCheck: a.o.TailCheck,
+		fullActivation: a.o.SamplingRatio >= 1}
+	for k, c := range p.channels {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ch := Channel{Index: c, Positions: p.positions[k]}
+		if a.o.Activations {
+			nvf, err := a.activations(srch, ops, w, c, p.positions[k])
+			if err != nil {
+				return nil, err
+			}
+			ch.NVF = nvf
+			v := mean(nvf)
+			ch.CVFActivations = &v
+		}
+		if a.o.Weights {
+			v, err := a.weights(srch, ops, w, c, p.positions[k])
+			if err != nil {
+				return nil, err
+			}
+			ch.CVFWeights = &v
+		}
+		l.ChannelVFs = append(l.ChannelVFs, ch)
+	}
+	l.ImageForwards += r.imageForwards
+	a.res.ImageForwards += r.imageForwards
+	a.res.ImageBackwards += r.imageBackwards
+	a.res.BatchForwards += (r.imageForwards + int64(b) - 1) / int64(b)
+	a.aggregate(l)
+	return l, nil
+}
+
+func prod(s []int64) int64 {
+	p := int64(1)
+	for _, v := range s {
+		p *= v
+	}
+	return p
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// jobsPerSearch bounds the targets searched together (host memory for queries).
+const jobsPerSearch = 256
+
+// activations returns the VF of each neuron (c, position) of the list.
+func (a *analyzer) activations(srch *searcher, ops *operands, w *ts.Tensor, c int, pos []int) ([]float64, error) {
+	out := make([]float64, 0, len(pos))
+	for lo := 0; lo < len(pos); lo += jobsPerSearch {
+		chunk := pos[lo:min(len(pos), lo+jobsPerSearch)]
+		ds, err := ops.activationDists(w, c, chunk, a.g, a.bounds)
+		if err != nil {
+			return nil, err
+		}
+		jobs := make([]*job, len(chunk))
+		for i, p := range chunk {
+			jobs[i] = &job{t: target{channel: c, neuron: int64(c)*srch.r.hw + int64(p)}, d: &ds[i]}
+		}
+		if err := a.searchJobs(srch, jobs, true); err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			out = append(out, 1-mean(j.nc))
+		}
+		a.progress(len(chunk))
+	}
+	return out, nil
+}
+
+// weights returns the CVF of filter c, its error distribution built from the
+// listed output positions.
+func (a *analyzer) weights(srch *searcher, ops *operands, w *ts.Tensor, c int, pos []int) (float64, error) {
+	d, err := ops.weightDist(w, c, pos, a.g, a.bounds)
+	if err != nil {
+		return 0, err
+	}
+	j := &job{t: target{channel: c, neuron: -1}, d: d}
+	if err := a.searchJobs(srch, []*job{j}, false); err != nil {
+		return 0, err
+	}
+	a.progress(1)
+	return 1 - mean(j.nc), nil
+}
+
+func (a *analyzer) searchJobs(srch *searcher, jobs []*job, activation bool) error {
+	for _, j := range jobs {
+		j.d.finish()
+	}
+	if a.o.Semantics == Reference {
+		return srch.walk(jobs, activation)
+	}
+	return srch.search(jobs)
+}
+
+func (a *analyzer) progress(n int) {
+	a.done += n
+	if a.o.OnProgress != nil {
+		a.o.OnProgress(a.done, a.total)
+	}
+}
+
+// aggregate sets a layer's LVFs and their sampling intervals.
+func (a *analyzer) aggregate(l *Layer) {
+	complete := a.o.SamplingRatio >= 1
+	if a.o.Activations {
+		var cv []float64
+		var within []float64
+		m := 0
+		for _, ch := range l.ChannelVFs {
+			cv = append(cv, *ch.CVFActivations)
+			within = append(within, variance(ch.NVF))
+			m = len(ch.NVF)
+		}
+		v := mean(cv)
+		l.LVFActivations = &v
+		l.LVFActivationsCI = interval(v, cv, within, l.Channels, l.Positions, m, complete)
+	}
+	if a.o.Weights {
+		var cv []float64
+		for _, ch := range l.ChannelVFs {
+			cv = append(cv, *ch.CVFWeights)
+		}
+		v := mean(cv)
+		l.LVFWeights = &v
+		l.LVFWeightsCI = interval(v, cv, nil, l.Channels, l.Positions, l.Positions, complete)
+	}
+}
+
+// variance is the sample variance (0 for fewer than two values).
+func variance(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	mu := mean(xs)
+	var s float64
+	for _, x := range xs {
+		s += (x - mu) * (x - mu)
+	}
+	return s / float64(len(xs)-1)
+}

@@ -1,0 +1,257 @@
+package deepvigor
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// flipErrors returns eps[b, ...] = flip_b(x) - x for every bit b of 0..31 (bit 0
+// the mantissa LSB, 31 the sign), as a new tensor of shape [32, x.shape...].
+// Exact semantics flips the IEEE-754 bits (0.0 stays 0.0 except for the exponent
+// bits; NaN and subnormals as the hardware gives them). Reference semantics
+// reproduces the reference's bit converter: a zero is encoded as 1.0, exponent 255
+// decodes as a signed infinity and exponent 0 as 2^-127 * (1.m).
+func flipErrors(x *ts.Tensor, sem Semantics) (*ts.Tensor, error) {
+	var sc torch.Scope
+	defer sc.Drop()
+	dev, err := x.Device()
+	if err != nil {
+		return nil, err
+	}
+	src := x
+	if sem == Reference {
+		zero, err := sc.KeepErr(x.Eq(ts.FloatScalar(0), false))
+		if err != nil {
+			return nil, err
+		}
+		if src, err = sc.KeepErr(x.MaskedFill(zero, ts.FloatScalar(1), false)); err != nil {
+			return nil, err
+		}
+	} else if src, err = sc.KeepErr(x.Contiguous(false)); err != nil {
+		return nil, err
+	}
+	shape, err := torch.Shape(src)
+	if err != nil {
+		return nil, err
+	}
+	bits, err := sc.KeepErr(src.ViewDtype(gotch.Int, false))
+	if err != nil {
+		return nil, err
+	}
+	maskShape := append([]int64{32}, ones(len(shape))...)
+	m := make([]int64, 32)
+	for b := range m {
+		m[b] = int64(int32(uint32(1) << b))
+	}
+	masks, err := sc.KeepErr(torch.FromInt64(m, maskShape, dev))
+	if err != nil {
+		return nil, err
+	}
+	if masks, err = sc.KeepErr(masks.Totype(gotch.Int, false)); err != nil {
+		return nil, err
+	}
+	exp, err := sc.KeepErr(bits.Unsqueeze(0, false))
+	if err != nil {
+		return nil, err
+	}
+	fb, err := sc.KeepErr(exp.BitwiseXorTensor(masks, false))
+	if err != nil {
+		return nil, err
+	}
+	flipped, err := sc.KeepErr(fb.ViewDtype(gotch.Float, false))
+	if err != nil {
+		return nil, err
+	}
+	if sem == Reference {
+		if flipped, err = referenceDecode(&sc, fb, flipped); err != nil {
+			return nil, err
+		}
+	}
+	return flipped.Sub(x, false)
+}
+
+// referenceDecode applies the reference converter's decoding of the flipped bit
+// patterns fb (int32) to their float view: exponent 255 is a signed infinity
+// (never NaN) and exponent 0 is 2^-127 * (1 + m / 2^23) (no subnormals).
+func referenceDecode(sc *torch.Scope, fb, flipped *ts.Tensor) (*ts.Tensor, error) {
+	e, err := sc.KeepErr(fb.BitwiseRightShiftTensorScalar(ts.IntScalar(23), false))
+	if err != nil {
+		return nil, err
+	}
+	if e, err = sc.KeepErr(e.BitwiseAnd(ts.IntScalar(0xFF), false)); err != nil {
+		return nil, err
+	}
+	neg, err := sc.KeepErr(fb.Lt(ts.IntScalar(0), false))
+	if err != nil {
+		return nil, err
+	}
+	pos, err := sc.KeepErr(neg.LogicalNot(false))
+	if err != nil {
+		return nil, err
+	}
+	full, err := sc.KeepErr(e.Eq(ts.IntScalar(0xFF), false))
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range []struct {
+		sign *ts.Tensor
+		v    float64
+	}{{pos, math.Inf(1)}, {neg, math.Inf(-1)}} {
+		both, err := sc.KeepErr(full.LogicalAnd(c.sign, false))
+		if err != nil {
+			return nil, err
+		}
+		if flipped, err = sc.KeepErr(flipped.MaskedFill(both, ts.FloatScalar(c.v), false)); err != nil {
+			return nil, err
+		}
+	}
+	sub, err := sc.KeepErr(e.Eq(ts.IntScalar(0), false))
+	if err != nil {
+		return nil, err
+	}
+	mant, err := sc.KeepErr(fb.BitwiseAnd(ts.IntScalar(0x7FFFFF), false))
+	if err != nil {
+		return nil, err
+	}
+	v, err := sc.KeepErr(mant.Totype(gotch.Float, false))
+	if err != nil {
+		return nil, err
+	}
+	if v, err = sc.KeepErr(v.MulScalar(ts.FloatScalar(math.Exp2(-23)), false)); err != nil {
+		return nil, err
+	}
+	if v, err = sc.KeepErr(v.AddScalar(ts.FloatScalar(1), false)); err != nil {
+		return nil, err
+	}
+	if v, err = sc.KeepErr(v.MulScalar(ts.FloatScalar(math.Exp2(-127)), false)); err != nil {
+		return nil, err
+	}
+	sign, err := sc.KeepErr(neg.Totype(gotch.Float, false))
+	if err != nil {
+		return nil, err
+	}
+	// sign factor 1 - 2*neg
+	if sign, err = sc.KeepErr(sign.MulScalar(ts.FloatScalar(-2), false)); err != nil {
+		return nil, err
+	}
+	if sign, err = sc.KeepErr(sign.AddScalar(ts.FloatScalar(1), false)); err != nil {
+		return nil, err
+	}
+	if v, err = sc.KeepErr(v.Mul(sign, false)); err != nil {
+		return nil, err
+	}
+	return sc.KeepErr(v.WhereSelf(sub, flipped, false))
+}
+
+func ones(n int) []int64 {
+	s := make([]int64, n)
+	for i := range s {
+		s[i] = 1
+	}
+	return s
+}
+
+// histograms bins each row of delta ([R, M], float32) over the grid and returns
+// one distribution per row. Entries where excluded ([R, M] or broadcastable bool,
+// may be nil) is true are not fault sites and are not counted. Under Reference
+// semantics NaN becomes 10000 and +-Inf become +-FLT_MAX first, as the
+// reference's nan_to_num does.
+func histograms(delta, excluded *ts.Tensor, g grid, bounds *ts.Tensor, sem Semantics) ([]dist, error) {
+	var sc torch.Scope
+	defer sc.Drop()
+	shape, err := torch.Shape(delta)
+	if err != nil {
+		return nil, err
+	}
+	if len(shape) != 2 {
+		return nil, fmt.Errorf("deepvigor: histogram of a %d-d tensor", len(shape))
+	}
+	rows, nt := shape[0], int64(len(g.t))
+	dev, err := delta.Device()
+	if err != nil {
+		return nil, err
+	}
+	d := delta
+	if sem == Reference {
+		if d, err = sc.KeepErr(delta.NanToNum([]float64{10000}, []float64{math.MaxFloat32}, []float64{-math.MaxFloat32}, false)); err != nil {
+			return nil, err
+		}
+	}
+	b, err := sc.KeepErr(d.Bucketize(bounds, false, true, false))
+	if err != nil {
+		return nil, err
+	}
+	nan, err := sc.KeepErr(d.Isnan(false))
+	if err != nil {
+		return nil, err
+	}
+	if b, err = sc.KeepErr(b.MaskedFill(nan, ts.IntScalar(nt+1), false)); err != nil {
+		return nil, err
+	}
+	skip := nan
+	if excluded != nil {
+		if b, err = sc.KeepErr(b.MaskedFill(excluded, ts.IntScalar(nt+2), false)); err != nil {
+			return nil, err
+		}
+		if skip, err = sc.KeepErr(nan.LogicalOr(excluded, false)); err != nil {
+			return nil, err
+		}
+	}
+	width := nt + 3
+	off, err := sc.KeepErr(ts.ArangeStartStep(ts.IntScalar(0), ts.IntScalar(rows*width), ts.IntScalar(width), gotch.Int64, dev))
+	if err != nil {
+		return nil, err
+	}
+	if off, err = sc.KeepErr(off.View([]int64{rows, 1}, false)); err != nil {
+		return nil, err
+	}
+	if b, err = sc.KeepErr(b.Add(off, false)); err != nil {
+		return nil, err
+	}
+	if b, err = sc.KeepErr(b.View([]int64{-1}, false)); err != nil {
+		return nil, err
+	}
+	counts, err := sc.KeepErr(b.Bincount(&ts.Tensor{}, rows*width, false))
+	if err != nil {
+		return nil, err
+	}
+	c, err := torch.Int64s(counts)
+	if err != nil {
+		return nil, err
+	}
+	hi, err := sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(-1)), false))
+	if err != nil {
+		return nil, err
+	}
+	if hi, err = sc.KeepErr(hi.Amax([]int64{1}, false, false)); err != nil {
+		return nil, err
+	}
+	lo, err := sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(1)), false))
+	if err != nil {
+		return nil, err
+	}
+	if lo, err = sc.KeepErr(lo.Amin([]int64{1}, false, false)); err != nil {
+		return nil, err
+	}
+	his, err := torch.Float32s(hi)
+	if err != nil {
+		return nil, err
+	}
+	los, err := torch.Float32s(lo)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dist, rows)
+	for r := range out {
+		row := c[int64(r)*width : int64(r+1)*width]
+		out[r] = dist{bins: append([]int64(nil), row[:nt+1]...), nan: row[nt+1], min: los[r], max: his[r]}
+		if row[:nt+1] == nil || out[r].min > out[r].max { // nothing finite
+			out[r].min, out[r].max = 0, 0
+		}
+	}
+	return out, nil
+}

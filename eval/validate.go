@@ -1,0 +1,306 @@
+package eval
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+
+	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/model"
+)
+
+// Validation compares DeepVigor+'s VFs with fault injection on the same images.
+type Validation struct {
+	Fraction float64 `json:"fraction"`
+	// NeuronsPerChannel is the analysed neurons of a validated channel that
+	// activation FI covers.
+	NeuronsPerChannel int `json:"neurons_per_channel"`
+	// MAECVF, MaxCVF and SpearmanCVF repeat Weights' figures (the paper's
+	// validation: filter CVFs against exhaustive weight FI).
+	MAECVF      *float64 `json:"mae_cvf"`
+	MaxCVF      *float64 `json:"max_cvf"`
+	SpearmanCVF *float64 `json:"spearman_cvf"`
+	// Weights: CVF of each validated filter against FI flipping every bit of
+	// every weight of the filter.
+	Weights *Agreement `json:"weights,omitempty"`
+	// Activations: NVF of each validated neuron against FI flipping every bit of
+	// every MAC input operand of the neuron (DeepVigor+'s fault model).
+	Activations *Agreement `json:"activations,omitempty"`
+	// ActivationsOutput: the same NVFs against FI flipping every bit of the
+	// neuron's stored output (a different fault model, for reference).
+	ActivationsOutput *Agreement `json:"activations_output,omitempty"`
+	Units             []Unit     `json:"units"`
+	Faults            int64      `json:"faults"`
+}
+
+// Agreement summarises DeepVigor+ against FI over validated units.
+type Agreement struct {
+	N      int     `json:"n"`
+	MAE    float64 `json:"mae"`
+	Max    float64 `json:"max_error"`
+	MeanDV float64 `json:"mean_dv"`
+	MeanFI float64 `json:"mean_fi"`
+	// MeanRelative is mean |dv - fi| / fi over units with fi > 0.
+	MeanRelative *float64 `json:"mean_relative_error"`
+	// Spearman is the rank correlation across units (absent for fewer than 3
+	// units or constant values).
+	Spearman *float64 `json:"spearman"`
+}
+
+// Unit is one validated filter or neuron.
+type Unit struct {
+	Target   string   `json:"target"` // weights or activations
+	Layer    string   `json:"layer"`
+	Channel  int      `json:"channel"`
+	Position *int     `json:"position,omitempty"` // activations: y*W+x
+	DV       float64  `json:"dv"`
+	FI       float64  `json:"fi"`
+	FIOutput *float64 `json:"fi_output,omitempty"` // activations: stored-output faults
+	Faults   int64    `json:"faults"`
+}
+
+// validator runs the FI side of a validation.
+type validator struct {
+	inj      *fault.Injector
+	ev       *fault.EvalSet
+	sem      deepvigor.Semantics
+	images   int
+	block    int
+	nextID   int64
+	progress func(done, total int64)
+	done     int64
+	total    int64
+}
+
+// validationPlan draws, per layer, max(ceil(fraction * C), 1) of the analysed
+// channels (all of them when fewer), seeded by (seed, layer).
+func validationPlan(r *deepvigor.Result, fraction float64, seed int64) [][]deepvigor.Channel {
+	out := make([][]deepvigor.Channel, len(r.Layers))
+	for i, l := range r.Layers {
+		n := min(max(int(math.Ceil(fraction*float64(l.Channels))), 1), len(l.ChannelVFs))
+		rng := rand.New(rand.NewPCG(uint64(seed), 0x7a11d+uint64(i)))
+		pick := rng.Perm(len(l.ChannelVFs))[:n]
+		slices.Sort(pick)
+		for _, k := range pick {
+			out[i] = append(out[i], l.ChannelVFs[k])
+		}
+	}
+	return out
+}
+
+// faultsOf counts the FI faults of a plan (for progress).
+func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvigor.Channel, neurons int, acts, weights bool) int64 {
+	var n int64
+	for i, l := range r.Layers {
+		s := sites[l.Name]
+		f := prod(s.WeightShape[1:])
+		for _, ch := range plan[i] {
+			if weights {
+				n += 32 * f
+			}
+			if acts {
+				k := int64(min(neurons, len(ch.Positions)))
+				n += k * 32 * (f + 1)
+			}
+		}
+	}
+	return n
+}
+
+func prod(s []int64) int64 {
+	p := int64(1)
+	for _, v := range s {
+		p *= v
+	}
+	return p
+}
+
+// run injects faults in blocks and returns the fraction of fault x image pairs
+// that were SDC or DUE.
+func (v *validator) run(ctx context.Context, faults []fault.Fault) (float64, error) {
+	var bad, pairs int64
+	for lo := 0; lo < len(faults); lo += v.block {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		blk := faults[lo:min(len(faults), lo+v.block)]
+		ptrs := make([]*fault.Fault, len(blk))
+		for i := range blk {
+			if err := v.inj.Check(&blk[i], v.images); err != nil {
+				return 0, err
+			}
+			ptrs[i] = &blk[i]
+		}
+		if err := v.inj.RunBatched(v.ev, ptrs); err != nil {
+			return 0, err
+		}
+		for _, f := range blk {
+			bad += int64(f.Outcome.SDC + f.Outcome.DUE)
+			pairs += int64(f.Outcome.Images)
+		}
+		v.done += int64(len(blk))
+		if v.progress != nil {
+			v.progress(v.done, v.total)
+		}
+	}
+	if pairs == 0 {
+		return 0, nil
+	}
+	return float64(bad) / float64(pairs), nil
+}
+
+func (v *validator) fault(f fault.Fault) fault.Fault {
+	f.ID = v.nextID
+	v.nextID++
+	f.Kind, f.DType, f.Duration = fault.BitFlip, fault.Float32, fault.Transient
+	return f
+}
+
+// weightFaults flips every bit of every weight of filter c.
+func (v *validator) weightFaults(s model.Site, c int) []fault.Fault {
+	f := prod(s.WeightShape[1:])
+	var out []fault.Fault
+	for j := range f {
+		for b := range fault.Float32Bits {
+			out = append(out, v.fault(fault.Fault{Target: fault.Weight, Layer: s.Name, Param: "weight",
+				Index: []int64{int64(c)*f + j}, Bits: []int{b}}))
+		}
+	}
+	return out
+}
+
+// neuronIndex is the per-sample coordinates of neuron (c, position).
+func neuronIndex(s model.Site, c, pos int) []int64 {
+	if s.Kind == model.Linear {
+		return []int64{int64(c)}
+	}
+	w := int(s.OutShape[2])
+	return []int64{int64(c), int64(pos / w), int64(pos % w)}
+}
+
+// macFaults flips every bit of every MAC input operand of neuron (c, pos);
+// zero-padding operands are fault sites only under Reference semantics.
+func (v *validator) macFaults(s model.Site, c, pos int) []fault.Fault {
+	idx := neuronIndex(s, c, pos)
+	var ops [][]int64
+	if s.Kind == model.Linear {
+		for j := range s.WeightShape[1] {
+			ops = append(ops, []int64{j})
+		}
+	} else {
+		k, st, pad := s.WeightShape[2], max(s.Stride, 1), s.Padding
+		h, w := s.InShape[1], s.InShape[2]
+		for ci := range s.WeightShape[1] {
+			for ky := range k {
+				for kx := range k {
+					y, x := idx[1]*st-pad+ky, idx[2]*st-pad+kx
+					if v.sem == deepvigor.Exact && (y < 0 || y >= h || x < 0 || x >= w) {
+						continue
+					}
+					ops = append(ops, []int64{ci, ky, kx})
+				}
+			}
+		}
+	}
+	var out []fault.Fault
+	for _, op := range ops {
+		for b := range fault.Float32Bits {
+			out = append(out, v.fault(fault.Fault{Target: fault.Activation, Layer: s.Name, Point: fault.MAC,
+				Index: idx, Operand: op, Bits: []int{b}}))
+		}
+	}
+	return out
+}
+
+// outputFaults flips every bit of neuron (c, pos)'s stored output.
+func (v *validator) outputFaults(s model.Site, c, pos int) []fault.Fault {
+	var out []fault.Fault
+	for b := range fault.Float32Bits {
+		out = append(out, v.fault(fault.Fault{Target: fault.Activation, Layer: s.Name, Point: fault.Output,
+			Index: neuronIndex(s, c, pos), Bits: []int{b}}))
+	}
+	return out
+}
+
+// agreement compares paired values.
+func agreement(dv, fi []float64) *Agreement {
+	if len(dv) == 0 {
+		return nil
+	}
+	a := &Agreement{N: len(dv)}
+	var rel float64
+	nrel := 0
+	for i := range dv {
+		e := math.Abs(dv[i] - fi[i])
+		a.MAE += e
+		a.Max = math.Max(a.Max, e)
+		a.MeanDV += dv[i]
+		a.MeanFI += fi[i]
+		if fi[i] > 0 {
+			rel += e / fi[i]
+			nrel++
+		}
+	}
+	n := float64(len(dv))
+	a.MAE /= n
+	a.MeanDV /= n
+	a.MeanFI /= n
+	if nrel > 0 {
+		r := rel / float64(nrel)
+		a.MeanRelative = &r
+	}
+	a.Spearman = spearman(dv, fi)
+	return a
+}
+
+// spearman is Spearman's rank correlation (average ranks for ties): nil for
+// fewer than 3 pairs or when either side is constant.
+func spearman(x, y []float64) *float64 {
+	if len(x) < 3 {
+		return nil
+	}
+	rx, ry := ranks(x), ranks(y)
+	var mx, my float64
+	for i := range rx {
+		mx += rx[i]
+		my += ry[i]
+	}
+	mx /= float64(len(rx))
+	my /= float64(len(ry))
+	var sxy, sxx, syy float64
+	for i := range rx {
+		sxy += (rx[i] - mx) * (ry[i] - my)
+		sxx += (rx[i] - mx) * (rx[i] - mx)
+		syy += (ry[i] - my) * (ry[i] - my)
+	}
+	if sxx == 0 || syy == 0 {
+		return nil
+	}
+	r := sxy / math.Sqrt(sxx*syy)
+	return &r
+}
+
+// ranks returns 1-based ranks with ties averaged.
+func ranks(v []float64) []float64 {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] < v[idx[b]] })
+	r := make([]float64, len(v))
+	for i := 0; i < len(idx); {
+		j := i
+		for j+1 < len(idx) && v[idx[j+1]] == v[idx[i]] {
+			j++
+		}
+		avg := float64(i+j)/2 + 1
+		for k := i; k <= j; k++ {
+			r[idx[k]] = avg
+		}
+		i = j + 1
+	}
+	return r
+}

@@ -1,0 +1,380 @@
+package eval
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+)
+
+// vf.json identification and file names.
+const (
+	VFKind    = "faultline.vf"
+	VFSchema  = 1
+	VFFile    = "vf.json"
+	VFCSVFile = "vf.csv"
+)
+
+// ClampsKey is the checkpoint metadata section (Metadata.Extra) whose presence
+// means the model restricts activation ranges; --tail-check auto turns on for it.
+const ClampsKey = "clamps"
+
+// VFOptions configure RunVF.
+type VFOptions struct {
+	Checkpoint string
+	Dataset    string // default: the checkpoint's
+	DataDir    string
+	Device     gotch.Device
+	Threads    int
+	Target     string  // activations, weights or both
+	Ratio      float64 // channel sampling ratio in (0, 1]
+	Images     int     // the first N test images
+	Semantics  deepvigor.Semantics
+	TailCheck  string // auto, on or off
+	Seed       int64
+	Layers     []string
+	PerOctave  int
+	// Validate is the share of channels validated against FI (0: none).
+	Validate float64
+	// ValidateNeurons is how many analysed neurons of a validated channel
+	// activation FI covers (default 1).
+	ValidateNeurons int
+	BatchSize       int // FI samples per forward (default 1024)
+	Out             string
+	// OnProgress reports phase ("analysis" or "validation") progress.
+	OnProgress func(phase string, done, total int64)
+}
+
+// VF is vf.json.
+type VF struct {
+	Kind           string              `json:"kind"`
+	SchemaVersion  int                 `json:"schema_version"`
+	Checkpoint     string              `json:"checkpoint"`
+	Arch           string              `json:"arch"`
+	Dataset        string              `json:"dataset"`
+	Images         int                 `json:"images"` // the first N test images
+	GoldenAccuracy float64             `json:"golden_accuracy"`
+	Target         string              `json:"target"`
+	Semantics      deepvigor.Semantics `json:"semantics"`
+	TailCheck      bool                `json:"tail_check"`
+	TailCheckFlag  string              `json:"tail_check_setting"`
+	SamplingRatio  float64             `json:"sampling_ratio"`
+	Seed           int64               `json:"seed"`
+	PerOctave      int                 `json:"thresholds_per_octave"`
+	// MVF covers every analysed layer (conv and linear); MVFPaper only the conv
+	// layers, as the paper defines it. Total is Eq. 15.
+	MVF            MVF               `json:"mvf"`
+	MVFPaper       MVF               `json:"mvf_paper"`
+	Layers         []deepvigor.Layer `json:"layers"`
+	ImageForwards  int64             `json:"image_forwards"`
+	ImageBackwards int64             `json:"image_backwards"`
+	BatchForwards  int64             `json:"batch_forwards"`
+	SFIBaseline    SFIBaseline       `json:"sfi_baseline"`
+	Validation     *Validation       `json:"validation,omitempty"`
+	Software       model.Software    `json:"software"`
+	Timing         VFTiming          `json:"timing"`
+}
+
+// MVF is a model-level VF: unweighted means of layer LVFs and Eq. 15's total.
+type MVF struct {
+	Activations *float64 `json:"activations"`
+	Weights     *float64 `json:"weights"`
+	// Total = (1/L) sum_l [N_l/(N_l+W_l) LVF_act,l + W_l/(N_l+W_l) LVF_w,l], with
+	// N_l the layer's output neurons per image and W_l its weights (no bias);
+	// present when both targets were analysed.
+	Total  *float64 `json:"total"`
+	Layers []string `json:"layers"`
+}
+
+// VFTiming holds wall times (seconds), apart from the results.
+type VFTiming struct {
+	Analysis   float64 `json:"analysis_seconds"`
+	Validation float64 `json:"validation_seconds,omitempty"`
+	Total      float64 `json:"total_seconds"`
+}
+
+func (o *VFOptions) check() (acts, weights bool, err error) {
+	switch o.Target {
+	case "activations":
+		acts = true
+	case "weights":
+		weights = true
+	case "both", "":
+		acts, weights = true, true
+	default:
+		return false, false, fmt.Errorf("eval: target %q: want activations, weights or both", o.Target)
+	}
+	if !(o.Ratio > 0 && o.Ratio <= 1) {
+		return false, false, fmt.Errorf("eval: sampling ratio %g: want a fraction in (0, 1] (1 = complete analysis)", o.Ratio)
+	}
+	if o.Images < 1 {
+		return false, false, fmt.Errorf("eval: images %d: want at least 1", o.Images)
+	}
+	if o.Validate < 0 || o.Validate > 1 {
+		return false, false, fmt.Errorf("eval: validate %g: want a fraction of channels in [0, 1]", o.Validate)
+	}
+	switch o.TailCheck {
+	case "auto", "on", "off", "":
+	default:
+		return false, false, fmt.Errorf("eval: tail check %q: want auto, on or off", o.TailCheck)
+	}
+	if o.Semantics == "" {
+		o.Semantics = deepvigor.Exact
+	}
+	if _, err := deepvigor.ParseSemantics(string(o.Semantics)); err != nil {
+		return false, false, err
+	}
+	if o.Semantics == deepvigor.Reference && o.TailCheck == "on" {
+		return false, false, fmt.Errorf("eval: --tail-check on needs exact semantics (the reference counts errors beyond 2^10 critical)")
+	}
+	if o.Out == "" {
+		return false, false, fmt.Errorf("eval: no output directory")
+	}
+	return acts, weights, nil
+}
+
+// RunVF loads a checkpoint, analyses it with DeepVigor+, validates the result
+// against fault injection when asked, and writes vf.json and vf.csv into o.Out.
+func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
+	start := time.Now()
+	acts, weights, err := o.check()
+	if err != nil {
+		return nil, err
+	}
+	if o.ValidateNeurons <= 0 {
+		o.ValidateNeurons = 1
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1024
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	if _, err := torch.SetThreads(o.Threads); err != nil {
+		return nil, err
+	}
+	var vf *VF
+	err = torch.Do(func() error {
+		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
+		if err != nil {
+			return err
+		}
+		if o.Images > ld.Set.Len() {
+			return fmt.Errorf("eval: --images %d: the %s test split has only %d images", o.Images, ld.Dataset, ld.Set.Len())
+		}
+		tail := o.TailCheck == "on"
+		if o.TailCheck == "auto" || o.TailCheck == "" {
+			_, tail = ld.Meta.Extra[ClampsKey]
+			tail = tail && o.Semantics == deepvigor.Exact
+		}
+		inj, err := fault.NewInjector(ld.Model)
+		if err != nil {
+			return err
+		}
+		inj.BatchSize = o.BatchSize
+		ev, err := inj.LoadEvalSet(ld.Set, ld.Stats, o.Images)
+		if err != nil {
+			return err
+		}
+		defer ev.Drop()
+		res, err := deepvigor.Analyze(ctx, ld.Model, ev.X, ev.Golden, deepvigor.Options{
+			Activations: acts, Weights: weights, Semantics: o.Semantics, TailCheck: tail,
+			SamplingRatio: o.Ratio, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave,
+			OnProgress: func(done, total int) {
+				if o.OnProgress != nil {
+					o.OnProgress("analysis", int64(done), int64(total))
+				}
+			},
+		})
+		if err != nil {
+			return err
+		}
+		analysis := time.Since(start)
+		vf = &VF{Kind: VFKind, SchemaVersion: VFSchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
+			Dataset: ld.Dataset, Images: o.Images, GoldenAccuracy: ev.Accuracy(), Target: targetName(acts, weights),
+			Semantics: res.Semantics, TailCheck: res.TailCheck, TailCheckFlag: orDefault(o.TailCheck, "auto"),
+			SamplingRatio: res.SamplingRatio, Seed: res.Seed, PerOctave: res.PerOctave, Layers: res.Layers,
+			ImageForwards: res.ImageForwards, ImageBackwards: res.ImageBackwards, BatchForwards: res.BatchForwards,
+			SFIBaseline: sfiBaseline(res, acts, weights), Software: model.CurrentSoftware()}
+		vf.MVF = mvf(res.Layers, false)
+		vf.MVFPaper = mvf(res.Layers, true)
+		vf.Timing.Analysis = analysis.Seconds()
+		if o.Validate > 0 {
+			vstart := time.Now()
+			if vf.Validation, err = validate(ctx, inj, ev, ld.Model, res, o, acts, weights); err != nil {
+				return err
+			}
+			vf.Timing.Validation = time.Since(vstart).Seconds()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	vf.Timing.Total = time.Since(start).Seconds()
+	if err := vf.write(o.Out); err != nil {
+		return nil, err
+	}
+	return vf, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func targetName(acts, weights bool) string {
+	switch {
+	case acts && weights:
+		return "both"
+	case acts:
+		return "activations"
+	}
+	return "weights"
+}
+
+// mvf aggregates layer LVFs (conv layers only for the paper's figure).
+func mvf(layers []deepvigor.Layer, convOnly bool) MVF {
+	var m MVF
+	var sa, sw, st float64
+	na, nw, nt := 0, 0, 0
+	for _, l := range layers {
+		if convOnly && l.Kind != string(model.Conv) {
+			continue
+		}
+		m.Layers = append(m.Layers, l.Name)
+		if l.LVFActivations != nil {
+			sa += *l.LVFActivations
+			na++
+		}
+		if l.LVFWeights != nil {
+			sw += *l.LVFWeights
+			nw++
+		}
+		if l.LVFActivations != nil && l.LVFWeights != nil {
+			n, w := float64(l.Neurons), float64(l.Weights)
+			st += n/(n+w)*(*l.LVFActivations) + w/(n+w)*(*l.LVFWeights)
+			nt++
+		}
+	}
+	if na > 0 {
+		v := sa / float64(na)
+		m.Activations = &v
+	}
+	if nw > 0 {
+		v := sw / float64(nw)
+		m.Weights = &v
+	}
+	if nt > 0 && nt == len(m.Layers) {
+		v := st / float64(nt)
+		m.Total = &v
+	}
+	return m
+}
+
+// validate runs FI on a share of the analysed channels (must run on the torch
+// thread).
+func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *model.Model, r *deepvigor.Result, o VFOptions, acts, weights bool) (*Validation, error) {
+	sites := map[string]model.Site{}
+	for _, s := range m.Sites() {
+		sites[s.Name] = s
+	}
+	plan := validationPlan(r, o.Validate, o.Seed)
+	v := &validator{inj: inj, ev: ev, sem: r.Semantics, images: r.Images, block: 2048,
+		total: faultsOf(r, sites, plan, o.ValidateNeurons, acts, weights)}
+	if o.OnProgress != nil {
+		v.progress = func(done, total int64) { o.OnProgress("validation", done, total) }
+	}
+	val := &Validation{Fraction: o.Validate, NeuronsPerChannel: o.ValidateNeurons}
+	var wdv, wfi, adv, afi, ofi []float64
+	for i, l := range r.Layers {
+		s := sites[l.Name]
+		for _, ch := range plan[i] {
+			if weights {
+				fs := v.weightFaults(s, ch.Index)
+				fi, err := v.run(ctx, fs)
+				if err != nil {
+					return nil, err
+				}
+				val.Units = append(val.Units, Unit{Target: "weights", Layer: l.Name, Channel: ch.Index, DV: *ch.CVFWeights, FI: fi, Faults: int64(len(fs))})
+				wdv, wfi = append(wdv, *ch.CVFWeights), append(wfi, fi)
+			}
+			if acts {
+				for k := range min(o.ValidateNeurons, len(ch.Positions)) {
+					pos := ch.Positions[k]
+					mac := v.macFaults(s, ch.Index, pos)
+					fi, err := v.run(ctx, mac)
+					if err != nil {
+						return nil, err
+					}
+					outs := v.outputFaults(s, ch.Index, pos)
+					fo, err := v.run(ctx, outs)
+					if err != nil {
+						return nil, err
+					}
+					p := pos
+					val.Units = append(val.Units, Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &p,
+						DV: ch.NVF[k], FI: fi, FIOutput: &fo, Faults: int64(len(mac) + len(outs))})
+					adv, afi, ofi = append(adv, ch.NVF[k]), append(afi, fi), append(ofi, fo)
+				}
+			}
+		}
+	}
+	val.Faults = v.done
+	val.Weights = agreement(wdv, wfi)
+	val.Activations = agreement(adv, afi)
+	val.ActivationsOutput = agreement(adv, ofi)
+	if val.Weights != nil {
+		val.MAECVF, val.MaxCVF, val.SpearmanCVF = &val.Weights.MAE, &val.Weights.Max, val.Weights.Spearman
+	}
+	return val, nil
+}
+
+// write saves vf.json and vf.csv atomically.
+func (vf *VF) write(dir string) error {
+	b, err := json.MarshalIndent(vf, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, VFFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(dir, VFCSVFile), 0o644, vf.writeCSV); err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	return nil
+}
+
+// writeCSV writes one row per analysed channel.
+func (vf *VF) writeCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"layer", "kind", "channel", "positions", "cvf_activations", "cvf_weights", "lvf_activations", "lvf_weights"})
+	f := func(v *float64) string {
+		if v == nil {
+			return ""
+		}
+		return strconv.FormatFloat(*v, 'g', -1, 64)
+	}
+	for _, l := range vf.Layers {
+		for _, ch := range l.ChannelVFs {
+			_ = cw.Write([]string{l.Name, l.Kind, strconv.Itoa(ch.Index), strconv.Itoa(len(ch.Positions)),
+				f(ch.CVFActivations), f(ch.CVFWeights), f(l.LVFActivations), f(l.LVFWeights)})
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
