@@ -18,6 +18,12 @@ type Validation struct {
 	// NeuronsPerChannel is the analysed neurons of a validated channel that
 	// activation FI covers.
 	NeuronsPerChannel int `json:"neurons_per_channel"`
+	// MaxOperands, when not 0, caps the weights of a filter (operands of a
+	// neuron) whose 32 bits FI flips: a seeded uniform sample of that many,
+	// so FI is exhaustive only for units with fewer (Exhaustive says whether
+	// every unit was).
+	MaxOperands int  `json:"max_operands,omitempty"`
+	Exhaustive  bool `json:"exhaustive"`
 	// MAECVF, MaxCVF and SpearmanCVF repeat Weights' figures (the paper's
 	// validation: filter CVFs against exhaustive weight FI).
 	MAECVF      *float64 `json:"mae_cvf"`
@@ -64,12 +70,16 @@ type Unit struct {
 
 // validator runs the FI side of a validation.
 type validator struct {
-	inj      *fault.Injector
-	ev       *fault.EvalSet
-	sem      deepvigor.Semantics
-	images   int
-	block    int
-	nextID   int64
+	inj    *fault.Injector
+	ev     *fault.EvalSet
+	sem    deepvigor.Semantics
+	images int
+	block  int
+	nextID int64
+	// maxOps caps the operands per unit (0: all), drawn with rng.
+	maxOps   int
+	rng      *rand.Rand
+	sampled  bool
 	progress func(done, total int64)
 	done     int64
 	total    int64
@@ -92,11 +102,14 @@ func validationPlan(r *deepvigor.Result, fraction float64, seed int64) [][]deepv
 }
 
 // faultsOf counts the FI faults of a plan (for progress).
-func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvigor.Channel, neurons int, acts, weights bool) int64 {
+func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvigor.Channel, neurons, maxOps int, acts, weights bool) int64 {
 	var n int64
 	for i, l := range r.Layers {
 		s := sites[l.Name]
 		f := prod(s.WeightShape[1:])
+		if maxOps > 0 {
+			f = min(f, int64(maxOps))
+		}
 		for _, ch := range plan[i] {
 			if weights {
 				n += 32 * f
@@ -163,10 +176,10 @@ func (v *validator) fault(f fault.Fault) fault.Fault {
 func (v *validator) weightFaults(s model.Site, c int) []fault.Fault {
 	f := prod(s.WeightShape[1:])
 	var out []fault.Fault
-	for j := range f {
+	for _, j := range v.pick(int(f)) {
 		for b := range fault.Float32Bits {
 			out = append(out, v.fault(fault.Fault{Target: fault.Weight, Layer: s.Name, Param: "weight",
-				Index: []int64{int64(c)*f + j}, Bits: []int{b}}))
+				Index: []int64{int64(c)*f + int64(j)}, Bits: []int{b}}))
 		}
 	}
 	return out
@@ -206,13 +219,34 @@ func (v *validator) macFaults(s model.Site, c, pos int) []fault.Fault {
 		}
 	}
 	var out []fault.Fault
-	for _, op := range ops {
+	for _, k := range v.pick(len(ops)) {
+		op := ops[k]
 		for b := range fault.Float32Bits {
 			out = append(out, v.fault(fault.Fault{Target: fault.Activation, Layer: s.Name, Point: fault.MAC,
 				Index: idx, Operand: op, Bits: []int{b}}))
 		}
 	}
 	return out
+}
+
+// pick returns the operand indices of a unit with n operands: all of them, or a
+// sorted seeded sample of maxOps.
+func (v *validator) pick(n int) []int {
+	if v.maxOps <= 0 || n <= v.maxOps {
+		return iota(n)
+	}
+	v.sampled = true
+	p := v.rng.Perm(n)[:v.maxOps]
+	slices.Sort(p)
+	return p
+}
+
+func iota(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
 }
 
 // outputFaults flips every bit of neuron (c, pos)'s stored output.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,8 +52,11 @@ type VFOptions struct {
 	// ValidateNeurons is how many analysed neurons of a validated channel
 	// activation FI covers (default 1).
 	ValidateNeurons int
-	BatchSize       int // FI samples per forward (default 1024)
-	Out             string
+	// ValidateOperands caps the weights per filter and operands per neuron that
+	// FI flips (0: all, exhaustive FI).
+	ValidateOperands int
+	BatchSize        int // FI samples per forward (default 1024)
+	Out              string
 	// OnProgress reports phase ("analysis" or "validation") progress.
 	OnProgress func(phase string, done, total int64)
 }
@@ -295,11 +299,12 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 	}
 	plan := validationPlan(r, o.Validate, o.Seed)
 	v := &validator{inj: inj, ev: ev, sem: r.Semantics, images: r.Images, block: 2048,
-		total: faultsOf(r, sites, plan, o.ValidateNeurons, acts, weights)}
+		maxOps: o.ValidateOperands, rng: rand.New(rand.NewPCG(uint64(o.Seed), 0x0e2a9d)),
+		total: faultsOf(r, sites, plan, o.ValidateNeurons, o.ValidateOperands, acts, weights)}
 	if o.OnProgress != nil {
 		v.progress = func(done, total int64) { o.OnProgress("validation", done, total) }
 	}
-	val := &Validation{Fraction: o.Validate, NeuronsPerChannel: o.ValidateNeurons}
+	val := &Validation{Fraction: o.Validate, NeuronsPerChannel: o.ValidateNeurons, MaxOperands: o.ValidateOperands}
 	var wdv, wfi, adv, afi, ofi []float64
 	for i, l := range r.Layers {
 		s := sites[l.Name]
@@ -335,6 +340,7 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 		}
 	}
 	val.Faults = v.done
+	val.Exhaustive = !v.sampled
 	val.Weights = agreement(wdv, wfi)
 	val.Activations = agreement(adv, afi)
 	val.ActivationsOutput = agreement(adv, ofi)

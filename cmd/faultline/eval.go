@@ -110,6 +110,7 @@ clamps. Compare runs only with identical settings.`,
 	f.IntVar(&o.Images, "images", 100, "analysis images: the first N of the test split")
 	f.Float64Var(&o.Validate, "validate", 0, "share of channels validated by fault injection on the same images (0 = none)")
 	f.IntVar(&o.ValidateNeurons, "validate-neurons", 1, "analysed neurons per validated channel that activation fault injection covers")
+	f.IntVar(&o.ValidateOperands, "validate-operands", 0, "cap on the weights per filter (operands per neuron) whose bits validation flips: a seeded sample (0 = all, exhaustive)")
 	f.StringVar(&semantics, "semantics", "exact", "exact or reference")
 	f.StringVar(&o.TailCheck, "tail-check", "auto", "auto, on or off: let the network decide errors of magnitude >= 2^10 (exact only)")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the channel and neuron sampling")

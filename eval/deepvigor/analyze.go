@@ -171,6 +171,9 @@ func selectSites(m *model.Model, names []string) ([]model.Site, error) {
 		return nil, fmt.Errorf("deepvigor: %s has no conv or linear layer to analyse", m.Spec().Arch)
 	}
 	if len(names) == 0 {
+		if !slices.ContainsFunc(all, func(s model.Site) bool { return s.Kind == model.Conv }) {
+			return nil, fmt.Errorf("deepvigor: %s has no conv layer: DeepVigor+ analyses conv layers (linear layers as an extension); name linear layers explicitly to analyse them alone", m.Spec().Arch)
+		}
 		return all, nil
 	}
 	var out []model.Site

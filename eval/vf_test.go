@@ -1,0 +1,184 @@
+package eval
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/train"
+	"github.com/sugarme/gotch"
+)
+
+// checkpoint trains a LeNet-5 for one epoch on the synthetic data set.
+func checkpoint(t *testing.T) string {
+	t.Helper()
+	c, err := configs.Preset("lenet5-fashion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Data.Dataset = "synthetic"
+	c.Data.TrainLimit = 600
+	c.Train.Epochs, c.Train.BatchSize, c.Runtime.Threads, c.Runtime.Seed = 1, 64, 1, 3
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if _, err := train.Run(context.Background(), train.Options{Config: c, Device: gotch.CPU, Out: dir}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestRunVFWritesResultsAndValidates(t *testing.T) {
+	ckpt := checkpoint(t)
+	out := filepath.Join(t.TempDir(), "vf")
+	o := VFOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Target: "both", Ratio: 0.1, Images: 20,
+		Semantics: deepvigor.Exact, TailCheck: "on", Seed: 2, Validate: 0.1, ValidateOperands: 40, Out: out}
+	var phases []string
+	o.OnProgress = func(phase string, done, total int64) {
+		if len(phases) == 0 || phases[len(phases)-1] != phase {
+			phases = append(phases, phase)
+		}
+	}
+	vf, err := RunVF(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(phases, ",") != "analysis,validation" {
+		t.Errorf("progress phases %v", phases)
+	}
+	b, err := os.ReadFile(filepath.Join(out, VFFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"kind", "schema_version", "mvf", "mvf_paper", "layers", "image_forwards", "sfi_baseline", "validation", "semantics"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("vf.json lacks %q", k)
+		}
+	}
+	if raw["kind"] != VFKind || vf.Semantics != deepvigor.Exact || !vf.TailCheck {
+		t.Errorf("kind %v, semantics %s, tail %v", raw["kind"], vf.Semantics, vf.TailCheck)
+	}
+	m := raw["mvf"].(map[string]any)
+	for _, k := range []string{"activations", "weights", "total"} {
+		v, ok := m[k].(float64)
+		if !ok || v < 0 || v > 1 {
+			t.Errorf("mvf.%s = %v", k, m[k])
+		}
+	}
+	if len(vf.MVF.Layers) != 5 || len(vf.MVFPaper.Layers) != 2 {
+		t.Errorf("mvf layers %v, mvf_paper layers %v", vf.MVF.Layers, vf.MVFPaper.Layers)
+	}
+	v := vf.Validation
+	if v == nil || v.MAECVF == nil || v.MaxCVF == nil || v.Weights == nil || v.Activations == nil {
+		t.Fatal("validation lacks figures")
+	}
+	want := 0 // max(ceil(0.1 C), 1) channels per layer, all of them analysed
+	for _, l := range vf.Layers {
+		want += len(l.ChannelVFs)
+	}
+	if v.Weights.N != want || v.Activations.N != want || len(v.Units) != 2*want {
+		t.Errorf("validated %d filters, %d neurons, %d units; want %d of each", v.Weights.N, v.Activations.N, len(v.Units), want)
+	}
+	if v.Exhaustive { // fc1's filters have 400 weights, more than 40
+		t.Error("validation with --validate-operands 40 says exhaustive")
+	}
+	if *v.MAECVF > 0.02 || v.Activations.MAE > 0.02 {
+		t.Errorf("DV vs FI: weights MAE %.4f, activations MAE %.4f", *v.MAECVF, v.Activations.MAE)
+	}
+	s := vf.SFIBaseline.Confidences
+	if len(s) != 2 || s[0].Weights.DataAware <= 0 || s[1].Weights.DataAware <= s[0].Weights.DataAware || s[0].Reduction <= 0 {
+		t.Errorf("sfi baseline %+v", s)
+	}
+	f, err := os.Open(filepath.Join(out, VFCSVFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range vf.Layers {
+		n += len(l.ChannelVFs)
+	}
+	if len(rows) != n+1 || rows[0][0] != "layer" {
+		t.Errorf("vf.csv: %d rows, want %d and a header", len(rows), n+1)
+	}
+}
+
+func TestSFIBaselineReproducesPaperTableVI(t *testing.T) {
+	// DeepVigor+ Table VI, VGG-11 (CIFAR-10) filters at t = 1.96: layer-wise
+	// 75,351, data-unaware 2,141,913, data-aware 66,934. The paper floors the sum
+	// of unrounded sizes; faultline rounds each stratum up (a campaign injects
+	// whole faults), so it may exceed the paper by up to one per stratum.
+	var r deepvigor.Result
+	for _, w := range []int64{1728, 73728, 294912, 589824, 1179648, 2359296, 2359296, 2359296} {
+		r.Layers = append(r.Layers, deepvigor.Layer{Weights: w, Neurons: 1})
+	}
+	w := sfiBaseline(&r, false, true).Confidences[0].Weights
+	for _, c := range []struct {
+		name       string
+		got, paper int64
+		strata     int64
+	}{{"layer-wise", w.LayerWise, 75351, 8}, {"data-unaware", w.DataUnaware, 2141913, 8 * 32}, {"data-aware", w.DataAware, 66934, 8}} {
+		if c.got < c.paper || c.got > c.paper+c.strata {
+			t.Errorf("%s SFI at 95%%: %d, want the paper's %d plus at most %d", c.name, c.got, c.paper, c.strata)
+		}
+	}
+}
+
+func TestSpearmanAndRanks(t *testing.T) {
+	if r := spearman([]float64{1, 2, 3, 4}, []float64{10, 20, 30, 40}); r == nil || *r != 1 {
+		t.Errorf("monotone: %v", r)
+	}
+	if r := spearman([]float64{1, 2, 3, 4}, []float64{4, 3, 2, 1}); r == nil || *r != -1 {
+		t.Errorf("reversed: %v", r)
+	}
+	if r := spearman([]float64{1, 1, 1}, []float64{1, 2, 3}); r != nil {
+		t.Errorf("constant side: %v", *r)
+	}
+	got := ranks([]float64{5, 1, 5, 3})
+	want := []float64{3.5, 1, 3.5, 2}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("ranks %v, want %v", got, want)
+		}
+	}
+}
+
+func TestRunVFBadInputs(t *testing.T) {
+	ckpt := checkpoint(t)
+	base := VFOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Target: "both", Ratio: 0.1, Images: 10, TailCheck: "auto", Out: t.TempDir()}
+	for _, c := range []struct {
+		name string
+		mod  func(*VFOptions)
+		want string
+	}{
+		{"images beyond the data set", func(o *VFOptions) { o.Images = 5000 }, "only 1000 images"},
+		{"ratio 0", func(o *VFOptions) { o.Ratio = 0 }, "sampling ratio 0"},
+		{"ratio above 1", func(o *VFOptions) { o.Ratio = 2 }, "sampling ratio 2"},
+		{"target", func(o *VFOptions) { o.Target = "biases" }, `target "biases"`},
+		{"tail check", func(o *VFOptions) { o.TailCheck = "sometimes" }, `tail check "sometimes"`},
+		{"validate", func(o *VFOptions) { o.Validate = 1.5 }, "validate 1.5"},
+		{"reference tail", func(o *VFOptions) { o.Semantics, o.TailCheck = deepvigor.Reference, "on" }, "needs exact semantics"},
+		{"missing checkpoint", func(o *VFOptions) { o.Checkpoint = filepath.Join(o.Out, "nope") }, "nope"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := base
+			c.mod(&o)
+			_, err := RunVF(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
