@@ -224,28 +224,51 @@ func (r *runner) gradients(sc *torch.Scope, qs []query, res []result, y, logits 
 	if err != nil {
 		return err
 	}
-	gv, err := torch.Float32s(gy)
-	if err != nil {
-		return err
-	}
+	// Only the targets' gradients come to the host: one value per neuron query,
+	// a channel's positions per channel query.
+	var idx []int64
 	for s, q := range qs {
 		base := int64(s) * r.per
 		if q.t.neuron >= 0 {
-			res[s].zeroGrad = gv[base+q.t.neuron] == 0
+			idx = append(idx, base+q.t.neuron)
+			continue
+		}
+		c0 := base + int64(q.t.channel)*r.hw
+		for k := range r.hw {
+			idx = append(idx, c0+k)
+		}
+	}
+	it, err := sc.KeepErr(torch.FromInt64(idx, []int64{int64(len(idx))}, dev))
+	if err != nil {
+		return err
+	}
+	gt2, err := sc.KeepErr(gy.Take(it, false))
+	if err != nil {
+		return err
+	}
+	gv, err := torch.Float32s(gt2)
+	if err != nil {
+		return err
+	}
+	k := 0
+	w := r.width()
+	for s, q := range qs {
+		if q.t.neuron >= 0 {
+			res[s].zeroGrad = gv[k] == 0
+			k++
 			continue
 		}
 		// The reference sums over the last dimension first, then the rows.
-		c0 := base + int64(q.t.channel)*r.hw
-		w := r.width()
 		var total float32
 		for row := int64(0); row < r.hw/w; row++ {
 			var acc float32
-			for k := range w {
-				acc += gv[c0+row*w+k]
+			for x := range w {
+				acc += gv[k+int(row*w+x)]
 			}
 			total += acc
 		}
 		res[s].zeroGrad = total == 0
+		k += int(r.hw)
 	}
 	return nil
 }
