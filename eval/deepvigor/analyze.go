@@ -47,7 +47,7 @@ type Options struct {
 	Seed          int64
 	// Layers restricts the analysis (default: every conv and linear layer).
 	Layers []string
-	// PerOctave is the Exact grid's thresholds per factor of two (default 4).
+	// PerOctave is the Exact grid's thresholds per factor of two (default 1).
 	PerOctave int
 	// MaxBatch caps the samples of one forward pass (default: by memory).
 	MaxBatch int
@@ -56,7 +56,7 @@ type Options struct {
 }
 
 // DefaultPerOctave is Exact semantics' grid resolution.
-const DefaultPerOctave = 4
+const DefaultPerOctave = 1
 
 // Result is the analysis of a model on a batch of images. VFs are fractions.
 type Result struct {
