@@ -66,7 +66,11 @@ func flips(t *testing.T, vals []float32, sem Semantics) [][]float32 {
 			return err
 		}
 		for b := range 32 {
-			out = append(out, all[b*len(vals):(b+1)*len(vals)])
+			row := make([]float32, len(vals))
+			for i := range vals {
+				row[i] = all[i*32+b]
+			}
+			out = append(out, row)
 		}
 		return nil
 	})

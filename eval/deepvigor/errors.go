@@ -9,8 +9,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// flipErrors returns eps[b, ...] = flip_b(x) - x for every bit b of 0..31 (bit 0
-// the mantissa LSB, 31 the sign), as a new tensor of shape [32, x.shape...].
+// flipErrors returns eps[..., b] = flip_b(x) - x for every bit b of 0..31 (bit 0
+// the mantissa LSB, 31 the sign), as a new tensor of shape [x.shape..., 32] (the
+// bit last, so that products with it stay contiguous).
 // Exact semantics flips the IEEE-754 bits (0.0 stays 0.0 except for the exponent
 // bits; NaN and subnormals as the hardware gives them). Reference semantics
 // reproduces the reference's bit converter: a zero is encoded as 1.0, exponent 255
@@ -42,7 +43,7 @@ func flipErrors(x *ts.Tensor, sem Semantics) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	maskShape := append([]int64{32}, ones(len(shape))...)
+	maskShape := []int64{32}
 	m := make([]int64, 32)
 	for b := range m {
 		m[b] = int64(int32(uint32(1) << b))
@@ -54,7 +55,7 @@ func flipErrors(x *ts.Tensor, sem Semantics) (*ts.Tensor, error) {
 	if masks, err = sc.KeepErr(masks.Totype(gotch.Int, false)); err != nil {
 		return nil, err
 	}
-	exp, err := sc.KeepErr(bits.Unsqueeze(0, false))
+	exp, err := sc.KeepErr(bits.Unsqueeze(int64(len(shape)), false))
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,11 @@ func flipErrors(x *ts.Tensor, sem Semantics) (*ts.Tensor, error) {
 			return nil, err
 		}
 	}
-	return flipped.Sub(x, false)
+	xs, err := sc.KeepErr(x.Unsqueeze(int64(len(shape)), false))
+	if err != nil {
+		return nil, err
+	}
+	return flipped.Sub(xs, false)
 }
 
 // referenceDecode applies the reference converter's decoding of the flipped bit
@@ -147,14 +152,6 @@ func referenceDecode(sc *torch.Scope, fb, flipped *ts.Tensor) (*ts.Tensor, error
 	return sc.KeepErr(v.WhereSelf(sub, flipped, false))
 }
 
-func ones(n int) []int64 {
-	s := make([]int64, n)
-	for i := range s {
-		s[i] = 1
-	}
-	return s
-}
-
 // histograms bins each row of delta ([R, M], float32) over the grid and returns
 // one distribution per row. Entries where excluded ([R, M] or broadcastable bool,
 // may be nil) is true are not fault sites and are not counted. Under Reference
@@ -181,36 +178,49 @@ func histograms(delta, excluded *ts.Tensor, g grid, bounds *ts.Tensor, sem Seman
 			return nil, err
 		}
 	}
-	b, err := sc.KeepErr(d.Bucketize(bounds, false, true, false))
+	b, err := sc.KeepErr(d.Bucketize(bounds, true, true, false)) // int32: faster
 	if err != nil {
 		return nil, err
 	}
+	// NaN and excluded entries get bins of their own; the masks (full passes
+	// over the tensor) are applied only when there is something to mask.
 	nan, err := sc.KeepErr(d.Isnan(false))
 	if err != nil {
 		return nil, err
 	}
-	if b, err = sc.KeepErr(b.MaskedFill(nan, ts.IntScalar(nt+1), false)); err != nil {
+	anyNaN, err := anyTrue(&sc, nan)
+	if err != nil {
 		return nil, err
 	}
-	skip := nan
+	var skip *ts.Tensor
+	if anyNaN {
+		if b, err = sc.KeepErr(b.MaskedFill(nan, ts.IntScalar(nt+1), false)); err != nil {
+			return nil, err
+		}
+		skip = nan
+	}
 	if excluded != nil {
 		if b, err = sc.KeepErr(b.MaskedFill(excluded, ts.IntScalar(nt+2), false)); err != nil {
 			return nil, err
 		}
-		if skip, err = sc.KeepErr(nan.LogicalOr(excluded, false)); err != nil {
+		if skip == nil {
+			skip = excluded
+		} else if skip, err = sc.KeepErr(nan.LogicalOr(excluded, false)); err != nil {
 			return nil, err
 		}
 	}
 	width := nt + 3
-	off, err := sc.KeepErr(ts.ArangeStartStep(ts.IntScalar(0), ts.IntScalar(rows*width), ts.IntScalar(width), gotch.Int64, dev))
-	if err != nil {
-		return nil, err
-	}
-	if off, err = sc.KeepErr(off.View([]int64{rows, 1}, false)); err != nil {
-		return nil, err
-	}
-	if b, err = sc.KeepErr(b.Add(off, false)); err != nil {
-		return nil, err
+	if rows > 1 {
+		off, err := sc.KeepErr(ts.ArangeStartStep(ts.IntScalar(0), ts.IntScalar(rows*width), ts.IntScalar(width), gotch.Int, dev))
+		if err != nil {
+			return nil, err
+		}
+		if off, err = sc.KeepErr(off.View([]int64{rows, 1}, false)); err != nil {
+			return nil, err
+		}
+		if b, err = sc.KeepErr(b.Add(off, false)); err != nil {
+			return nil, err
+		}
 	}
 	if b, err = sc.KeepErr(b.View([]int64{-1}, false)); err != nil {
 		return nil, err
@@ -223,15 +233,16 @@ func histograms(delta, excluded *ts.Tensor, g grid, bounds *ts.Tensor, sem Seman
 	if err != nil {
 		return nil, err
 	}
-	hi, err := sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(-1)), false))
-	if err != nil {
-		return nil, err
+	hi, lo := d, d
+	if skip != nil {
+		if hi, err = sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(-1)), false)); err != nil {
+			return nil, err
+		}
+		if lo, err = sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(1)), false)); err != nil {
+			return nil, err
+		}
 	}
 	if hi, err = sc.KeepErr(hi.Amax([]int64{1}, false, false)); err != nil {
-		return nil, err
-	}
-	lo, err := sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(1)), false))
-	if err != nil {
 		return nil, err
 	}
 	if lo, err = sc.KeepErr(lo.Amin([]int64{1}, false, false)); err != nil {
@@ -249,9 +260,26 @@ func histograms(delta, excluded *ts.Tensor, g grid, bounds *ts.Tensor, sem Seman
 	for r := range out {
 		row := c[int64(r)*width : int64(r+1)*width]
 		out[r] = dist{bins: append([]int64(nil), row[:nt+1]...), nan: row[nt+1], min: los[r], max: his[r]}
-		if row[:nt+1] == nil || out[r].min > out[r].max { // nothing finite
+		if out[r].min > out[r].max { // nothing but NaN or excluded entries
 			out[r].min, out[r].max = 0, 0
 		}
 	}
 	return out, nil
+}
+
+// anyTrue reports whether a bool tensor has a true element.
+func anyTrue(sc *torch.Scope, t *ts.Tensor) (bool, error) {
+	a, err := sc.KeepErr(t.Any(false))
+	if err != nil {
+		return false, err
+	}
+	v, err := sc.KeepErr(a.Totype(gotch.Int64, false))
+	if err != nil {
+		return false, err
+	}
+	x, err := torch.Int64s(v)
+	if err != nil {
+		return false, err
+	}
+	return x[0] != 0, nil
 }

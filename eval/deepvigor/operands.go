@@ -164,8 +164,11 @@ func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bound
 	if err != nil {
 		return nil, err
 	}
-	eps, err := sc.KeepErr(flipErrors(x, o.sem)) // [32, P, B, f]
+	eps, err := sc.KeepErr(flipErrors(x, o.sem)) // [P, B, f, 32]
 	if err != nil {
+		return nil, err
+	}
+	if wc, err = sc.KeepErr(wc.View([]int64{o.f, 1}, false)); err != nil {
 		return nil, err
 	}
 	d, err := sc.KeepErr(eps.Mul(wc, false))
@@ -173,18 +176,15 @@ func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bound
 		return nil, err
 	}
 	n := int64(len(pos))
-	if d, err = sc.KeepErr(d.Permute([]int64{1, 0, 2, 3}, false)); err != nil {
-		return nil, err
-	}
-	if d, err = sc.KeepErr(d.Reshape([]int64{n, -1}, false)); err != nil {
+	if d, err = sc.KeepErr(d.View([]int64{n, -1}, false)); err != nil {
 		return nil, err
 	}
 	var exr *ts.Tensor
-	if ex != nil { // [P, 1, f] -> [P, 32, B, f]
-		if exr, err = sc.KeepErr(ex.Unsqueeze(1, false)); err != nil {
+	if ex != nil { // [P, 1, f] -> [P, B, f, 32]
+		if exr, err = sc.KeepErr(ex.Unsqueeze(3, false)); err != nil {
 			return nil, err
 		}
-		if exr, err = sc.KeepErr(exr.Expand([]int64{n, 32, o.images, o.f}, false, false)); err != nil {
+		if exr, err = sc.KeepErr(exr.Expand([]int64{n, o.images, o.f, 32}, false, false)); err != nil {
 			return nil, err
 		}
 		if exr, err = sc.KeepErr(exr.Reshape([]int64{n, -1}, false)); err != nil {
@@ -222,18 +222,19 @@ func (o *operands) weightChunk(w *ts.Tensor, c int, pos []int, g grid, bounds *t
 	if err != nil {
 		return nil, err
 	}
-	eps, err := sc.KeepErr(flipErrors(wc, o.sem)) // [32, f]
+	eps, err := sc.KeepErr(flipErrors(wc, o.sem)) // [f, 32]
 	if err != nil {
 		return nil, err
 	}
-	if eps, err = sc.KeepErr(eps.View([]int64{32, 1, 1, o.f}, false)); err != nil {
-		return nil, err
-	}
-	d, err := sc.KeepErr(eps.Mul(x, false)) // [32, P, B, f]
+	xs, err := sc.KeepErr(x.Unsqueeze(3, false)) // [P, B, f, 1]
 	if err != nil {
 		return nil, err
 	}
-	if d, err = sc.KeepErr(d.Reshape([]int64{1, -1}, false)); err != nil {
+	d, err := sc.KeepErr(xs.Mul(eps, false)) // [P, B, f, 32]
+	if err != nil {
+		return nil, err
+	}
+	if d, err = sc.KeepErr(d.View([]int64{1, -1}, false)); err != nil {
 		return nil, err
 	}
 	ds, err := histograms(d, nil, g, bounds, o.sem)
