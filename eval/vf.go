@@ -47,6 +47,8 @@ type VFOptions struct {
 	Seed       int64
 	Layers     []string
 	PerOctave  int
+	// WeightErrors is the weight analysis's error model (position or fault).
+	WeightErrors deepvigor.WeightErrors
 	// Validate is the share of channels validated against FI (0: none).
 	Validate float64
 	// ValidateNeurons is how many analysed neurons of a validated channel
@@ -63,20 +65,21 @@ type VFOptions struct {
 
 // VF is vf.json.
 type VF struct {
-	Kind           string              `json:"kind"`
-	SchemaVersion  int                 `json:"schema_version"`
-	Checkpoint     string              `json:"checkpoint"`
-	Arch           string              `json:"arch"`
-	Dataset        string              `json:"dataset"`
-	Images         int                 `json:"images"` // the first N test images
-	GoldenAccuracy float64             `json:"golden_accuracy"`
-	Target         string              `json:"target"`
-	Semantics      deepvigor.Semantics `json:"semantics"`
-	TailCheck      bool                `json:"tail_check"`
-	TailCheckFlag  string              `json:"tail_check_setting"`
-	SamplingRatio  float64             `json:"sampling_ratio"`
-	Seed           int64               `json:"seed"`
-	PerOctave      int                 `json:"thresholds_per_octave"`
+	Kind           string                 `json:"kind"`
+	SchemaVersion  int                    `json:"schema_version"`
+	Checkpoint     string                 `json:"checkpoint"`
+	Arch           string                 `json:"arch"`
+	Dataset        string                 `json:"dataset"`
+	Images         int                    `json:"images"` // the first N test images
+	GoldenAccuracy float64                `json:"golden_accuracy"`
+	Target         string                 `json:"target"`
+	Semantics      deepvigor.Semantics    `json:"semantics"`
+	TailCheck      bool                   `json:"tail_check"`
+	TailCheckFlag  string                 `json:"tail_check_setting"`
+	SamplingRatio  float64                `json:"sampling_ratio"`
+	Seed           int64                  `json:"seed"`
+	PerOctave      int                    `json:"thresholds_per_octave"`
+	WeightErrors   deepvigor.WeightErrors `json:"weight_errors"`
 	// MVF covers every analysed layer (conv and linear); MVFPaper only the conv
 	// layers, as the paper defines it. Total is Eq. 15.
 	MVF            MVF               `json:"mvf"`
@@ -195,7 +198,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		defer ev.Drop()
 		res, err := deepvigor.Analyze(ctx, ld.Model, ev.X, ev.Golden, deepvigor.Options{
 			Activations: acts, Weights: weights, Semantics: o.Semantics, TailCheck: tail,
-			SamplingRatio: o.Ratio, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave,
+			SamplingRatio: o.Ratio, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 			OnProgress: func(done, total int) {
 				if o.OnProgress != nil {
 					o.OnProgress("analysis", int64(done), int64(total))
@@ -209,7 +212,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		vf = &VF{Kind: VFKind, SchemaVersion: VFSchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
 			Dataset: ld.Dataset, Images: o.Images, GoldenAccuracy: ev.Accuracy(), Target: targetName(acts, weights),
 			Semantics: res.Semantics, TailCheck: res.TailCheck, TailCheckFlag: orDefault(o.TailCheck, "auto"),
-			SamplingRatio: res.SamplingRatio, Seed: res.Seed, PerOctave: res.PerOctave, Layers: res.Layers,
+			SamplingRatio: res.SamplingRatio, Seed: res.Seed, PerOctave: res.PerOctave, WeightErrors: res.WeightErrors, Layers: res.Layers,
 			ImageForwards: res.ImageForwards, ImageBackwards: res.ImageBackwards, BatchForwards: res.BatchForwards,
 			SFIBaseline: sfiBaseline(res, acts, weights), Software: model.CurrentSoftware()}
 		vf.MVF = mvf(res.Layers, false)

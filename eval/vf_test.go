@@ -63,7 +63,7 @@ func TestRunVFWritesResultsAndValidates(t *testing.T) {
 			t.Errorf("vf.json lacks %q", k)
 		}
 	}
-	if raw["kind"] != VFKind || vf.Semantics != deepvigor.Exact || !vf.TailCheck {
+	if raw["kind"] != VFKind || vf.Semantics != deepvigor.Exact || !vf.TailCheck || raw["weight_errors"] != "fault" {
 		t.Errorf("kind %v, semantics %s, tail %v", raw["kind"], vf.Semantics, vf.TailCheck)
 	}
 	m := raw["mvf"].(map[string]any)

@@ -116,6 +116,7 @@ clamps. Compare runs only with identical settings.`,
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the channel and neuron sampling")
 	f.StringVar(&layers, "layers", "", "comma-separated layer names (default: every conv and linear layer)")
 	f.IntVar(&o.PerOctave, "thresholds-per-octave", deepvigor.DefaultPerOctave, "exact semantics: candidate error values per factor of two")
+	f.StringVar((*string)(&o.WeightErrors), "weight-errors", "", "weight analysis errors: fault (exact's default: one per fault, its largest over the channel's positions) or position (the paper's and reference's: one per output position)")
 	f.IntVar(&o.BatchSize, "batch", 1024, "fault-injection samples per forward pass (validation)")
 	f.StringVar(&o.Out, "out", "", "output directory (vf.json, vf.csv)")
 	addRuntimeFlags(f, &o.Threads, &device)

@@ -33,6 +33,19 @@ func ParseSemantics(s string) (Semantics, error) {
 	return "", fmt.Errorf("deepvigor: semantics %q: want exact or reference", s)
 }
 
+// WeightErrors is how a weight fault's errors enter the distribution.
+type WeightErrors string
+
+// Weight error models.
+const (
+	// PerPosition: one error per output position (flipped weight times the
+	// position's operand), pooled over positions: the paper's model.
+	PerPosition WeightErrors = "position"
+	// PerFault: one error per (weight, bit, image): the largest in magnitude over
+	// the channel's output positions, since one weight fault hits them all.
+	PerFault WeightErrors = "fault"
+)
+
 // Options configure Analyze.
 type Options struct {
 	Activations bool // analyse activations (neurons, MAC operand faults)
@@ -47,6 +60,9 @@ type Options struct {
 	Seed          int64
 	// Layers restricts the analysis (default: every conv and linear layer).
 	Layers []string
+	// WeightErrors selects the weight analysis's error distribution: PerFault
+	// (Exact's default) or PerPosition (the paper's, Reference's only choice).
+	WeightErrors WeightErrors
 	// PerOctave is the Exact grid's thresholds per factor of two (default 1).
 	PerOctave int
 	// MaxBatch caps the samples of one forward pass (default: by memory).
@@ -60,13 +76,14 @@ const DefaultPerOctave = 1
 
 // Result is the analysis of a model on a batch of images. VFs are fractions.
 type Result struct {
-	Semantics     Semantics `json:"semantics"`
-	TailCheck     bool      `json:"tail_check"`
-	SamplingRatio float64   `json:"sampling_ratio"`
-	Seed          int64     `json:"seed"`
-	PerOctave     int       `json:"thresholds_per_octave"`
-	Images        int       `json:"images"`
-	Layers        []Layer   `json:"layers"`
+	Semantics     Semantics    `json:"semantics"`
+	TailCheck     bool         `json:"tail_check"`
+	SamplingRatio float64      `json:"sampling_ratio"`
+	Seed          int64        `json:"seed"`
+	PerOctave     int          `json:"thresholds_per_octave"`
+	WeightErrors  WeightErrors `json:"weight_errors"`
+	Images        int          `json:"images"`
+	Layers        []Layer      `json:"layers"`
 	// ImageForwards counts images run through the network (from the analysed
 	// layer on): a batch of 100 counts 100. BatchForwards counts the reference's
 	// unit, one forward of the whole image batch per target and step.
@@ -130,7 +147,8 @@ func Analyze(ctx context.Context, m *model.Model, x *ts.Tensor, golden []int, o 
 	if o.Semantics == Reference {
 		o.PerOctave = 1
 	}
-	res := &Result{Semantics: o.Semantics, TailCheck: o.TailCheck, SamplingRatio: o.SamplingRatio, Seed: o.Seed, PerOctave: o.PerOctave, Images: len(golden)}
+	res := &Result{Semantics: o.Semantics, TailCheck: o.TailCheck, SamplingRatio: o.SamplingRatio, Seed: o.Seed, PerOctave: o.PerOctave,
+		WeightErrors: o.WeightErrors, Images: len(golden)}
 	if err := m.VarStore().Freeze(); err != nil {
 		return nil, err
 	}
@@ -157,6 +175,20 @@ func (o *Options) check() error {
 	}
 	if o.TailCheck && o.Semantics == Reference {
 		return fmt.Errorf("deepvigor: the tail check is an exact-semantics option (the reference counts errors beyond 2^10 critical)")
+	}
+	switch o.WeightErrors {
+	case "": // exact: per fault; reference: per position, as the reference does
+		o.WeightErrors = PerFault
+		if o.Semantics == Reference {
+			o.WeightErrors = PerPosition
+		}
+	case PerPosition:
+	case PerFault:
+		if o.Semantics == Reference {
+			return fmt.Errorf("deepvigor: per-fault weight errors are an exact-semantics option (the reference pools per position)")
+		}
+	default:
+		return fmt.Errorf("deepvigor: weight errors %q: want position or fault", o.WeightErrors)
 	}
 	if o.PerOctave < 0 || o.PerOctave > 64 {
 		return fmt.Errorf("deepvigor: %d thresholds per octave: want 1..64", o.PerOctave)
@@ -427,7 +459,7 @@ func (a *analyzer) activations(srch *searcher, ops *operands, w *ts.Tensor, c in
 // weights returns the CVF of filter c, its error distribution built from the
 // listed output positions.
 func (a *analyzer) weights(srch *searcher, ops *operands, w *ts.Tensor, c int, pos []int) (float64, error) {
-	d, err := ops.weightDist(w, c, pos, a.g, a.bounds)
+	d, err := ops.weightDist(w, c, pos, a.g, a.bounds, a.o.WeightErrors == PerFault)
 	if err != nil {
 		return 0, err
 	}

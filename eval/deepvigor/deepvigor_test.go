@@ -447,6 +447,8 @@ func TestAnalyzeBadInputs(t *testing.T) {
 		{"no conv", mlp, func(o Options) Options { return o }, "has no conv layer"},
 		{"reference with BN", bn, func(o Options) Options { o.Semantics = Reference; return o }, "BatchNorm-free"},
 		{"reference tail", m, func(o Options) Options { o.Semantics, o.TailCheck = Reference, true; return o }, "tail check"},
+		{"reference per fault", m, func(o Options) Options { o.Semantics, o.WeightErrors = Reference, PerFault; return o }, "exact-semantics option"},
+		{"weight errors", m, func(o Options) Options { o.WeightErrors = "pixel"; return o }, `weight errors "pixel"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := torch.Do(func() error {
@@ -466,5 +468,32 @@ func TestAnalyzeBadInputs(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestSignedMaxAbsKeepsSignAndNaN(t *testing.T) {
+	nan := float32(math.NaN())
+	// [P=3, 4]: column-wise largest magnitude with its sign; a NaN wins.
+	in := []float32{1, -5, 0, 2, -3, 4, 0, nan, 2, 1, 0, -2}
+	var got []float32
+	do(t, func() error {
+		var sc torch.Scope
+		defer sc.Drop()
+		x, err := sc.KeepErr(torch.FromFloat32(in, []int64{3, 4}, gotch.CPU))
+		if err != nil {
+			return err
+		}
+		m, err := signedMaxAbs(&sc, x)
+		if err != nil {
+			return err
+		}
+		got, err = torch.Float32s(m)
+		return err
+	})
+	want := []float32{-3, -5, 0, nan}
+	for i := range want {
+		if !same(got[i], want[i]) {
+			t.Fatalf("signedMaxAbs = %v, want %v", got, want)
+		}
 	}
 }

@@ -195,14 +195,32 @@ func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bound
 }
 
 // weightDist builds filter c's error distribution: every bit of every weight of
-// the filter flipped, times its operand at each listed output position, on every
-// image, pooled.
-func (o *operands) weightDist(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor) (*dist, error) {
+// the filter flipped, on every image. Per position (the paper's and the
+// reference's model), each fault gives one error per listed output position,
+// its flipped weight times that position's operand, all pooled. Per fault, each
+// (weight, bit, image) gives one error: the largest in magnitude over all the
+// channel's positions (pos is then ignored), because one weight fault hits
+// every position at once and the strongest of them decides.
+func (o *operands) weightDist(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor, perFault bool) (*dist, error) {
 	per := 32 * o.images * o.f
 	chunk := max(1, int(elementsPerChunk/per))
+	if perFault {
+		return o.faultDist(w, c, chunk, g, bounds)
+	}
 	total := &dist{}
 	for lo := 0; lo < len(pos); lo += chunk {
-		d, err := o.weightChunk(w, c, pos[lo:min(len(pos), lo+chunk)], g, bounds)
+		var d *dist
+		err := o.weightErrors(w, c, pos[lo:min(len(pos), lo+chunk)], func(sc *torch.Scope, d4 *ts.Tensor) error {
+			flat, err := sc.KeepErr(d4.View([]int64{1, -1}, false))
+			if err != nil {
+				return err
+			}
+			ds, err := histograms(flat, nil, g, bounds, o.sem)
+			if err == nil {
+				d = &ds[0]
+			}
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -211,35 +229,88 @@ func (o *operands) weightDist(w *ts.Tensor, c int, pos []int, g grid, bounds *ts
 	return total, nil
 }
 
-func (o *operands) weightChunk(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor) (*dist, error) {
-	var sc torch.Scope
-	defer sc.Drop()
-	x, _, err := o.slice(&sc, c, pos) // [P, B, f]
+// faultDist is weightDist per fault: the signed largest-magnitude error over
+// every output position (a NaN at any position wins), then one histogram.
+func (o *operands) faultDist(w *ts.Tensor, c int, chunk int, g grid, bounds *ts.Tensor) (*dist, error) {
+	var keep torch.Scope
+	defer keep.Drop()
+	shape, err := torch.Shape(o.cols)
 	if err != nil {
 		return nil, err
 	}
-	wc, err := o.filter(&sc, w, c)
+	all := iota(int(shape[0]))
+	var cur *ts.Tensor // [1, B, f, 32]
+	for lo := 0; lo < len(all); lo += chunk {
+		err := o.weightErrors(w, c, all[lo:min(len(all), lo+chunk)], func(sc *torch.Scope, d4 *ts.Tensor) error {
+			m, err := signedMaxAbs(sc, d4)
+			if err != nil {
+				return err
+			}
+			if cur != nil {
+				both, err := sc.KeepErr(ts.Cat([]*ts.Tensor{cur, m}, 0))
+				if err != nil {
+					return err
+				}
+				if m, err = signedMaxAbs(sc, both); err != nil {
+					return err
+				}
+			}
+			cur, err = keep.KeepErr(m.DetachCopy(false))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	flat, err := keep.KeepErr(cur.View([]int64{1, -1}, false))
 	if err != nil {
 		return nil, err
 	}
-	eps, err := sc.KeepErr(flipErrors(wc, o.sem)) // [f, 32]
-	if err != nil {
-		return nil, err
-	}
-	xs, err := sc.KeepErr(x.Unsqueeze(3, false)) // [P, B, f, 1]
-	if err != nil {
-		return nil, err
-	}
-	d, err := sc.KeepErr(xs.Mul(eps, false)) // [P, B, f, 32]
-	if err != nil {
-		return nil, err
-	}
-	if d, err = sc.KeepErr(d.View([]int64{1, -1}, false)); err != nil {
-		return nil, err
-	}
-	ds, err := histograms(d, nil, g, bounds, o.sem)
+	ds, err := histograms(flat, nil, g, bounds, o.sem)
 	if err != nil {
 		return nil, err
 	}
 	return &ds[0], nil
+}
+
+// signedMaxAbs reduces dimension 0 to the element of largest magnitude (NaN
+// counting as largest), keeping its sign: [P, ...] -> [1, ...].
+func signedMaxAbs(sc *torch.Scope, d *ts.Tensor) (*ts.Tensor, error) {
+	a, err := sc.KeepErr(d.Abs(false))
+	if err != nil {
+		return nil, err
+	}
+	idx, err := sc.KeepErr(a.Argmax([]int64{0}, true, false))
+	if err != nil {
+		return nil, err
+	}
+	return sc.KeepErr(d.Gather(0, idx, false, false))
+}
+
+// weightErrors computes the errors [P, B, f, 32] of filter c's flipped weights
+// at positions pos and passes them to use (valid only during the call).
+func (o *operands) weightErrors(w *ts.Tensor, c int, pos []int, use func(*torch.Scope, *ts.Tensor) error) error {
+	var sc torch.Scope
+	defer sc.Drop()
+	x, _, err := o.slice(&sc, c, pos) // [P, B, f]
+	if err != nil {
+		return err
+	}
+	wc, err := o.filter(&sc, w, c)
+	if err != nil {
+		return err
+	}
+	eps, err := sc.KeepErr(flipErrors(wc, o.sem)) // [f, 32]
+	if err != nil {
+		return err
+	}
+	xs, err := sc.KeepErr(x.Unsqueeze(3, false)) // [P, B, f, 1]
+	if err != nil {
+		return err
+	}
+	d, err := sc.KeepErr(xs.Mul(eps, false)) // [P, B, f, 32]
+	if err != nil {
+		return err
+	}
+	return use(&sc, d)
 }
