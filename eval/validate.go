@@ -106,7 +106,7 @@ func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvig
 	var n int64
 	for i, l := range r.Layers {
 		s := sites[l.Name]
-		f := prod(s.WeightShape[1:])
+		f := model.Numel(s.WeightShape[1:])
 		if maxOps > 0 {
 			f = min(f, int64(maxOps))
 		}
@@ -123,13 +123,6 @@ func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvig
 	return n
 }
 
-func prod(s []int64) int64 {
-	p := int64(1)
-	for _, v := range s {
-		p *= v
-	}
-	return p
-}
 
 // run injects faults in blocks and returns the fraction of fault x image pairs
 // that were SDC or DUE.
@@ -174,7 +167,7 @@ func (v *validator) fault(f fault.Fault) fault.Fault {
 
 // weightFaults flips every bit of every weight of filter c.
 func (v *validator) weightFaults(s model.Site, c int) []fault.Fault {
-	f := prod(s.WeightShape[1:])
+	f := model.Numel(s.WeightShape[1:])
 	var out []fault.Fault
 	for _, j := range v.pick(int(f)) {
 		for b := range fault.Float32Bits {

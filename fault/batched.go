@@ -227,7 +227,7 @@ func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]boo
 			defer x.Drop()
 			t = x
 		}
-		per := numel(dims)
+		per := model.Numel(dims)
 		idx := make([]int64, len(sf))
 		for n, f := range sf {
 			idx[n] = int64(n)*per + flat(f.Index, dims)
@@ -259,7 +259,7 @@ func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]boo
 // batchedMAC adds (x' - x) * w to each sample's neuron.
 func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(*Fault, float32, float32), in, out *ts.Tensor) error {
 	wv := inj.host[s.Weight()]
-	inPer, outPer := numel(s.InShape), numel(s.OutShape)
+	inPer, outPer := model.Numel(s.InShape), model.Numel(s.OutShape)
 	outIdx := make([]int64, len(sf))
 	var inIdx []int64
 	inPos := make([]int, len(sf)) // position in inIdx, -1 for padding
@@ -315,7 +315,7 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Faul
 		record(f, before, after)
 		dw[n] = after - before
 	}
-	outPer := numel(s.OutShape)
+	outPer := model.Numel(s.OutShape)
 	if s.Kind == model.Linear {
 		o := s.OutShape[0]
 		outIdx := make([]int64, len(sf))

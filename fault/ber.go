@@ -207,7 +207,7 @@ func resolveBER(m *model.Model, sp Space) (Space, *berSpace, error) {
 			b.segs = append(b.segs, berSegment{layer: s.Name, param: param, name: name, n: n, start: b.total, stage: st})
 			b.total += n * nb
 		}
-		add("weight", s.Weight(), numel(s.WeightShape))
+		add("weight", s.Weight(), model.Numel(s.WeightShape))
 		if sp.Bias && s.HasBias {
 			add("bias", s.Bias(), s.WeightShape[0])
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
 )
 
 // The binomial quantile is exact on a hand-computed case, has the binomial's mean
@@ -124,7 +125,7 @@ func TestBER(t *testing.T) {
 	}
 	var weightBits int64
 	for _, s := range m.Sites() {
-		weightBits += numel(s.WeightShape) * 32
+		weightBits += model.Numel(s.WeightShape) * 32
 	}
 	golAcc := ev.Accuracy()
 
@@ -183,7 +184,7 @@ func TestBER(t *testing.T) {
 			cur := map[Flip]bool{}
 			for _, f := range tr.FlipList {
 				s, err := m.Site(f.Layer)
-				if err != nil || f.Param != "weight" || f.Index < 0 || f.Index >= numel(s.WeightShape) || f.Bit < 0 || f.Bit > 31 || cur[f] {
+				if err != nil || f.Param != "weight" || f.Index < 0 || f.Index >= model.Numel(s.WeightShape) || f.Bit < 0 || f.Bit > 31 || cur[f] {
 					t.Fatalf("trial %d of point %d: bad or repeated flip %+v", tr.Trial, tr.Point, f)
 				}
 				cur[f] = true
@@ -261,7 +262,7 @@ func TestBER(t *testing.T) {
 		}
 		sameBits(t, golden, paramBits(t, m))
 		s, _ := m.Site("conv1")
-		if wantBits := (numel(s.WeightShape) + s.WeightShape[0]) * 32; c.Mode != "count" || c.Bits != wantBits || !reflect.DeepEqual(c.Layers, []string{"conv1"}) {
+		if wantBits := (model.Numel(s.WeightShape) + s.WeightShape[0]) * 32; c.Mode != "count" || c.Bits != wantBits || !reflect.DeepEqual(c.Layers, []string{"conv1"}) {
 			t.Fatalf("mode %s, %d bits (want %d), layers %v", c.Mode, c.Bits, wantBits, c.Layers)
 		}
 		biases := 0
@@ -409,7 +410,7 @@ func TestBER(t *testing.T) {
 			t.Errorf("stacked faults: 0x%08x, want 0x%08x", got, want)
 		}
 		// a BER trial refuses to start from a non-golden element and leaves the rest alone
-		every := int(numel(inj.sites["conv1"].WeightShape) + numel(inj.sites["fc1"].WeightShape)) // bit 0 of every weight
+		every := int(model.Numel(inj.sites["conv1"].WeightShape) + model.Numel(inj.sites["fc1"].WeightShape)) // bit 0 of every weight
 		_, _, err := run(BEROptions{Space: Space{Layers: []string{"conv1", "fc1"}, Bits: []int{0}}, Count: every, Trials: 1})
 		if err == nil || !strings.Contains(err.Error(), "fc1.weight[5]") {
 			t.Errorf("BER over an applied fault: %v", err)

@@ -6,15 +6,6 @@ import (
 	"github.com/faultline/faultline/model"
 )
 
-// numel is the product of dims.
-func numel(dims []int64) int64 {
-	n := int64(1)
-	for _, d := range dims {
-		n *= d
-	}
-	return n
-}
-
 // flat returns the row-major flat index of coordinates idx in dims.
 func flat(idx, dims []int64) int64 {
 	var f int64
@@ -59,7 +50,7 @@ func checkAgainst(f *Fault, sites map[string]model.Site, names []string, images 
 	}
 	switch f.Target {
 	case Weight:
-		n := numel(s.WeightShape)
+		n := model.Numel(s.WeightShape)
 		if f.Param == "bias" {
 			if !s.HasBias {
 				return fmt.Errorf("fault %d: layer %s has no bias", f.ID, f.Layer)

@@ -233,7 +233,7 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 			defer x.Drop()
 			t = x
 		}
-		per := numel(dims)
+		per := model.Numel(dims)
 		p := flat(f.Index, dims)
 		for k := int64(0); k < n; k++ {
 			v, err := readElement(t, k*per+p)
@@ -254,7 +254,7 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 		}
 		return nil, nil
 	case MAC:
-		per := numel(s.OutShape)
+		per := model.Numel(s.OutShape)
 		p := flat(f.Index, s.OutShape)
 		wv := inj.host[s.Weight()]
 		for k := int64(0); k < n; k++ {
@@ -296,7 +296,7 @@ func (inj *Injector) macOperand(s *model.Site, in *ts.Tensor, k int64, idx, op [
 	if y < 0 || xx < 0 || y >= s.InShape[1] || xx >= s.InShape[2] {
 		return 0, w, nil
 	}
-	x, err = readElement(in, k*numel(s.InShape)+flat([]int64{ci, y, xx}, s.InShape))
+	x, err = readElement(in, k*model.Numel(s.InShape)+flat([]int64{ci, y, xx}, s.InShape))
 	return x, w, err
 }
 

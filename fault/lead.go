@@ -105,8 +105,8 @@ func (inj *Injector) footprint(st int) (*reach, error) {
 		return nil, nil
 	}
 	s := inj.sites[inj.m.Lead(st)]
-	per := numel(s.OutShape)
-	nextPer := numel(inj.m.StageInShape(st + 1))
+	per := model.Numel(s.OutShape)
+	nextPer := model.Numel(inj.m.StageInShape(st + 1))
 	foot := make([][]int64, per)
 	dev := inj.m.Device()
 	shape := func(n int64) []int64 { return append([]int64{n}, s.OutShape...) }
@@ -234,7 +234,7 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 	}
 	switch {
 	case f0.Target == Activation && f0.Point == Input:
-		inPer := numel(s.InShape)
+		inPer := model.Numel(s.InShape)
 		at := make([]int64, len(sf))
 		for n, f := range sf {
 			at[n] = simg[n]*inPer + flat(f.Index, s.InShape)
@@ -282,7 +282,7 @@ func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault,
 	if err != nil {
 		return nil, err
 	}
-	per := numel(s.OutShape)
+	per := model.Numel(s.OutShape)
 	pos := make([]int64, len(sf))
 	at := make([]int64, 0, len(sf)*4)
 	for n, f := range sf {
@@ -344,7 +344,7 @@ func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault,
 	if err != nil {
 		return nil, err
 	}
-	nextPer := numel(inj.m.StageInShape(st + 1))
+	nextPer := model.Numel(inj.m.StageInShape(st + 1))
 	var faulty, golden, sample, elem []int64
 	k = 0
 	for n := range sf {
@@ -394,7 +394,7 @@ func (inj *Injector) inputDelta(s *model.Site, n, q int64, d float32, idx []int6
 		return idx, vals
 	}
 	w := inj.host[s.Weight()]
-	outPer := numel(s.OutShape)
+	outPer := model.Numel(s.OutShape)
 	if s.Kind == model.Linear {
 		in := s.WeightShape[1]
 		for o := int64(0); o < s.OutShape[0]; o++ {

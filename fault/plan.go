@@ -255,17 +255,17 @@ func NewPlan(m *model.Model, sp Space, o PlanOptions) (*Plan, error) {
 func (p *Plan) elements(s model.Site) int64 {
 	switch {
 	case p.Space.Target == Weight:
-		n := numel(s.WeightShape)
+		n := model.Numel(s.WeightShape)
 		if p.Space.Bias && s.HasBias {
 			n += s.WeightShape[0]
 		}
 		return n
 	case p.Space.Point == Input:
-		return numel(s.InShape)
+		return model.Numel(s.InShape)
 	case p.Space.Point == MAC:
-		return numel(s.OutShape) * numel(s.WeightShape[1:])
+		return model.Numel(s.OutShape) * model.Numel(s.WeightShape[1:])
 	}
-	return numel(s.OutShape)
+	return model.Numel(s.OutShape)
 }
 
 // Fault returns fault i (0 <= i < Total) of the plan.
@@ -288,13 +288,13 @@ func (p *Plan) Fault(i int64) Fault {
 	f := Fault{ID: i, Target: p.Space.Target, Layer: le.site.Name, Kind: p.Space.Kind, DType: Float32, Duration: p.Space.Duration}
 	switch {
 	case p.Space.Target == Weight:
-		wn := numel(le.site.WeightShape)
+		wn := model.Numel(le.site.WeightShape)
 		f.Param, f.Index = "weight", []int64{elem}
 		if elem >= wn {
 			f.Param, f.Index = "bias", []int64{elem - wn}
 		}
 	case p.Space.Point == MAC:
-		opn := numel(le.site.WeightShape[1:])
+		opn := model.Numel(le.site.WeightShape[1:])
 		f.Point = MAC
 		f.Index = unflat(elem/opn, le.site.OutShape)
 		f.Operand = unflat(elem%opn, le.site.WeightShape[1:])

@@ -34,6 +34,15 @@ type Site struct {
 	Groups      int64    `json:"groups,omitempty"`  // conv only
 }
 
+// Numel is the number of elements of a tensor of shape dims (1 for a scalar).
+func Numel(dims []int64) int64 {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	return n
+}
+
 // Weight is the state_dict name of the site's weight.
 func (s Site) Weight() string { return s.Name + ".weight" }
 

@@ -360,8 +360,8 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	}
 	b := len(a.golden)
 	l := &Layer{Name: s.Name, Kind: string(s.Kind), Channels: int(s.OutShape[0]), Positions: positions(s), ImageForwards: int64(b)}
-	l.Neurons = prod(s.OutShape)
-	l.Weights = prod(s.WeightShape)
+	l.Neurons = model.Numel(s.OutShape)
+	l.Weights = model.Numel(s.WeightShape)
 	a.res.ImageForwards += int64(b)
 	a.res.BatchForwards++
 	lead := a.m.Lead(st) == s.Name
@@ -413,13 +413,6 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	return l, nil
 }
 
-func prod(s []int64) int64 {
-	p := int64(1)
-	for _, v := range s {
-		p *= v
-	}
-	return p
-}
 
 func mean(xs []float64) float64 {
 	var s float64

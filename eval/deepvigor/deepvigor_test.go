@@ -334,7 +334,7 @@ func TestExactAgreesWithFaultInjection(t *testing.T) {
 	var wErr, aErr []float64
 	for _, l := range res.Layers {
 		s := sites[l.Name]
-		f := prod(s.WeightShape[1:])
+		f := model.Numel(s.WeightShape[1:])
 		ch := l.ChannelVFs[0]
 		var wf []fault.Fault
 		for j := range f {
