@@ -123,7 +123,6 @@ func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvig
 	return n
 }
 
-
 // run injects faults in blocks and returns the fraction of fault x image pairs
 // that were SDC or DUE.
 func (v *validator) run(ctx context.Context, faults []fault.Fault) (float64, error) {

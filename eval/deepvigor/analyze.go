@@ -413,7 +413,6 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	return l, nil
 }
 
-
 func mean(xs []float64) float64 {
 	var s float64
 	for _, x := range xs {
