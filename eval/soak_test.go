@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
@@ -30,7 +31,7 @@ func TestSoakDeepVigor(t *testing.T) {
 	ckpt := "../runs/lenet5"
 	if _, err := os.Stat(filepath.Join(ckpt, model.MetadataFile)); err != nil {
 		t.Logf("%s is missing: training a small LeNet-5 on synthetic data instead", ckpt)
-		ckpt = checkpoint(t)
+		ckpt = testckpt.Trained(t, 600)
 	}
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	var warm, end, peak int64

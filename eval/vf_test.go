@@ -9,31 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/faultline/faultline/configs"
 	"github.com/faultline/faultline/eval/deepvigor"
-	"github.com/faultline/faultline/train"
+	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/sugarme/gotch"
 )
 
-// checkpoint trains a LeNet-5 for one epoch on the synthetic data set.
-func checkpoint(t *testing.T) string {
-	t.Helper()
-	c, err := configs.Preset("lenet5-fashion")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Data.Dataset = "synthetic"
-	c.Data.TrainLimit = 600
-	c.Train.Epochs, c.Train.BatchSize, c.Runtime.Threads, c.Runtime.Seed = 1, 64, 1, 3
-	dir := filepath.Join(t.TempDir(), "ckpt")
-	if _, err := train.Run(context.Background(), train.Options{Config: c, Device: gotch.CPU, Out: dir}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func TestRunVFWritesResultsAndValidates(t *testing.T) {
-	ckpt := checkpoint(t)
+	ckpt := testckpt.Trained(t, 600)
 	out := filepath.Join(t.TempDir(), "vf")
 	o := VFOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Target: "both", Ratio: 0.1, Images: 20,
 		Semantics: deepvigor.Exact, TailCheck: "on", Seed: 2, Validate: 0.1, ValidateOperands: 40, Out: out}
@@ -156,7 +138,7 @@ func TestSpearmanAndRanks(t *testing.T) {
 }
 
 func TestRunVFBadInputs(t *testing.T) {
-	ckpt := checkpoint(t)
+	ckpt := testckpt.Trained(t, 600)
 	base := VFOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Target: "both", Ratio: 0.1, Images: 10, TailCheck: "auto", Out: t.TempDir()}
 	for _, c := range []struct {
 		name string

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
 )
@@ -97,15 +98,7 @@ func TestBenchSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads a model")
 	}
-	m, err := model.New(model.Spec{Arch: "lenet5", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 1}, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckpt := filepath.Join(t.TempDir(), "ckpt")
-	meta := model.Metadata{Dataset: "synthetic", Normalization: model.Normalization{Mean: []float32{0.5}, Std: []float32{0.25}}}
-	if err := m.Save(ckpt, meta); err != nil {
-		t.Fatal(err)
-	}
+	ckpt := testckpt.Untrained(t)
 	var phases []string
 	r, err := Bench(context.Background(), BenchOptions{Checkpoints: []string{ckpt}, Device: gotch.CPU, Threads: 1, Images: 20, Faults: 150,
 		ReferenceFaults: 30, Agree: 40, BatchSize: 64, Block: 64, Warmup: 2, GoldenImages: 128, Seed: 3,

@@ -9,26 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/faultline/faultline/configs"
-	"github.com/faultline/faultline/train"
+	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/sugarme/gotch"
 )
-
-// checkpoint trains a small LeNet-5 on the registry's synthetic data set and saves it.
-func checkpoint(t *testing.T) string {
-	t.Helper()
-	c, err := configs.Preset("lenet5-fashion")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Data.Dataset = "synthetic"
-	c.Train.Epochs, c.Train.BatchSize, c.Runtime.Threads, c.Runtime.Seed = 1, 64, 1, 3
-	dir := filepath.Join(t.TempDir(), "ckpt")
-	if _, err := train.Run(context.Background(), train.Options{Config: c, Device: gotch.CPU, Out: dir}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 func opts(ckpt, out string) RunOptions {
 	return RunOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Out: out, Images: 20, ImagesPerFault: 5, Block: 64, BatchSize: 128,
@@ -59,7 +42,7 @@ func TestCampaignResumeShardMergeReplay(t *testing.T) {
 		t.Skip("trains a model")
 	}
 	ctx := context.Background()
-	ckpt := checkpoint(t)
+	ckpt := testckpt.Trained(t, 0)
 	root := t.TempDir()
 	full := filepath.Join(root, "full")
 	s, err := RunCampaign(ctx, opts(ckpt, full))
@@ -165,7 +148,7 @@ func TestCampaignBadInputs(t *testing.T) {
 		t.Skip("trains a model")
 	}
 	ctx := context.Background()
-	ckpt := checkpoint(t)
+	ckpt := testckpt.Trained(t, 0)
 	dir := t.TempDir()
 	faultsFile := func(lines ...string) string {
 		p := filepath.Join(t.TempDir(), "f.jsonl")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
@@ -35,7 +36,7 @@ func TestSoakFaultCampaign(t *testing.T) {
 	ckpt := "../runs/lenet5"
 	if _, err := os.Stat(filepath.Join(ckpt, model.MetadataFile)); err != nil {
 		t.Logf("%s is missing: training a small LeNet-5 on synthetic data instead", ckpt)
-		ckpt = checkpoint(t)
+		ckpt = testckpt.Trained(t, 0)
 	}
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	for _, sp := range []Space{{Target: Weight}, {Target: Activation, Point: Output}} {

@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/faultline/faultline/fault"
-	"github.com/faultline/faultline/model"
-	"github.com/sugarme/gotch"
+	"github.com/faultline/faultline/internal/testckpt"
 )
 
 func TestBenchFI(t *testing.T) {
@@ -19,14 +18,7 @@ func TestBenchFI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads a model")
 	}
-	m, err := model.New(model.Spec{Arch: "lenet5", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 1}, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckpt := filepath.Join(t.TempDir(), "ckpt")
-	if err := m.Save(ckpt, model.Metadata{Dataset: "synthetic", Normalization: model.Normalization{Mean: []float32{0.5}, Std: []float32{0.25}}}); err != nil {
-		t.Fatal(err)
-	}
+	ckpt := testckpt.Untrained(t)
 	args := []string{"bench", "fi", "--checkpoint", ckpt, "--images", "10", "--faults", "60", "--reference-faults", "10", "--agree", "20",
 		"--batch", "32", "--warmup", "1", "--golden-images", "64", "--threads", "1"}
 	out, errs, code := cli(t, args...)
