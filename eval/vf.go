@@ -186,12 +186,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 			_, tail = ld.Meta.Extra[ClampsKey]
 			tail = tail && o.Semantics == deepvigor.Exact
 		}
-		inj, err := fault.NewInjector(ld.Model)
-		if err != nil {
-			return err
-		}
-		inj.BatchSize = o.BatchSize
-		ev, err := inj.LoadEvalSet(ld.Set, ld.Stats, o.Images)
+		inj, ev, err := ld.EvalSet(o.Images, o.BatchSize)
 		if err != nil {
 			return err
 		}

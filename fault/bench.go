@@ -203,20 +203,16 @@ func benchCheckpoint(ctx context.Context, o BenchOptions, ckpt string) ([]BenchR
 		}
 	}
 	phase("", "load")
-	cd, err := loadCheckpoint(ckpt, "", o.DataDir, o.Device)
+	cd, err := LoadCheckpoint(ckpt, "", o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	m, meta, set, stats := cd.m, cd.meta, cd.set, cd.stats
+	m, meta, set := cd.Model, cd.Meta, cd.Set
 	images := min(o.Images, set.Len())
 	var inj *Injector
 	var ev *EvalSet
 	err = torch.Do(func() error {
-		if inj, err = NewInjector(m); err != nil {
-			return err
-		}
-		inj.BatchSize = o.BatchSize
-		ev, err = inj.LoadEvalSet(set, stats, images)
+		inj, ev, err = cd.EvalSet(images, o.BatchSize)
 		return err
 	})
 	if err != nil {

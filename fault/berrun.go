@@ -46,23 +46,18 @@ func RunBERCurve(ctx context.Context, o BERRunOptions) (*BERCurve, error) {
 	if _, err := torch.SetThreads(o.Threads); err != nil {
 		return nil, err
 	}
-	cd, err := loadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
+	cd, err := LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	o.Dataset = cd.dataset
+	o.Dataset = cd.Dataset
 	// fail on an unwritable output before the trials, not after them
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("fault: ber: %w", err)
 	}
 	var c *BERCurve
 	err = torch.Do(func() error {
-		inj, err := NewInjector(cd.m)
-		if err != nil {
-			return err
-		}
-		inj.BatchSize = o.BatchSize
-		ev, err := inj.LoadEvalSet(cd.set, cd.stats, o.Images)
+		inj, ev, err := cd.EvalSet(o.Images, o.BatchSize)
 		if err != nil {
 			return err
 		}
@@ -73,7 +68,7 @@ func RunBERCurve(ctx context.Context, o BERRunOptions) (*BERCurve, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Checkpoint, c.Arch, c.Dataset = o.Checkpoint, cd.meta.Arch, o.Dataset
+	c.Checkpoint, c.Arch, c.Dataset = o.Checkpoint, cd.Meta.Arch, o.Dataset
 	if err := c.WriteFile(filepath.Join(o.Out, BERFile)); err != nil {
 		return nil, fmt.Errorf("fault: ber: %w", err)
 	}

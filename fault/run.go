@@ -39,18 +39,19 @@ type RunOptions struct {
 	OnProgress func(done, total int64, faultsPerSecond float64)
 }
 
-// checkpointData is a loaded checkpoint with the data set it is evaluated on.
-type checkpointData struct {
-	m       *model.Model
-	meta    model.Metadata
-	dataset string // the data set's name: the one asked for, or the checkpoint's
-	set     *datasets.Set
-	stats   datasets.Stats // the checkpoint's input normalisation
+// Loaded is a checkpoint loaded for evaluation: the model, its metadata, the
+// test split of its data set and its input normalisation.
+type Loaded struct {
+	Model   *model.Model
+	Meta    model.Metadata
+	Dataset string // the data set's name: the one asked for, or the checkpoint's
+	Set     *datasets.Set
+	Stats   datasets.Stats // the checkpoint's input normalisation
 }
 
-// loadCheckpoint loads a checkpoint, the test split of dataset (the checkpoint's
+// LoadCheckpoint loads a checkpoint, the test split of dataset (the checkpoint's
 // own when empty) and the checkpoint's input normalisation, checked against it.
-func loadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*checkpointData, error) {
+func LoadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*Loaded, error) {
 	m, meta, err := model.Load(ckpt, dev)
 	if err != nil {
 		return nil, err
@@ -66,28 +67,23 @@ func loadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*checkpoin
 	if err := stats.Validate(set.C); err != nil {
 		return nil, fmt.Errorf("fault: %s: normalization: %w", ckpt, err)
 	}
-	return &checkpointData{m: m, meta: meta, dataset: dataset, set: set, stats: stats}, nil
+	return &Loaded{Model: m, Meta: meta, Dataset: dataset, Set: set, Stats: stats}, nil
 }
 
-// Loaded is a checkpoint loaded for evaluation: the model, its metadata, the
-// test split of its data set and its input normalisation.
-type Loaded struct {
-	Model   *model.Model
-	Meta    model.Metadata
-	Dataset string
-	Set     *datasets.Set
-	Stats   datasets.Stats
-}
-
-// LoadCheckpoint loads a checkpoint and the test split of dataset (the
-// checkpoint's own when empty), checking the normalisation against it. It must
-// run on the torch thread.
-func LoadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*Loaded, error) {
-	cd, err := loadCheckpoint(ckpt, dataset, dataDir, dev)
+// EvalSet prepares the loaded model for injection with batchSize samples per
+// forward pass and loads the first images test images (all when <= 0) as its
+// evaluation set. It must run on the torch thread; the caller drops the set.
+func (l *Loaded) EvalSet(images, batchSize int) (*Injector, *EvalSet, error) {
+	inj, err := NewInjector(l.Model)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &Loaded{Model: cd.m, Meta: cd.meta, Dataset: cd.dataset, Set: cd.set, Stats: cd.stats}, nil
+	inj.BatchSize = batchSize
+	ev, err := inj.LoadEvalSet(l.Set, l.Stats, images)
+	if err != nil {
+		return nil, nil, err
+	}
+	return inj, ev, nil
 }
 
 // RunCampaign loads a checkpoint and its data, plans (or reads) the faults and
@@ -116,12 +112,12 @@ func RunCampaign(ctx context.Context, o RunOptions) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	cd, err := loadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
+	cd, err := LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	m, meta, set, stats := cd.m, cd.meta, cd.set, cd.stats
-	o.Dataset = cd.dataset
+	m, meta, set, stats := cd.Model, cd.Meta, cd.Set, cd.Stats
+	o.Dataset = cd.Dataset
 	if o.Images <= 0 || o.Images > set.Len() {
 		o.Images = set.Len()
 	}

@@ -27,11 +27,7 @@ func BenchmarkAnalyze(b *testing.B) {
 		if ld, err = fault.LoadCheckpoint(ckpt, "", "", gotch.CPU); err != nil {
 			return err
 		}
-		inj, err := fault.NewInjector(ld.Model)
-		if err != nil {
-			return err
-		}
-		ev, err = inj.LoadEvalSet(ld.Set, ld.Stats, 100)
+		_, ev, err = ld.EvalSet(100, 0)
 		return err
 	})
 	defer torch.Do(func() error { ev.Drop(); return nil })
