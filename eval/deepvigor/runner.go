@@ -138,7 +138,7 @@ func (r *runner) batch(qs []query, res []result, grad bool) error {
 		}
 		err = forward()
 		if err == nil {
-			err = r.gradients(&sc, qs, res, y, logits)
+			err = r.gradients(&sc, qs, res, y, logits, pi)
 		}
 		if _, rerr := torch.SetGradEnabled(prev); err == nil {
 			err = rerr
@@ -189,8 +189,9 @@ func (r *runner) misclassified(l []float32, g int) bool {
 }
 
 // gradients back-propagates the loss and records which queries saw a zero
-// gradient at their target (for a channel, the sum over its positions).
-func (r *runner) gradients(sc *torch.Scope, qs []query, res []result, y, logits *ts.Tensor) error {
+// gradient at their target (for a channel, the sum over its positions). at holds
+// the targets' flat indices into y, in query order, as the deltas were added.
+func (r *runner) gradients(sc *torch.Scope, qs []query, res []result, y, logits, at *ts.Tensor) error {
 	dev := r.m.Device()
 	n := int64(len(qs))
 	g := make([]int64, n)
@@ -226,23 +227,7 @@ func (r *runner) gradients(sc *torch.Scope, qs []query, res []result, y, logits 
 	}
 	// Only the targets' gradients come to the host: one value per neuron query,
 	// a channel's positions per channel query.
-	var idx []int64
-	for s, q := range qs {
-		base := int64(s) * r.per
-		if q.t.neuron >= 0 {
-			idx = append(idx, base+q.t.neuron)
-			continue
-		}
-		c0 := base + int64(q.t.channel)*r.hw
-		for k := range r.hw {
-			idx = append(idx, c0+k)
-		}
-	}
-	it, err := sc.KeepErr(torch.FromInt64(idx, []int64{int64(len(idx))}, dev))
-	if err != nil {
-		return err
-	}
-	gt2, err := sc.KeepErr(gy.Take(it, false))
+	gt2, err := sc.KeepErr(gy.Take(at, false))
 	if err != nil {
 		return err
 	}
