@@ -259,13 +259,13 @@ func TestCandidatesBracketNonEmptyBins(t *testing.T) {
 }
 
 // tiny builds a small LeNet-5 with fixed random weights and synthetic images.
-func tiny(t *testing.T, bn bool) (*model.Model, *datasets.Set, datasets.Stats) {
+func tiny(t *testing.T) (*model.Model, *datasets.Set, datasets.Stats) {
 	t.Helper()
 	var m *model.Model
 	do(t, func() error {
 		torch.ManualSeed(5)
 		var err error
-		m, err = model.New(model.Spec{Arch: "lenet5", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 0.5, BatchNorm: bn}, gotch.CPU)
+		m, err = model.New(model.Spec{Arch: "lenet5", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 0.5}, gotch.CPU)
 		return err
 	})
 	set := datasets.Synthetic(datasets.SyntheticConfig{N: 40, C: 1, H: 28, W: 28, Classes: 10, Seed: 4, Split: datasets.Test})
@@ -324,7 +324,7 @@ func fiVF(t *testing.T, inj *fault.Injector, ev *fault.EvalSet, faults []fault.F
 // against exhaustive FI with the fault engine on the same images: every weight
 // bit of sampled filters, every MAC operand bit of sampled neurons.
 func TestExactAgreesWithFaultInjection(t *testing.T) {
-	m, set, stats := tiny(t, false)
+	m, set, stats := tiny(t)
 	const n = 30
 	res, inj, ev := analyze(t, m, set, stats, n, Options{Activations: true, Weights: true, Semantics: Exact, TailCheck: true, SamplingRatio: 0.25, Seed: 3})
 	sites := map[string]model.Site{}
@@ -373,7 +373,7 @@ func TestExactAgreesWithFaultInjection(t *testing.T) {
 }
 
 func TestAnalyzeIsDeterministicAndSamplesAsSpecified(t *testing.T) {
-	m, set, stats := tiny(t, false)
+	m, set, stats := tiny(t)
 	o := Options{Activations: true, Weights: true, Semantics: Exact, SamplingRatio: 0.3, Seed: 9}
 	a, _, _ := analyze(t, m, set, stats, 12, o)
 	b, _, _ := analyze(t, m, set, stats, 12, o)
@@ -406,7 +406,7 @@ func TestAnalyzeIsDeterministicAndSamplesAsSpecified(t *testing.T) {
 }
 
 func TestReferenceSemanticsRuns(t *testing.T) {
-	m, set, stats := tiny(t, false)
+	m, set, stats := tiny(t)
 	ref, _, _ := analyze(t, m, set, stats, 12, Options{Activations: true, Weights: true, Semantics: Reference, SamplingRatio: 0.2, Seed: 1})
 	ex, _, _ := analyze(t, m, set, stats, 12, Options{Activations: true, Weights: true, Semantics: Exact, SamplingRatio: 0.2, Seed: 1})
 	if ref.PerOctave != 1 || ref.Layers[0].ChannelVFs[0].Index != ex.Layers[0].ChannelVFs[0].Index {
@@ -424,11 +424,14 @@ func TestReferenceSemanticsRuns(t *testing.T) {
 }
 
 func TestAnalyzeBadInputs(t *testing.T) {
-	m, set, stats := tiny(t, false)
-	bn, _, _ := tiny(t, true)
-	var mlp *model.Model
+	m, set, stats := tiny(t)
+	var mlp, bn *model.Model
 	do(t, func() error {
 		var err error
+		// VGG-11 with BatchNorm (LeNet-5 has none, whatever its spec says).
+		if bn, err = model.New(model.Spec{Arch: "vgg11", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 0.125, BatchNorm: true}, gotch.CPU); err != nil {
+			return err
+		}
 		mlp, err = model.New(model.Spec{Arch: "mlp", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 1, Hidden: []int{16}}, gotch.CPU)
 		return err
 	})
