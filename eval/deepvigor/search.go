@@ -194,10 +194,10 @@ func (s *searcher) search(jobs []*job) error {
 			}
 		}
 	}
-	// cut[j][side][b] = number of errors below the cut on that side.
-	cuts := map[*job][2][]float64{}
+	// nc counts the errors below the positive cut minus those below the negative
+	// one (whole or half counts, exact in float64), then becomes a fraction.
 	for _, j := range jobs {
-		cuts[j] = [2][]float64{make([]float64, s.images), make([]float64, s.images)}
+		j.nc = make([]float64, s.images)
 	}
 	for _, st := range sts {
 		d := st.j.d
@@ -220,13 +220,15 @@ func (s *searcher) search(jobs []*job) error {
 				c = 0
 			}
 		}
-		cuts[st.j][st.side][st.img] = c
+		if st.side == 0 {
+			c = -c
+		}
+		st.j.nc[st.img] += c
 	}
 	for _, j := range jobs {
-		j.nc = make([]float64, s.images)
-		for b := range s.images {
+		for b := range j.nc {
 			if j.d.n > 0 {
-				j.nc[b] = math.Max(0, (cuts[j][1][b]-cuts[j][0][b])/float64(j.d.n))
+				j.nc[b] = math.Max(0, j.nc[b]/float64(j.d.n))
 			}
 		}
 	}

@@ -163,29 +163,29 @@ func (s *searcher) walk(jobs []*job, activation bool) error {
 			}
 		}
 	}
-	cut := map[*job][2][]int{}
-	for _, w := range ws {
-		v := make([]int, s.images)
-		for b := range s.images {
-			v[b] = w.fixed[b]
-			if w.list[b] != nil && !w.zero[b] {
-				v[b] = w.list[b][w.idx[b]]
-			}
-		}
-		c := cut[w.j]
-		c[w.side] = v
-		cut[w.j] = c
-	}
+	// nc = CDF[32+p+] - CDF[10-p-]: the values are grid thresholds, so their
+	// indices are exact; the count difference is exact in float64.
 	for _, j := range jobs {
 		j.nc = make([]float64, s.images)
-		c := cut[j]
+	}
+	for _, w := range ws {
+		sgn := 1.0
+		if w.side == 0 {
+			sgn = -1
+		}
 		for b := range s.images {
-			if j.d.n == 0 {
-				continue
+			v := w.fixed[b]
+			if w.list[b] != nil && !w.zero[b] {
+				v = w.list[b][w.idx[b]]
 			}
-			// nc = CDF[32+p+] - CDF[10-p-]: the values are grid thresholds, so
-			// their indices are exact.
-			j.nc[b] = float64(j.d.cdf[c[1][b]]-j.d.cdf[c[0][b]]) / float64(j.d.n)
+			w.j.nc[b] += sgn * float64(w.j.d.cdf[v])
+		}
+	}
+	for _, j := range jobs {
+		for b := range j.nc {
+			if j.d.n > 0 {
+				j.nc[b] /= float64(j.d.n)
+			}
 		}
 	}
 	return nil
