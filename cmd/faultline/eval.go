@@ -45,7 +45,8 @@ flip in one weight of a filter), on the first --images test images:
 
 Each target's single-bit errors are computed exactly; a search on the real network
 finds which of them misclassify. --sampling-ratio analyses that share of each
-layer's channels (and log2(H*W) neurons per channel); 1 is the complete analysis.
+layer's channels (at least two, stratified by gradient sensitivity, and log2(H*W)
+neurons per channel) with a 95% interval per layer; 1 is the complete analysis.
 --validate F runs fault injection on a share F of the analysed channels and reports
 MAE, max error and rank correlation. Writes DIR2/vf.json (kind faultline.vf) and
 DIR2/vf.csv (one row per channel).

@@ -58,7 +58,7 @@ func TestEvalVFEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	if vf.Kind != "faultline.vf" || len(vf.Layers) != 5 || vf.Layers[0].LVFAct == nil || vf.Layers[0].LVFW == nil ||
-		len(vf.Layers[0].Channels) != 1 || vf.Layers[0].Channels[0].CVFW == nil || vf.Validation.MAE == nil {
+		len(vf.Layers[0].Channels) != 2 || vf.Layers[0].Channels[0].CVFW == nil || vf.Validation.MAE == nil {
 		t.Errorf("vf.json: %s", b[:min(len(b), 400)])
 	}
 	// --json prints the same result on stdout.

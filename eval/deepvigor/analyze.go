@@ -1,6 +1,7 @@
 package deepvigor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -110,7 +111,16 @@ type Layer struct {
 	LVFWeights       *float64    `json:"lvf_weights"`
 	LVFWeightsCI     *[2]float64 `json:"lvf_weights_ci95,omitempty"`
 	ImageForwards    int64       `json:"image_forwards"`
-	ChannelVFs       []Channel   `json:"channels"`
+	// ChannelSensitivity is, per output channel (all of them), the variable
+	// Exact's sampling stratifies on: the root mean square of the loss gradient
+	// at the channel's outputs over images and positions, times the mean
+	// absolute weight of its filter. Absent for complete and Reference runs.
+	ChannelSensitivity []float64 `json:"channel_sensitivity,omitempty"`
+	// Strata are the sizes (in channels) of the strata the channels were drawn
+	// from, in order of decreasing sensitivity; one stratum is simple random
+	// sampling.
+	Strata     []int     `json:"strata"`
+	ChannelVFs []Channel `json:"channels"`
 }
 
 // Channel is one analysed output channel (filter).
@@ -120,6 +130,7 @@ type Channel struct {
 	// neurons of the activation analysis and the positions of the weight
 	// analysis's error distribution.
 	Positions      []int     `json:"positions"`
+	Stratum        int       `json:"stratum"` // index into the layer's Strata
 	CVFActivations *float64  `json:"cvf_activations,omitempty"`
 	NVF            []float64 `json:"nvf,omitempty"` // per position, activations
 	CVFWeights     *float64  `json:"cvf_weights,omitempty"`
@@ -235,38 +246,78 @@ type analyzer struct {
 	total  int
 }
 
-// plan is a layer's drawn channels and positions.
+// plan is a layer's drawn channels and positions and the strata they were
+// drawn from.
 type plan struct {
 	channels  []int
 	positions [][]int
+	stratum   []int // per drawn channel
+	strata    []int // sizes in channels
 }
 
-// draw samples a layer's channels and, in each, its positions: channels =
-// max(ceil(ratio * C), 1) (the reference: floor), positions = max(floor(log2(H*W)),
-// 1); everything when the ratio is 1. The draw depends only on the seed and the
-// layer's position.
-func (a *analyzer) draw(s model.Site, layer int) plan {
+// sampleSizes returns how many channels of a site are drawn and how many
+// positions in each: channels = max(ceil(ratio * C), 2) under Exact (two, so
+// that every layer gets an interval), max(floor(ratio * C), 1) under Reference,
+// at most C; positions = max(floor(log2(H*W)), 1); everything when the ratio
+// is 1.
+func (a *analyzer) sampleSizes(s model.Site) (n, per int) {
 	c, hw := int(s.OutShape[0]), positions(s)
+	if a.o.SamplingRatio >= 1 {
+		return c, hw
+	}
+	if a.o.Semantics == Reference {
+		n = max(int(math.Floor(a.o.SamplingRatio*float64(c))), 1)
+	} else {
+		n = max(int(math.Ceil(a.o.SamplingRatio*float64(c))), 2)
+	}
+	return min(n, c), min(max(int(math.Floor(math.Log2(float64(hw)))), 1), hw)
+}
+
+// draw samples a layer's channels and, in each, its positions (sampleSizes
+// says how many). With sensitivities (one per channel) the channels are sorted
+// by decreasing sensitivity and cut into n/2 strata of consecutive channels,
+// each sized in proportion to its draws (two each, three in the last when n
+// is odd), so the sample spreads over the whole range of sensitivities;
+// otherwise (Reference) they are drawn uniformly. The draw depends only on the
+// seed, the layer's position and the sensitivities.
+func (a *analyzer) draw(s model.Site, layer int, sens []float64) plan {
+	c, hw := int(s.OutShape[0]), positions(s)
+	n, per := a.sampleSizes(s)
 	rng := rand.New(rand.NewPCG(uint64(a.o.Seed), uint64(layer)))
 	var p plan
 	if a.o.SamplingRatio >= 1 {
+		p.strata = []int{c}
 		for ch := range c {
 			p.channels = append(p.channels, ch)
 			p.positions = append(p.positions, iota(hw))
+			p.stratum = append(p.stratum, 0)
 		}
 		return p
 	}
-	n := int(math.Ceil(a.o.SamplingRatio * float64(c)))
-	if a.o.Semantics == Reference {
-		n = int(math.Floor(a.o.SamplingRatio * float64(c)))
+	order := iota(c)
+	draws := []int{n}
+	if sens != nil && n >= 2 {
+		slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(sens[y], sens[x]) })
+		draws = make([]int, n/2)
+		for h := range draws {
+			draws[h] = 2
+		}
+		draws[len(draws)-1] += n % 2
 	}
-	n = min(max(n, 1), c)
-	per := min(max(int(math.Floor(math.Log2(float64(hw)))), 1), hw)
-	for _, ch := range rng.Perm(c)[:n] {
-		pos := rng.Perm(hw)[:per]
-		slices.Sort(pos)
-		p.channels = append(p.channels, ch)
-		p.positions = append(p.positions, pos)
+	lo, cum := 0, 0
+	for h, nh := range draws {
+		cum += nh
+		hi := c * cum / n // each stratum holds at least its draws, as c >= n
+		members := order[lo:hi]
+		p.strata = append(p.strata, len(members))
+		for _, k := range rng.Perm(len(members))[:nh] {
+			pos := rng.Perm(hw)[:per]
+			slices.Sort(pos)
+			p.channels = append(p.channels, members[k])
+			p.positions = append(p.positions, pos)
+			p.stratum = append(p.stratum, h)
+		}
+		lo = hi
 	}
 	return p
 }
@@ -294,20 +345,17 @@ func (a *analyzer) run(ctx context.Context, x *ts.Tensor, sites []model.Site) er
 	if a.bounds, err = sc.KeepErr(torch.FromFloat32(a.g.t, []int64{int64(len(a.g.t))}, a.m.Device())); err != nil {
 		return err
 	}
-	plans := make([]plan, len(sites))
-	for i, s := range sites {
-		plans[i] = a.draw(s, s.Index)
-		for _, pos := range plans[i].positions {
-			if a.o.Activations {
-				a.total += len(pos)
-			}
-			if a.o.Weights {
-				a.total++
-			}
+	for _, s := range sites {
+		n, per := a.sampleSizes(s)
+		if a.o.Activations {
+			a.total += n * per
+		}
+		if a.o.Weights {
+			a.total += n
 		}
 	}
 	cur, st := x, 0 // the golden input of stage st
-	for i, s := range sites {
+	for _, s := range sites {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -325,7 +373,7 @@ func (a *analyzer) run(ctx context.Context, x *ts.Tensor, sites []model.Site) er
 			}
 			cur, st = next, st+1
 		}
-		l, err := a.layer(ctx, cur, st, s, plans[i])
+		l, err := a.layer(ctx, cur, st, s)
 		if err != nil {
 			return fmt.Errorf("deepvigor: layer %s: %w", s.Name, err)
 		}
@@ -338,7 +386,7 @@ func (a *analyzer) run(ctx context.Context, x *ts.Tensor, sites []model.Site) er
 }
 
 // layer analyses one site whose stage st has golden input stageIn.
-func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s model.Site, p plan) (*Layer, error) {
+func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s model.Site) (*Layer, error) {
 	var sc torch.Scope
 	defer sc.Drop()
 	var in, out *ts.Tensor
@@ -381,13 +429,20 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	if err != nil {
 		return nil, err
 	}
+	if a.o.Semantics == Exact && a.o.SamplingRatio < 1 {
+		if l.ChannelSensitivity, err = sensitivity(r, w, l.Channels); err != nil {
+			return nil, err
+		}
+	}
+	p := a.draw(s, s.Index, l.ChannelSensitivity)
+	l.Strata = p.strata
 	srch := &searcher{r: r, g: a.g, images: b, sem: a.o.Semantics, tailCheck: a.o.TailCheck,
 		fullActivation: a.o.SamplingRatio >= 1}
 	for k, c := range p.channels {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ch := Channel{Index: c, Positions: p.positions[k]}
+		ch := Channel{Index: c, Positions: p.positions[k], Stratum: p.stratum[k]}
 		if a.o.Activations {
 			nvf, err := a.activations(srch, ops, w, c, p.positions[k])
 			if err != nil {
@@ -484,27 +539,31 @@ func (a *analyzer) progress(n int) {
 // aggregate sets a layer's LVFs and their sampling intervals.
 func (a *analyzer) aggregate(l *Layer) {
 	complete := a.o.SamplingRatio >= 1
-	if a.o.Activations {
-		var cv []float64
-		var within []float64
+	strata := func(cvf func(Channel) float64, twoStage bool) ([]stratumSample, int) {
+		ss := make([]stratumSample, len(l.Strata))
 		m := 0
-		for _, ch := range l.ChannelVFs {
-			cv = append(cv, *ch.CVFActivations)
-			within = append(within, variance(ch.NVF))
-			m = len(ch.NVF)
+		for h, size := range l.Strata {
+			ss[h].size = size
 		}
-		v := mean(cv)
-		l.LVFActivations = &v
-		l.LVFActivationsCI = interval(v, cv, within, l.Channels, l.Positions, m, complete)
+		for _, ch := range l.ChannelVFs {
+			st := &ss[ch.Stratum]
+			st.cv = append(st.cv, cvf(ch))
+			if twoStage {
+				st.within = append(st.within, variance(ch.NVF))
+				m = len(ch.NVF)
+			}
+		}
+		return ss, m
+	}
+	if a.o.Activations {
+		ss, m := strata(func(ch Channel) float64 { return *ch.CVFActivations }, true)
+		v, ci := estimate(ss, l.Channels, l.Positions, m, complete)
+		l.LVFActivations, l.LVFActivationsCI = &v, ci
 	}
 	if a.o.Weights {
-		var cv []float64
-		for _, ch := range l.ChannelVFs {
-			cv = append(cv, *ch.CVFWeights)
-		}
-		v := mean(cv)
-		l.LVFWeights = &v
-		l.LVFWeightsCI = interval(v, cv, nil, l.Channels, l.Positions, l.Positions, complete)
+		ss, _ := strata(func(ch Channel) float64 { return *ch.CVFWeights }, false)
+		v, ci := estimate(ss, l.Channels, l.Positions, l.Positions, complete)
+		l.LVFWeights, l.LVFWeightsCI = &v, ci
 	}
 }
 

@@ -1,9 +1,11 @@
 package deepvigor
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -381,11 +383,12 @@ func TestAnalyzeIsDeterministicAndSamplesAsSpecified(t *testing.T) {
 		t.Fatal("two runs with the same seed differ")
 	}
 	for _, l := range a.Layers {
-		wantCh := int(math.Ceil(0.3 * float64(l.Channels)))
+		wantCh := min(max(int(math.Ceil(0.3*float64(l.Channels))), 2), l.Channels)
 		wantPos := max(int(math.Floor(math.Log2(float64(l.Positions)))), 1)
 		if len(l.ChannelVFs) != wantCh {
 			t.Errorf("%s: %d channels analysed, want %d", l.Name, len(l.ChannelVFs), wantCh)
 		}
+		checkStrata(t, l)
 		for _, ch := range l.ChannelVFs {
 			if len(ch.Positions) != wantPos || len(ch.NVF) != wantPos {
 				t.Errorf("%s channel %d: %d positions, want %d", l.Name, ch.Index, len(ch.Positions), wantPos)
@@ -409,8 +412,17 @@ func TestReferenceSemanticsRuns(t *testing.T) {
 	m, set, stats := tiny(t)
 	ref, _, _ := analyze(t, m, set, stats, 12, Options{Activations: true, Weights: true, Semantics: Reference, SamplingRatio: 0.2, Seed: 1})
 	ex, _, _ := analyze(t, m, set, stats, 12, Options{Activations: true, Weights: true, Semantics: Exact, SamplingRatio: 0.2, Seed: 1})
-	if ref.PerOctave != 1 || ref.Layers[0].ChannelVFs[0].Index != ex.Layers[0].ChannelVFs[0].Index {
+	if ref.PerOctave != 1 {
 		t.Fatalf("reference run: per octave %d", ref.PerOctave)
+	}
+	for i, l := range ref.Layers { // uniform draws: one stratum, floor(0.2 C) >= 1 channels
+		if len(l.Strata) != 1 || l.ChannelSensitivity != nil ||
+			len(l.ChannelVFs) != max(int(math.Floor(0.2*float64(l.Channels))), 1) {
+			t.Errorf("reference %s: strata %v, %d channels of %d", l.Name, l.Strata, len(l.ChannelVFs), l.Channels)
+		}
+		if len(ex.Layers[i].ChannelSensitivity) != l.Channels {
+			t.Errorf("exact %s: %d sensitivities for %d channels", l.Name, len(ex.Layers[i].ChannelSensitivity), l.Channels)
+		}
 	}
 	// Reference counts errors on padding zeros (encoded as 1.0) and has no tail
 	// check: its conv1 activation VF is not below exact's.
@@ -497,6 +509,42 @@ func TestSignedMaxAbsKeepsSignAndNaN(t *testing.T) {
 	for i := range want {
 		if !same(got[i], want[i]) {
 			t.Fatalf("signedMaxAbs = %v, want %v", got, want)
+		}
+	}
+}
+
+// checkStrata checks an Exact sampled layer's stratification: the strata
+// partition the channels in order of decreasing sensitivity, and each drawn
+// channel lies in its stratum's range of sensitivities.
+func checkStrata(t *testing.T, l Layer) {
+	t.Helper()
+	s := l.ChannelSensitivity
+	if len(s) != l.Channels {
+		t.Fatalf("%s: %d sensitivities for %d channels", l.Name, len(s), l.Channels)
+	}
+	sorted := slices.Clone(s)
+	slices.SortFunc(sorted, func(x, y float64) int { return cmp.Compare(y, x) })
+	lo, total := 0, 0
+	bounds := make([][2]float64, len(l.Strata)) // [min, max] sensitivity per stratum
+	for h, size := range l.Strata {
+		bounds[h] = [2]float64{sorted[lo+size-1], sorted[lo]}
+		lo += size
+		total += size
+	}
+	if total != l.Channels || len(l.Strata) != max(len(l.ChannelVFs)/2, 1) {
+		t.Errorf("%s: strata %v for %d channels, %d drawn", l.Name, l.Strata, l.Channels, len(l.ChannelVFs))
+	}
+	drawn := make([]int, len(l.Strata))
+	for _, ch := range l.ChannelVFs {
+		b := bounds[ch.Stratum]
+		if v := s[ch.Index]; v < b[0] || v > b[1] {
+			t.Errorf("%s channel %d: sensitivity %g outside its stratum's [%g, %g]", l.Name, ch.Index, v, b[0], b[1])
+		}
+		drawn[ch.Stratum]++
+	}
+	for h, n := range drawn {
+		if n < 2 && l.Strata[h] > 1 {
+			t.Errorf("%s: stratum %d has %d draws", l.Name, h, n)
 		}
 	}
 }

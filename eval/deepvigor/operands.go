@@ -2,6 +2,7 @@ package deepvigor
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
@@ -313,4 +314,27 @@ func (o *operands) weightErrors(w *ts.Tensor, c int, pos []int, use func(*torch.
 		return err
 	}
 	return use(&sc, d)
+}
+
+// sensitivity is the variable the Exact sampling stratifies a layer's channels
+// on: the runner's per-channel gradient sensitivity times the mean absolute
+// weight of each channel's filter w (whose first dimension is the channel).
+func sensitivity(r *runner, w *ts.Tensor, channels int) ([]float64, error) {
+	g, err := r.sensitivity()
+	if err != nil {
+		return nil, err
+	}
+	wv, err := torch.Float32s(w)
+	if err != nil {
+		return nil, err
+	}
+	per := len(wv) / channels
+	for c := range g {
+		var a float64
+		for _, x := range wv[c*per : (c+1)*per] {
+			a += math.Abs(float64(x))
+		}
+		g[c] *= a / float64(per)
+	}
+	return g, nil
 }

@@ -104,41 +104,18 @@ func (r *runner) batch(qs []query, res []result, grad bool) error {
 		return err
 	}
 	var logits *ts.Tensor
-	forward := func() error {
-		if grad {
-			if y, err = sc.KeepErr(y.SetRequiresGrad(true, false)); err != nil {
-				return err
-			}
-		}
-		if r.lead {
-			var hook model.Hook
-			if grad { // no in-place activation on a tensor autograd needs
-				hook = func(*model.Site, *ts.Tensor, *ts.Tensor) (*ts.Tensor, error) { return nil, nil }
-			}
-			logits, err = sc.KeepErr(r.m.RunAfterLead(r.stage, y, r.m.NumStages(), false, hook))
-			return err
-		}
-		x, err := sc.KeepErr(r.stageIn.IndexSelect(0, it, false))
-		if err != nil {
-			return err
-		}
-		hook := func(s *model.Site, _, _ *ts.Tensor) (*ts.Tensor, error) {
-			if s.Name != r.site.Name {
-				return nil, nil
-			}
-			return y.ShallowClone()
-		}
-		logits, err = sc.KeepErr(r.m.RunStages(x, r.stage, r.m.NumStages(), false, hook))
-		return err
-	}
 	if grad {
 		prev, err := torch.SetGradEnabled(true)
 		if err != nil {
 			return err
 		}
-		err = forward()
+		logits, err = r.logits(&sc, y, it, true)
+		var gy *ts.Tensor
 		if err == nil {
-			err = r.gradients(&sc, qs, res, y, logits, pi)
+			gy, err = r.backward(&sc, qs, y, logits)
+		}
+		if err == nil {
+			err = r.gradients(&sc, qs, res, gy, pi)
 		}
 		if _, rerr := torch.SetGradEnabled(prev); err == nil {
 			err = rerr
@@ -147,7 +124,7 @@ func (r *runner) batch(qs []query, res []result, grad bool) error {
 			return err
 		}
 		r.imageBackwards += n
-	} else if err := forward(); err != nil {
+	} else if logits, err = r.logits(&sc, y, it, false); err != nil {
 		return err
 	}
 	r.imageForwards += n
@@ -188,43 +165,73 @@ func (r *runner) misclassified(l []float32, g int) bool {
 	return false
 }
 
-// gradients back-propagates the loss and records which queries saw a zero
-// gradient at their target (for a channel, the sum over its positions). at holds
-// the targets' flat indices into y, in query order, as the deltas were added.
-func (r *runner) gradients(sc *torch.Scope, qs []query, res []result, y, logits, at *ts.Tensor) error {
-	dev := r.m.Device()
+// logits runs the network on from the site's output y (samples of the images
+// in it) and returns the logits. With grad, y becomes a leaf that requires grad
+// (call with grad mode on).
+func (r *runner) logits(sc *torch.Scope, y, it *ts.Tensor, grad bool) (*ts.Tensor, error) {
+	if grad {
+		if err := y.RequiresGrad_(true); err != nil {
+			return nil, err
+		}
+	}
+	if r.lead {
+		var hook model.Hook
+		if grad { // no in-place activation on a tensor autograd needs
+			hook = func(*model.Site, *ts.Tensor, *ts.Tensor) (*ts.Tensor, error) { return nil, nil }
+		}
+		return sc.KeepErr(r.m.RunAfterLead(r.stage, y, r.m.NumStages(), false, hook))
+	}
+	x, err := sc.KeepErr(r.stageIn.IndexSelect(0, it, false))
+	if err != nil {
+		return nil, err
+	}
+	hook := func(s *model.Site, _, _ *ts.Tensor) (*ts.Tensor, error) {
+		if s.Name != r.site.Name {
+			return nil, nil
+		}
+		return y.ShallowClone()
+	}
+	return sc.KeepErr(r.m.RunStages(x, r.stage, r.m.NumStages(), false, hook))
+}
+
+// backward back-propagates the reference's loss, the sum over samples and
+// classes of sigmoid(golden logit - logit), and returns its gradient at y.
+func (r *runner) backward(sc *torch.Scope, qs []query, y, logits *ts.Tensor) (*ts.Tensor, error) {
 	n := int64(len(qs))
 	g := make([]int64, n)
 	for s, q := range qs {
 		g[s] = int64(r.golden[q.img])
 	}
-	gt, err := sc.KeepErr(torch.FromInt64(g, []int64{n, 1}, dev))
+	gt, err := sc.KeepErr(torch.FromInt64(g, []int64{n, 1}, r.m.Device()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	eg, err := sc.KeepErr(logits.Gather(1, gt, false, false))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	diff, err := sc.KeepErr(eg.Sub(logits, false))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sig, err := sc.KeepErr(diff.Sigmoid(false))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	loss, err := sc.KeepErr(sig.Sum(sig.DType(), false))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := loss.Backward(); err != nil {
-		return err
+		return nil, err
 	}
-	gy, err := sc.KeepErr(y.Grad(false))
-	if err != nil {
-		return err
-	}
+	return sc.KeepErr(y.Grad(false))
+}
+
+// gradients records which queries saw a zero loss gradient gy at their target
+// (for a channel, the sum over its positions). at holds the targets' flat
+// indices into gy, in query order, as the deltas were added.
+func (r *runner) gradients(sc *torch.Scope, qs []query, res []result, gy, at *ts.Tensor) error {
 	// Only the targets' gradients come to the host: one value per neuron query,
 	// a channel's positions per channel query.
 	gt2, err := sc.KeepErr(gy.Take(at, false))
@@ -264,4 +271,75 @@ func (r *runner) width() int64 {
 		return r.site.OutShape[2]
 	}
 	return 1
+}
+
+// sensitivity returns, per output channel of the site, the root mean square over
+// images and positions of the loss gradient (backward's loss) at the golden
+// output: one forward and one backward of every image.
+func (r *runner) sensitivity() ([]float64, error) {
+	b := len(r.golden)
+	c := int(r.per / r.hw)
+	sum := make([]float64, c)
+	step := max(1, min(b, r.maxBatch))
+	for lo := 0; lo < b; lo += step {
+		hi := min(b, lo+step)
+		if err := r.sensitivityBatch(lo, hi, sum); err != nil {
+			return nil, err
+		}
+	}
+	for ch := range sum {
+		sum[ch] = math.Sqrt(sum[ch] / float64(int64(b)*r.hw))
+	}
+	return sum, nil
+}
+
+// sensitivityBatch adds the squared gradients of images lo..hi-1 to sum.
+func (r *runner) sensitivityBatch(lo, hi int, sum []float64) error {
+	var sc torch.Scope
+	defer sc.Drop()
+	n := hi - lo
+	qs := make([]query, n)
+	imgs := make([]int64, n)
+	for s := range qs {
+		qs[s].img = lo + s
+		imgs[s] = int64(lo + s)
+	}
+	it, err := sc.KeepErr(torch.FromInt64(imgs, []int64{int64(n)}, r.m.Device()))
+	if err != nil {
+		return err
+	}
+	y, err := sc.KeepErr(r.out.IndexSelect(0, it, false))
+	if err != nil {
+		return err
+	}
+	prev, err := torch.SetGradEnabled(true)
+	if err != nil {
+		return err
+	}
+	logits, err := r.logits(&sc, y, it, true)
+	var gy *ts.Tensor
+	if err == nil {
+		gy, err = r.backward(&sc, qs, y, logits)
+	}
+	if _, rerr := torch.SetGradEnabled(prev); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return err
+	}
+	r.imageForwards += int64(n)
+	r.imageBackwards += int64(n)
+	gv, err := torch.Float32s(gy)
+	if err != nil {
+		return err
+	}
+	for s := range n {
+		row := gv[int64(s)*r.per : int64(s+1)*r.per]
+		for ch := range sum {
+			for _, g := range row[int64(ch)*r.hw : int64(ch+1)*r.hw] {
+				sum[ch] += float64(g) * float64(g)
+			}
+		}
+	}
+	return nil
 }

@@ -6,31 +6,70 @@ import (
 	"github.com/faultline/faultline/fault"
 )
 
-// interval is the 95% sampling interval of a layer VF estimated as the mean v of
-// n sampled channels' VFs cv (out of channels), each the mean of m of its
-// positions' VFs (out of positions) with within-channel variances within (nil
-// when a channel VF is not a mean over positions). It is two-stage cluster
-// sampling with finite-population corrections:
+// stratumSample is one stratum of a layer's channels as the LVF estimate needs
+// it: the stratum's size and its sampled channels' VFs, each the mean of m of
+// its positions' VFs with within-channel variances within (nil when a channel
+// VF is not a mean over sampled positions).
+type stratumSample struct {
+	size   int
+	cv     []float64
+	within []float64
+}
+
+// estimate returns a layer's VF from a stratified two-stage sample of its
+// channels (of positions channel positions each, m sampled) and the 95%
+// sampling interval:
 //
-//	var = (1-f1) s1^2/n + f1 (1-f2) mean(s2^2)/(n m),  f1 = n/channels, f2 = m/positions,
+//	v   = sum_h W_h mean(cv_h),  W_h = size_h / channels,
+//	var = sum_h W_h^2 [(1-f1) s1^2/n_h + f1 (1-f2) mean(s2^2)/(n_h m)],
+//	      f1 = n_h/size_h, f2 = m/positions,
 //
-// with Student's t on n-1 degrees of freedom, clipped to [0, 1]. A complete
-// analysis gives [v, v]; one sampled channel out of several gives nil (no
+// with Student's t on n - H degrees of freedom (n channels in H strata; n(m-1)
+// when every channel is analysed and only positions are sampled),
+// clipped to [0, 1]. A complete analysis gives [v, v]. There is no interval
+// when a partly sampled stratum has fewer than two channels (no
 // between-channel variance to estimate).
-func interval(v float64, cv, within []float64, channels, positions, m int, complete bool) *[2]float64 {
+func estimate(strata []stratumSample, channels, positions, m int, complete bool) (float64, *[2]float64) {
+	var v, vr float64
+	n, partial := 0, false
+	for _, st := range strata {
+		w := float64(st.size) / float64(channels)
+		nh := len(st.cv)
+		v += w * mean(st.cv)
+		n += nh
+		f1 := float64(nh) / float64(st.size)
+		if f1 < 1 {
+			partial = true
+			if nh < 2 {
+				return pointEstimate(strata, channels), nil
+			}
+		}
+		s := (1 - f1) * variance(st.cv) / float64(nh)
+		if st.within != nil && m > 0 {
+			f2 := float64(m) / float64(positions)
+			s += f1 * (1 - f2) * mean(st.within) / float64(nh*m)
+		}
+		vr += w * w * s
+	}
 	if complete {
-		return &[2]float64{v, v}
+		return v, &[2]float64{v, v}
 	}
-	n := len(cv)
-	if n < 2 {
-		return nil
+	df := n - len(strata)
+	if !partial { // every channel analysed: only positions were sampled
+		df = n * (m - 1)
 	}
-	f1 := float64(n) / float64(channels)
-	vr := (1 - f1) * variance(cv) / float64(n)
-	if within != nil && m > 0 {
-		f2 := float64(m) / float64(positions)
-		vr += f1 * (1 - f2) * mean(within) / float64(n*m)
+	if df < 1 {
+		return v, nil
 	}
-	h := fault.StudentT(0.95, n-1) * math.Sqrt(vr)
-	return &[2]float64{math.Max(0, v-h), math.Min(1, v+h)}
+	h := fault.StudentT(0.95, df) * math.Sqrt(vr)
+	return v, &[2]float64{math.Max(0, v-h), math.Min(1, v+h)}
+}
+
+// pointEstimate is estimate's v alone.
+func pointEstimate(strata []stratumSample, channels int) float64 {
+	var v float64
+	for _, st := range strata {
+		v += float64(st.size) / float64(channels) * mean(st.cv)
+	}
+	return v
 }

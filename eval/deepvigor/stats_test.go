@@ -1,0 +1,107 @@
+package deepvigor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/faultline/faultline/model"
+)
+
+func TestEstimateCompleteAndSmallCases(t *testing.T) {
+	cases := []struct {
+		name     string
+		strata   []stratumSample
+		channels int
+		complete bool
+		wantV    float64
+		wantCI   *[2]float64
+	}{
+		{"complete", []stratumSample{{size: 3, cv: []float64{0.01, 0.02, 0.03}}}, 3, true, 0.02, &[2]float64{0.02, 0.02}},
+		// Two of ten channels: var = (1-0.2) * 2e-6 / 2, t(0.95, 1) = 12.706.
+		{"srs", []stratumSample{{size: 10, cv: []float64{0.010, 0.012}}}, 10, false, 0.011,
+			&[2]float64{0, 0.011 + 12.706*math.Sqrt(0.8*2e-6/2)}},
+		{"one draw", []stratumSample{{size: 10, cv: []float64{0.010}}}, 10, false, 0.010, nil},
+		// Weights 0.6 and 0.4; the second stratum is complete, so only the first
+		// varies: var = 0.36 * (1 - 2/6) * 2e-4 / 2, df = 6 - 2, t = 2.776.
+		{"strata", []stratumSample{{size: 6, cv: []float64{0.02, 0.04}}, {size: 4, cv: []float64{0.01, 0.01, 0.02, 0.02}}}, 10, false,
+			0.6*0.03 + 0.4*0.015, &[2]float64{0.024 - 2.776*math.Sqrt(0.36*(2.0/3)*2e-4/2), 0.024 + 2.776*math.Sqrt(0.36*(2.0/3)*2e-4/2)}},
+	}
+	for _, c := range cases {
+		v, ci := estimate(c.strata, c.channels, 1, 1, c.complete)
+		if math.Abs(v-c.wantV) > 1e-12 {
+			t.Errorf("%s: v = %g, want %g", c.name, v, c.wantV)
+		}
+		if (ci == nil) != (c.wantCI == nil) {
+			t.Fatalf("%s: interval %v, want %v", c.name, ci, c.wantCI)
+		}
+		if ci != nil && (math.Abs(ci[0]-c.wantCI[0]) > 1e-4 || math.Abs(ci[1]-c.wantCI[1]) > 1e-4) {
+			t.Errorf("%s: interval %v, want %v", c.name, *ci, *c.wantCI)
+		}
+	}
+}
+
+// TestStratifiedSamplingCoversAndBeatsUniform draws 9 of 84 channels of a
+// left-skewed population (15% of channels far below the rest, the shape of
+// LeNet-5's fc2) 2,000 times, with a sensitivity that ranks the channels only
+// roughly (Spearman ~0.5, as measured there), and checks that the stratified
+// estimate is unbiased, its 95% interval covers the true mean at least 92% of
+// the time, and its error is smaller than uniform sampling's.
+func TestStratifiedSamplingCoversAndBeatsUniform(t *testing.T) {
+	const c, runs = 84, 2000
+	rng := rand.New(rand.NewPCG(1, 2))
+	pop := make([]float64, c)
+	sens := make([]float64, c)
+	var truth float64
+	for i := range pop {
+		pop[i] = 0.015 + 0.002*rng.NormFloat64()
+		if i%7 == 0 {
+			pop[i] = 0.009 + 0.001*rng.NormFloat64()
+		}
+		sens[i] = pop[i] + 0.004*rng.NormFloat64()
+		truth += pop[i] / c
+	}
+	site := model.Site{Name: "fc2", OutShape: []int64{c}}
+	var covered int
+	var sumErr, sqStrat, sqUniform float64
+	for seed := range runs {
+		a := &analyzer{o: Options{Semantics: Exact, SamplingRatio: 0.1, Seed: int64(seed)}}
+		for _, s := range [][]float64{sens, nil} {
+			p := a.draw(site, 3, s)
+			ss := make([]stratumSample, len(p.strata))
+			for h, n := range p.strata {
+				ss[h].size = n
+			}
+			for k, ch := range p.channels {
+				ss[p.stratum[k]].cv = append(ss[p.stratum[k]].cv, pop[ch])
+			}
+			v, ci := estimate(ss, c, 1, 1, false)
+			if ci == nil {
+				t.Fatalf("seed %d: no interval from %d channels", seed, len(p.channels))
+			}
+			if s == nil {
+				sqUniform += (v - truth) * (v - truth)
+				continue
+			}
+			if len(p.channels) != 9 || len(p.strata) != 4 {
+				t.Fatalf("drew %d channels in %d strata, want 9 in 4", len(p.channels), len(p.strata))
+			}
+			sumErr += v - truth
+			sqStrat += (v - truth) * (v - truth)
+			if ci[0] <= truth && truth <= ci[1] {
+				covered++
+			}
+		}
+	}
+	rmse := math.Sqrt(sqStrat / runs)
+	if bias := sumErr / runs; math.Abs(bias) > 4*rmse/math.Sqrt(runs) {
+		t.Errorf("bias %.2e, above 4 standard errors (%.2e)", bias, 4*rmse/math.Sqrt(runs))
+	}
+	if cov := float64(covered) / runs; cov < 0.92 {
+		t.Errorf("95%% interval covered the truth in %.1f%% of runs, want >= 92%%", 100*cov)
+	}
+	if u := math.Sqrt(sqUniform / runs); rmse >= u {
+		t.Errorf("stratified RMSE %.2e not below uniform's %.2e", rmse, u)
+	}
+	t.Logf("coverage %d/%d, RMSE stratified %.2e, uniform %.2e", covered, runs, rmse, math.Sqrt(sqUniform/runs))
+}
