@@ -290,3 +290,38 @@ type pass struct {
 	// hook can hold a tensor of the pass and no gradient is recorded.
 	inPlace bool
 }
+
+// SetRequiresGrad sets whether autograd tracks the trainable parameters and
+// returns a function that restores each one's previous state. gotch's
+// VarStore.Unfreeze must not be used for this: it stops after the first
+// parameter and always returns an error (v0.8.0).
+func (m *Model) SetRequiresGrad(on bool) (restore func() error, err error) {
+	type state struct {
+		t   *ts.Tensor
+		was bool
+	}
+	var prev []state
+	restore = func() error {
+		for _, s := range prev {
+			if err := s.t.RequiresGrad_(s.was); err != nil {
+				return fmt.Errorf("model: restore requires_grad: %w", err)
+			}
+		}
+		return nil
+	}
+	for _, p := range m.params {
+		if !p.Trainable {
+			continue
+		}
+		was, err := p.Tensor.RequiresGrad()
+		if err != nil {
+			return nil, fmt.Errorf("model: %s: %w", p.Name, err)
+		}
+		if err := p.Tensor.RequiresGrad_(on); err != nil {
+			_ = restore()
+			return nil, fmt.Errorf("model: %s: set requires_grad: %w", p.Name, err)
+		}
+		prev = append(prev, state{p.Tensor, was})
+	}
+	return restore, nil
+}

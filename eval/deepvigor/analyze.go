@@ -161,14 +161,17 @@ func Analyze(ctx context.Context, m *model.Model, x *ts.Tensor, golden []int, o 
 	}
 	res := &Result{Semantics: o.Semantics, TailCheck: o.TailCheck, SamplingRatio: o.SamplingRatio, Seed: o.Seed, PerOctave: o.PerOctave,
 		WeightErrors: o.WeightErrors, Images: len(golden)}
-	if err := m.VarStore().Freeze(); err != nil {
+	restore, err := m.SetRequiresGrad(false)
+	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = m.VarStore().Unfreeze() }()
 	err = torch.NoGrad(func() error {
 		a := &analyzer{m: m, o: o, g: newGrid(o.PerOctave), golden: golden, res: res}
 		return a.run(ctx, x, sites)
 	})
+	if rerr := restore(); err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return nil, err
 	}
