@@ -62,6 +62,7 @@ neurons and faults, and hardens them.`,
 	root.AddCommand(a.benchCommand())
 	root.AddCommand(a.berCommand())
 	root.AddCommand(a.evalCommand())
+	root.AddCommand(a.importanceCommand())
 	return root
 }
 

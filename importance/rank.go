@@ -1,0 +1,195 @@
+package importance
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Unit is one neuron group ranked by criticality: an output channel of a conv
+// layer or an output unit of a linear layer (for weights, the filter that
+// produces it).
+type Unit struct {
+	Layer string `json:"layer"`
+	Index int64  `json:"index"`
+	// Score is the estimated probability that a uniformly drawn single-bit fault
+	// in the unit misclassifies an image: the self-normalised importance-weighted
+	// mean of the unit's drawn faults (absent when none was drawn).
+	Score *float64 `json:"score"`
+	// CI95 is Score's delta-method 95% interval (absent below two faults).
+	CI95     *[2]float64 `json:"ci95,omitempty"`
+	Faults   int         `json:"faults"`   // faults drawn in the unit
+	Critical int         `json:"critical"` // of them, critical ones
+	Rank     int         `json:"rank"`     // 1 = most critical
+	key      int         // position in the space's unit numbering
+}
+
+// unitKey numbers the units of a space: layer by layer, unit by unit.
+func (s *space) unitKey(e int64) int {
+	l, u := s.unitOf(e)
+	k := 0
+	for i := range l {
+		k += int(s.layers[i].n / s.layers[i].unit)
+	}
+	return k + int(u)
+}
+
+// units lists every unit of the space, in unitKey order.
+func (s *space) units() []Unit {
+	var out []Unit
+	for _, l := range s.layers {
+		for u := range l.n / l.unit {
+			out = append(out, Unit{Layer: l.site.Name, Index: u, key: len(out)})
+		}
+	}
+	return out
+}
+
+// rank scores every unit of the space from weighted draws (keys, weights w =
+// p/q, values y, critical flags) and orders them by decreasing score (units
+// without faults last, then by position).
+func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
+	us := s.units()
+	sw := make([]float64, len(us))
+	swy := make([]float64, len(us))
+	idx := make([][]int, len(us))
+	for i, k := range keys {
+		u := s.unitKey(k / Bits)
+		sw[u] += w[i]
+		swy[u] += w[i] * y[i]
+		idx[u] = append(idx[u], i)
+		us[u].Faults++
+		if crit[i] {
+			us[u].Critical++
+		}
+	}
+	for u := range us {
+		if us[u].Faults == 0 || sw[u] == 0 {
+			continue
+		}
+		mu := swy[u] / sw[u]
+		us[u].Score = &mu
+		if len(idx[u]) > 1 {
+			var v float64
+			for _, i := range idx[u] {
+				d := w[i] * (y[i] - mu)
+				v += d * d
+			}
+			h := 1.96 * math.Sqrt(v) / sw[u]
+			us[u].CI95 = &[2]float64{math.Max(0, mu-h), math.Min(1, mu+h)}
+		}
+	}
+	slices.SortStableFunc(us, func(a, b Unit) int {
+		switch {
+		case a.Score == nil && b.Score == nil:
+			return a.key - b.key
+		case a.Score == nil:
+			return 1
+		case b.Score == nil:
+			return -1
+		case *a.Score > *b.Score:
+			return -1
+		case *a.Score < *b.Score:
+			return 1
+		}
+		return a.key - b.key
+	})
+	for i := range us {
+		us[i].Rank = i + 1
+	}
+	return us
+}
+
+// ProtectionPoint is the model VF left when a share of the fault space's
+// elements (weights or neurons) is protected, faults there masked: the units
+// of the ranking taken from the top, and units in a seeded random order, until
+// they hold that share.
+type ProtectionPoint struct {
+	Share  float64 `json:"share"`     // target share of elements protected
+	Units  int     `json:"units"`     // units protected by the ranking
+	Ranked float64 `json:"vf_ranked"` // VF left, protecting by the ranking
+	Random float64 `json:"vf_random"` // VF left, protecting at random
+}
+
+// protection estimates, from uniform draws (keys, values y), the VF left when
+// 0, 1, ..., 20% of the elements are protected by the ranking and at random.
+// The draws must be independent of the ranking's, or the curve flatters it.
+func protection(s *space, ranked []Unit, keys []int64, y []float64, seed int64) []ProtectionPoint {
+	n := len(ranked)
+	size := map[string]int64{}
+	for _, l := range s.layers {
+		size[l.site.Name] = l.unit
+	}
+	byKey := make([]Unit, n)
+	for _, u := range ranked {
+		byKey[u.key] = u
+	}
+	random := rand.New(rand.NewPCG(uint64(seed), 0x9e37)).Perm(n)
+	// take marks units in order until they hold share of the elements.
+	take := func(order func(i int) Unit, share float64) ([]bool, int) {
+		marked := make([]bool, n)
+		var elems int64
+		k := 0
+		for ; k < n && float64(elems) < share*float64(s.elems); k++ {
+			u := order(k)
+			marked[u.key] = true
+			elems += size[u.Layer]
+		}
+		return marked, k
+	}
+	m := float64(max(len(keys), 1))
+	var out []ProtectionPoint
+	for pct := 0; pct <= 20; pct++ {
+		share := float64(pct) / 100
+		byRank, k := take(func(i int) Unit { return ranked[i] }, share)
+		byRand, _ := take(func(i int) Unit { return byKey[random[i]] }, share)
+		var vr, vx float64
+		for i, key := range keys {
+			u := s.unitKey(key / Bits)
+			if !byRank[u] {
+				vr += y[i]
+			}
+			if !byRand[u] {
+				vx += y[i]
+			}
+		}
+		out = append(out, ProtectionPoint{Share: share, Units: k, Ranked: vr / m, Random: vx / m})
+	}
+	return out
+}
+
+// KendallTau is Kendall's tau-b between two score lists over the same items.
+func KendallTau(a, b []float64) float64 {
+	var conc, disc, ta, tb float64
+	for i := range a {
+		for j := i + 1; j < len(a); j++ {
+			da, db := cmpf(a[i], a[j]), cmpf(b[i], b[j])
+			switch {
+			case da == 0 && db == 0:
+			case da == 0:
+				ta++
+			case db == 0:
+				tb++
+			case da == db:
+				conc++
+			default:
+				disc++
+			}
+		}
+	}
+	d := math.Sqrt((conc + disc + ta) * (conc + disc + tb))
+	if d == 0 {
+		return 0
+	}
+	return (conc - disc) / d
+}
+
+func cmpf(x, y float64) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}

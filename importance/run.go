@@ -1,0 +1,583 @@
+package importance
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+)
+
+// Mode is how faults are drawn.
+type Mode string
+
+// Modes.
+const (
+	// SearchMode draws without replacement, to find distinct critical faults.
+	SearchMode Mode = "search"
+	// EstimateMode draws with replacement, for unbiased VF estimates.
+	EstimateMode Mode = "estimate"
+)
+
+// ParseMode checks a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case SearchMode, EstimateMode:
+		return m, nil
+	}
+	return "", fmt.Errorf("importance: unknown mode %q (want search or estimate)", s)
+}
+
+// Output files and kinds.
+const (
+	SummaryFile   = "summary.json"
+	SummaryKind   = "faultline.importance"
+	SummarySchema = 1
+	CriticalFile  = "critical.jsonl" // critical faults, replayable by the engine
+	DrawsFile     = "draws.jsonl"    // every drawn fault with q, p and its outcome
+	RankingJSON   = "ranking.json"
+	RankingCSV    = "ranking.csv"
+	RankingKind   = "faultline.ranking"
+)
+
+// Options configure Run.
+type Options struct {
+	Checkpoint string
+	Dataset    string // default: the checkpoint's
+	DataDir    string
+	Device     gotch.Device
+	Threads    int
+	Target     Target
+	Mode       Mode
+	// Budget is the number of injections for importance sampling, and as many
+	// again for the uniform comparison.
+	Budget int
+	// Tau: a fault is critical when it lowers the evaluation set's accuracy by
+	// at least Tau relative to the golden accuracy.
+	Tau float64
+	// Images is the evaluation set: the first Images test images taken class by
+	// class in equal shares.
+	Images int
+	Alpha  float64 // uniform share of the proposal, in [0, 1]
+	Score  Score
+	Cap    float64 // bit effect cap (default DefaultCap)
+	// SensBatches of SensBatchSize training images give the sensitivities.
+	SensBatches, SensBatchSize int
+	M                          int // critical faults to find (default 50)
+	Seed                       int64
+	BatchSize                  int // samples per batched forward (default 1024)
+	Out                        string
+	// OnProgress reports injections done of total, per phase.
+	OnProgress func(phase string, done, total int64)
+}
+
+func (o *Options) defaults() error {
+	if o.Budget <= 0 {
+		return fmt.Errorf("importance: budget %d: want at least 1 injection", o.Budget)
+	}
+	if !(o.Alpha >= 0 && o.Alpha <= 1) {
+		return fmt.Errorf("importance: alpha %g outside [0, 1]", o.Alpha)
+	}
+	if !(o.Tau > 0 && o.Tau <= 1) {
+		return fmt.Errorf("importance: tau %g outside (0, 1]", o.Tau)
+	}
+	if _, err := ParseTarget(string(o.Target)); err != nil {
+		return err
+	}
+	if _, err := ParseMode(string(o.Mode)); err != nil {
+		return err
+	}
+	if o.Score == "" {
+		o.Score = Fisher
+	}
+	if _, err := ParseScore(string(o.Score)); err != nil {
+		return err
+	}
+	if o.Images <= 0 {
+		return fmt.Errorf("importance: images %d: want at least 1", o.Images)
+	}
+	if o.Cap <= 0 {
+		o.Cap = DefaultCap
+	}
+	if o.SensBatches <= 0 {
+		o.SensBatches = 4
+	}
+	if o.SensBatchSize <= 0 {
+		o.SensBatchSize = 128
+	}
+	if o.M <= 0 {
+		o.M = 50
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1024
+	}
+	if o.Out == "" {
+		return fmt.Errorf("importance: no output directory")
+	}
+	return nil
+}
+
+// Summary is summary.json.
+type Summary struct {
+	Kind           string  `json:"kind"`
+	SchemaVersion  int     `json:"schema_version"`
+	Checkpoint     string  `json:"checkpoint"`
+	Arch           string  `json:"arch"`
+	Dataset        string  `json:"dataset"`
+	Target         Target  `json:"target"`
+	Mode           Mode    `json:"mode"`
+	Budget         int     `json:"budget"`
+	Tau            float64 `json:"tau"`
+	Alpha          float64 `json:"alpha"`
+	Score          Score   `json:"score"`
+	Cap            float64 `json:"cap"`
+	Seed           int64   `json:"seed"`
+	Images         int     `json:"images"`
+	ImagesSHA256   string  `json:"images_sha256"`
+	GoldenAccuracy float64 `json:"golden_accuracy"`
+	SensImages     int     `json:"sensitivity_images"`
+	FaultSpace     int64   `json:"fault_space"` // single-bit faults in the space
+	// PrecisionAtK is the share of critical faults among the first k drawn,
+	// per sampler ("is", "uniform") and k.
+	PrecisionAtK map[string]map[string]float64 `json:"precision_at_k"`
+	// InjectionsToM is the number of injections each sampler needed to find M
+	// distinct critical faults (absent: not within the budget).
+	M             int             `json:"m"`
+	InjectionsToM map[string]*int `json:"injections_to_m_critical"`
+	// VF estimates: the share of (fault, image) pairs whose prediction changes
+	// (SDC or DUE), over the uniform single-bit fault space.
+	VFIS          float64    `json:"vf_is"`
+	VFISCI        [2]float64 `json:"vf_is_ci95"`
+	VFUniform     float64    `json:"vf_uniform"`
+	VFUniformCI   [2]float64 `json:"vf_uniform_ci95"`
+	ESS           float64    `json:"ess"`
+	VarianceRatio *float64   `json:"variance_ratio,omitempty"` // uniform / IS, per injection
+	// Estimates holds the full estimates (VF and critical-fault rate), and per
+	// layer and bit class.
+	Estimates  map[string]Estimates `json:"estimates"`
+	Protection []ProtectionPoint    `json:"protection"`
+	// Note says how to read the estimates in search mode.
+	Note     string         `json:"note,omitempty"`
+	Software model.Software `json:"software"`
+	Timing   Timing         `json:"timing"`
+}
+
+// Estimates are one sampler's estimates.
+type Estimates struct {
+	VF       Estimate            `json:"vf"`
+	Critical Estimate            `json:"critical_rate"`
+	Layers   map[string]Estimate `json:"layers_vf"`
+	BitClass map[string]Estimate `json:"bit_classes_vf"`
+}
+
+// Timing is wall time per phase, in seconds.
+type Timing struct {
+	Sensitivity float64 `json:"sensitivity_seconds"`
+	Injection   float64 `json:"injection_seconds"`
+	Total       float64 `json:"total_seconds"`
+}
+
+// draw is one drawn fault with its outcome.
+type draw struct {
+	key      int64
+	q, p     float64
+	y        float64 // share of images whose prediction changed
+	critical bool
+	f        fault.Fault
+}
+
+// Run runs importance sampling and the uniform comparison and writes the
+// results to o.Out.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	start := time.Now()
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("importance: %w", err)
+	}
+	if _, err := torch.SetThreads(o.Threads); err != nil {
+		return nil, err
+	}
+	var sum *Summary
+	err := torch.Do(func() error {
+		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
+		if err != nil {
+			return err
+		}
+		if o.Images > ld.Set.Len() {
+			return fmt.Errorf("importance: --images %d: the %s test split has only %d images", o.Images, ld.Dataset, ld.Set.Len())
+		}
+		train, err := datasets.Load(ld.Dataset, o.DataDir, datasets.Train)
+		if err != nil {
+			return err
+		}
+		sp, err := newSpace(ld.Model, o.Target)
+		if err != nil {
+			return err
+		}
+		inj, err := fault.NewInjector(ld.Model)
+		if err != nil {
+			return err
+		}
+		inj.BatchSize = o.BatchSize
+		evSet, hash := StratifiedHead(ld.Set, o.Images)
+		ev, err := inj.LoadEvalSet(evSet, ld.Stats, 0)
+		if err != nil {
+			return err
+		}
+		defer ev.Drop()
+		sens, err := sensitivity(ld.Model, sp, train, ld.Stats, o.SensBatches, o.SensBatchSize, o.Cap)
+		if err != nil {
+			return err
+		}
+		tSens := time.Since(start)
+		q, err := newProposal(sp, o.Alpha, sens.score(o.Score), sens.beta())
+		if err != nil {
+			return err
+		}
+		rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x15d1))
+		isKeys, err := drawKeys(o.Budget, o.Mode == SearchMode, sp.faults(), func() int64 { return q.draw(rng) })
+		if err != nil {
+			return err
+		}
+		urng := rand.New(rand.NewPCG(uint64(o.Seed), 0x0f1f))
+		uKeys, err := drawKeys(o.Budget, o.Mode == SearchMode, sp.faults(), func() int64 { return urng.Int64N(sp.faults()) })
+		if err != nil {
+			return err
+		}
+		tInj := time.Now()
+		golden := ev.Accuracy()
+		is, err := inject(ctx, inj, ev, sp, isKeys, golden, o, func(k int64) float64 { return q.prob(k) }, "importance")
+		if err != nil {
+			return err
+		}
+		uni, err := inject(ctx, inj, ev, sp, uKeys, golden, o, func(int64) float64 { return q.p() }, "uniform")
+		if err != nil {
+			return err
+		}
+		sum = &Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
+			Dataset: ld.Dataset, Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha,
+			Score: o.Score, Cap: o.Cap, Seed: o.Seed, Images: ev.Len(), ImagesSHA256: hash, GoldenAccuracy: golden,
+			SensImages: sens.Images, FaultSpace: sp.faults(), M: o.M, Software: model.CurrentSoftware()}
+		summarise(sum, sp, is, uni)
+		ranked := rankDraws(sp, is)
+		sum.Protection = protection(sp, ranked, keysOf(uni), ysOf(uni), o.Seed)
+		sum.Timing = Timing{Sensitivity: tSens.Seconds(), Injection: time.Since(tInj).Seconds(), Total: time.Since(start).Seconds()}
+		return write(o.Out, sum, ranked, is, uni)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+// drawKeys draws n fault keys; without replacement when distinct (giving up
+// after 100 n tries, when the proposal has less support than n).
+func drawKeys(n int, distinct bool, space int64, next func() int64) ([]int64, error) {
+	if distinct && int64(n) > space {
+		return nil, fmt.Errorf("importance: budget %d exceeds the %d faults of the space", n, space)
+	}
+	keys := make([]int64, 0, n)
+	seen := map[int64]bool{}
+	for tries := 0; len(keys) < n; tries++ {
+		if tries > 100*n {
+			return nil, fmt.Errorf("importance: found only %d distinct faults in %d draws: the proposal's support is too small (raise alpha)", len(keys), tries)
+		}
+		k := next()
+		if distinct && seen[k] {
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// inject runs the faults of keys on the evaluation set in blocks.
+func inject(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *space, keys []int64, golden float64,
+	o Options, prob func(int64) float64, phase string) ([]draw, error) {
+	ds := make([]draw, len(keys))
+	p := 1 / float64(sp.faults())
+	block := max(1, (1<<18)/ev.Len())
+	if o.OnProgress != nil {
+		o.OnProgress(phase, 0, int64(len(keys)))
+	}
+	for lo := 0; lo < len(keys); lo += block {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(len(keys), lo+block)
+		fs := make([]*fault.Fault, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			ds[i] = draw{key: keys[i], q: prob(keys[i]), p: p, f: sp.fault(keys[i], int64(i))}
+			fs = append(fs, &ds[i].f)
+		}
+		if err := inj.RunBatched(ev, fs); err != nil {
+			return nil, fmt.Errorf("importance: %s: %w", phase, err)
+		}
+		for i := lo; i < hi; i++ {
+			oc := ds[i].f.Outcome
+			ds[i].y = float64(oc.Critical()) / float64(oc.Images)
+			acc := float64(oc.Images-oc.Misclassified) / float64(oc.Images)
+			ds[i].critical = golden > 0 && (golden-acc)/golden >= o.Tau
+		}
+		if o.OnProgress != nil {
+			o.OnProgress(phase, int64(hi), int64(len(keys)))
+		}
+	}
+	return ds, nil
+}
+
+func keysOf(ds []draw) []int64 {
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		out[i] = d.key
+	}
+	return out
+}
+
+func ysOf(ds []draw) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = d.y
+	}
+	return out
+}
+
+// rankDraws ranks the space's units from importance-sampled draws.
+func rankDraws(sp *space, ds []draw) []Unit {
+	w := make([]float64, len(ds))
+	crit := make([]bool, len(ds))
+	for i, d := range ds {
+		w[i] = d.p / d.q
+		crit[i] = d.critical
+	}
+	return rank(sp, keysOf(ds), w, ysOf(ds), crit)
+}
+
+// summarise fills the summary's sampler comparisons and estimates.
+func summarise(s *Summary, sp *space, is, uni []draw) {
+	s.PrecisionAtK = map[string]map[string]float64{"is": {}, "uniform": {}}
+	s.InjectionsToM = map[string]*int{}
+	s.Estimates = map[string]Estimates{}
+	for name, ds := range map[string][]draw{"is": is, "uniform": uni} {
+		for _, k := range []int{10, 100, 1000, 10000, len(ds)} {
+			if k > len(ds) {
+				continue
+			}
+			c := 0
+			for _, d := range ds[:k] {
+				if d.critical {
+					c++
+				}
+			}
+			s.PrecisionAtK[name][strconv.Itoa(k)] = float64(c) / float64(k)
+		}
+		seen := map[int64]bool{}
+		for i, d := range ds {
+			if d.critical && !seen[d.key] {
+				seen[d.key] = true
+				if len(seen) == s.M {
+					n := i + 1
+					s.InjectionsToM[name] = &n
+					break
+				}
+			}
+		}
+		if _, ok := s.InjectionsToM[name]; !ok {
+			s.InjectionsToM[name] = nil
+		}
+		s.Estimates[name] = estimates(sp, ds)
+	}
+	s.VFIS, s.VFISCI = s.Estimates["is"].VF.Value, s.Estimates["is"].VF.CI95
+	s.VFUniform, s.VFUniformCI = s.Estimates["uniform"].VF.Value, s.Estimates["uniform"].VF.CI95
+	s.ESS = s.Estimates["is"].VF.ESS
+	if vi := s.Estimates["is"].VF.Variance; vi > 0 {
+		r := s.Estimates["uniform"].VF.Variance / vi
+		s.VarianceRatio = &r
+	}
+	if s.Mode == SearchMode {
+		s.Note = "search mode draws without replacement: the weighted estimates treat the draws as independent, which holds approximately while the budget is a small share of the fault space; use --mode estimate for unbiased estimates"
+	}
+}
+
+// estimates computes a sampler's estimates, overall, per layer and per bit
+// class: a restricted estimate re-weights by the stratum's share of p, so
+// VF_l = E_q[w y 1(f in l)] / P(l) uses every draw.
+func estimates(sp *space, ds []draw) Estimates {
+	n := len(ds)
+	w := make([]float64, n)
+	y := make([]float64, n)
+	c := make([]float64, n)
+	for i, d := range ds {
+		w[i], y[i] = d.p/d.q, d.y
+		if d.critical {
+			c[i] = 1
+		}
+	}
+	e := Estimates{VF: estimate(w, y), Critical: estimate(w, c), Layers: map[string]Estimate{}, BitClass: map[string]Estimate{}}
+	restricted := func(in func(d draw) bool, share float64) Estimate {
+		yy := make([]float64, n)
+		for i, d := range ds {
+			if in(d) {
+				yy[i] = d.y / share
+			}
+		}
+		return estimate(w, yy)
+	}
+	for li, l := range sp.layers {
+		share := float64(l.n) / float64(sp.elems)
+		e.Layers[l.site.Name] = restricted(func(d draw) bool { return sp.layerOf(d.key/Bits) == li }, share)
+	}
+	for _, bc := range bitClasses {
+		e.BitClass[bc.name] = restricted(func(d draw) bool { return bitClass(int(d.key%Bits)) == bc.name }, float64(bc.bits)/Bits)
+	}
+	return e
+}
+
+// StratifiedHead returns the first n images of set taken class by class in
+// equal shares (the first classes get one more when n does not divide evenly;
+// classes short of images leave their share to the next images in order), and
+// the SHA-256 of their pixels and labels.
+func StratifiedHead(set *datasets.Set, n int) (*datasets.Set, string) {
+	k := max(set.Classes, 1)
+	quota := make([]int, k)
+	for c := range quota {
+		quota[c] = n / k
+		if c < n%k {
+			quota[c]++
+		}
+	}
+	var idx []int
+	taken := make([]bool, set.Len())
+	for i := 0; i < set.Len() && len(idx) < n; i++ {
+		c := int(set.Labels[i])
+		if c < k && quota[c] > 0 {
+			quota[c]--
+			idx = append(idx, i)
+			taken[i] = true
+		}
+	}
+	for i := 0; i < set.Len() && len(idx) < n; i++ {
+		if !taken[i] {
+			idx = append(idx, i)
+		}
+	}
+	sort.Ints(idx)
+	sub := set.Subset(idx)
+	h := sha256.New()
+	h.Write(sub.Pixels)
+	h.Write(sub.Labels)
+	return sub, hex.EncodeToString(h.Sum(nil))
+}
+
+// drawRecord is one line of draws.jsonl.
+type drawRecord struct {
+	Sampler  string       `json:"sampler"`
+	Q        float64      `json:"q"`
+	P        float64      `json:"p"`
+	Weight   float64      `json:"weight"`
+	VF       float64      `json:"vf"`
+	Critical bool         `json:"critical"`
+	Fault    *fault.Fault `json:"fault"`
+}
+
+// write writes every output file atomically.
+func write(dir string, s *Summary, ranked []Unit, is, uni []draw) error {
+	jsonl := func(name string, each func(enc *json.Encoder) error) error {
+		return atomicfile.Write(filepath.Join(dir, name), 0o644, func(w io.Writer) error {
+			return each(json.NewEncoder(w))
+		})
+	}
+	if err := jsonl(DrawsFile, func(enc *json.Encoder) error {
+		for _, set := range []struct {
+			name string
+			ds   []draw
+		}{{"is", is}, {"uniform", uni}} {
+			for i := range set.ds {
+				d := &set.ds[i]
+				if err := enc.Encode(drawRecord{Sampler: set.name, Q: d.q, P: d.p, Weight: d.p / d.q, VF: d.y, Critical: d.critical, Fault: &d.f}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := jsonl(CriticalFile, func(enc *json.Encoder) error {
+		seen := map[int64]bool{}
+		id := int64(0)
+		for _, ds := range [][]draw{is, uni} {
+			for _, d := range ds {
+				if !d.critical || seen[d.key] {
+					continue
+				}
+				seen[d.key] = true
+				f := d.f
+				f.ID = id
+				id++
+				if err := enc.Encode(&f); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	rj := struct {
+		Kind          string `json:"kind"`
+		SchemaVersion int    `json:"schema_version"`
+		Target        Target `json:"target"`
+		Units         []Unit `json:"units"`
+	}{RankingKind, SummarySchema, s.Target, ranked}
+	b, err := json.MarshalIndent(rj, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, RankingJSON), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, RankingCSV), 0o644, func(w io.Writer) error {
+		if _, err := fmt.Fprintln(w, "rank,layer,index,score,ci95_low,ci95_high,faults,critical"); err != nil {
+			return err
+		}
+		for _, u := range ranked {
+			score, lo, hi := "", "", ""
+			if u.Score != nil {
+				score = strconv.FormatFloat(*u.Score, 'g', 8, 64)
+			}
+			if u.CI95 != nil {
+				lo = strconv.FormatFloat(u.CI95[0], 'g', 8, 64)
+				hi = strconv.FormatFloat(u.CI95[1], 'g', 8, 64)
+			}
+			if _, err := fmt.Fprintf(w, "%d,%s,%d,%s,%s,%s,%d,%d\n", u.Rank, u.Layer, u.Index, score, lo, hi, u.Faults, u.Critical); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	b, err = json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, SummaryFile), append(b, '\n'), 0o644)
+}
