@@ -8,7 +8,6 @@ import (
 
 	"github.com/faultline/faultline/eval"
 	"github.com/faultline/faultline/eval/deepvigor"
-	"github.com/faultline/faultline/internal/progress"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/spf13/cobra"
 )
@@ -77,23 +76,15 @@ clamps. Compare runs only with identical settings.`,
 			if o.Device, err = torch.ParseDevice(device); err != nil {
 				return err
 			}
-			bars := map[string]*progress.Bar{}
-			o.OnProgress = func(phase string, done, total int64) {
-				b := bars[phase]
-				if b == nil {
-					unit := "targets"
-					if phase == "validation" {
-						unit = "faults"
-					}
-					b = progress.New(a.stderr, a.tty, a.quiet, phase, int(total), unit)
-					bars[phase] = b
+			var finish func()
+			o.OnProgress, finish = a.phaseBars(func(phase string) string {
+				if phase == "validation" {
+					return "faults"
 				}
-				b.Update(int(done), "")
-			}
+				return "targets"
+			})
 			vf, err := eval.RunVF(cmd.Context(), o)
-			for _, b := range bars {
-				b.Done()
-			}
+			finish()
 			if err != nil {
 				return err
 			}

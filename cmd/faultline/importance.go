@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/faultline/faultline/importance"
-	"github.com/faultline/faultline/internal/progress"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/spf13/cobra"
 )
@@ -63,19 +62,10 @@ by criticality (DIR2/ranking.json, DIR2/ranking.csv).`,
 			if o.Device, err = torch.ParseDevice(device); err != nil {
 				return err
 			}
-			bars := map[string]*progress.Bar{}
-			o.OnProgress = func(phase string, done, total int64) {
-				b := bars[phase]
-				if b == nil {
-					b = progress.New(a.stderr, a.tty, a.quiet, phase, int(total), "faults")
-					bars[phase] = b
-				}
-				b.Update(int(done), "")
-			}
+			var finish func()
+			o.OnProgress, finish = a.phaseBars(func(string) string { return "faults" })
 			s, err := importance.Run(cmd.Context(), o)
-			for _, b := range bars {
-				b.Done()
-			}
+			finish()
 			if err != nil {
 				return err
 			}
