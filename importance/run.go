@@ -80,7 +80,10 @@ type Options struct {
 	M                          int // critical faults to find (default 50)
 	Seed                       int64
 	BatchSize                  int // samples per batched forward (default 1024)
-	Out                        string
+	// CompareRanking, when set, is another run's ranking.json: the summary
+	// then gives Kendall's tau between the two rankings' scores.
+	CompareRanking string
+	Out            string
 	// OnProgress reports injections done of total, per phase.
 	OnProgress func(phase string, done, total int64)
 }
@@ -170,10 +173,20 @@ type Summary struct {
 	// layer and bit class.
 	Estimates  map[string]Estimates `json:"estimates"`
 	Protection []ProtectionPoint    `json:"protection"`
+	// Stability compares the ranking with CompareRanking's.
+	Stability *Stability `json:"ranking_stability,omitempty"`
 	// Note says how to read the estimates in search mode.
 	Note     string         `json:"note,omitempty"`
 	Software model.Software `json:"software"`
 	Timing   Timing         `json:"timing"`
+}
+
+// Stability is Kendall's tau-b between this run's unit scores and another
+// run's, over the units both scored.
+type Stability struct {
+	Other      string  `json:"other"`
+	Units      int     `json:"units"`
+	KendallTau float64 `json:"kendall_tau"`
 }
 
 // Estimates are one sampler's estimates.
@@ -277,6 +290,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		summarise(sum, sp, is, uni)
 		ranked := rankDraws(sp, is)
 		sum.Protection = protection(sp, ranked, keysOf(uni), ysOf(uni), o.Seed)
+		if o.CompareRanking != "" {
+			if sum.Stability, err = compareRanking(o.CompareRanking, ranked); err != nil {
+				return err
+			}
+		}
 		sum.Timing = Timing{Sensitivity: tSens.Seconds(), Injection: time.Since(tInj).Seconds(), Total: time.Since(start).Seconds()}
 		return write(o.Out, sum, ranked, is, uni)
 	})
@@ -486,6 +504,50 @@ func StratifiedHead(set *datasets.Set, n int) (*datasets.Set, string) {
 	return sub, hex.EncodeToString(h.Sum(nil))
 }
 
+// rankingFile is ranking.json.
+type rankingFile struct {
+	Kind          string `json:"kind"`
+	SchemaVersion int    `json:"schema_version"`
+	Target        Target `json:"target"`
+	Units         []Unit `json:"units"`
+}
+
+// compareRanking computes Kendall's tau between ranked and the ranking in path.
+func compareRanking(path string, ranked []Unit) (*Stability, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("importance: compare ranking: %w", err)
+	}
+	var rf rankingFile
+	if err := json.Unmarshal(b, &rf); err != nil {
+		return nil, fmt.Errorf("importance: compare ranking %s: %w", path, err)
+	}
+	if rf.Kind != RankingKind {
+		return nil, fmt.Errorf("importance: compare ranking %s: kind %q, want %q", path, rf.Kind, RankingKind)
+	}
+	type id struct {
+		layer string
+		index int64
+	}
+	other := map[id]float64{}
+	for _, u := range rf.Units {
+		if u.Score != nil {
+			other[id{u.Layer, u.Index}] = *u.Score
+		}
+	}
+	var a, c []float64
+	for _, u := range ranked {
+		if v, ok := other[id{u.Layer, u.Index}]; ok && u.Score != nil {
+			a = append(a, *u.Score)
+			c = append(c, v)
+		}
+	}
+	if len(a) < 2 {
+		return nil, fmt.Errorf("importance: compare ranking %s: fewer than two units scored in both", path)
+	}
+	return &Stability{Other: path, Units: len(a), KendallTau: KendallTau(a, c)}, nil
+}
+
 // drawRecord is one line of draws.jsonl.
 type drawRecord struct {
 	Sampler  string       `json:"sampler"`
@@ -541,12 +603,7 @@ func write(dir string, s *Summary, ranked []Unit, is, uni []draw) error {
 	}); err != nil {
 		return err
 	}
-	rj := struct {
-		Kind          string `json:"kind"`
-		SchemaVersion int    `json:"schema_version"`
-		Target        Target `json:"target"`
-		Units         []Unit `json:"units"`
-	}{RankingKind, SummarySchema, s.Target, ranked}
+	rj := rankingFile{RankingKind, SummarySchema, s.Target, ranked}
 	b, err := json.MarshalIndent(rj, "", "  ")
 	if err != nil {
 		return err

@@ -91,6 +91,7 @@ by criticality (DIR2/ranking.json, DIR2/ranking.csv).`,
 	f.IntVar(&o.M, "m", 50, "critical faults to find (injections_to_m_critical)")
 	f.Int64Var(&o.Seed, "seed", 1, "sampling seed")
 	f.IntVar(&o.BatchSize, "batch", 1024, "fault-injection samples per forward pass")
+	f.StringVar(&o.CompareRanking, "compare-ranking", "", "another run's ranking.json: report Kendall's tau between the two rankings")
 	f.StringVar(&o.Out, "out", "", "output directory")
 	addRuntimeFlags(f, &o.Threads, &device)
 	addDataFlags(f, &o.Dataset, &o.DataDir)
@@ -135,6 +136,9 @@ func printImportance(a *app, s *importance.Summary, dir string) {
 		p := s.Protection[n-1]
 		fmt.Fprintf(w, "protecting %.0f%% of the elements: VF %.4f%% by the ranking, %.4f%% by a random one (unprotected %.4f%%)\n",
 			100*p.Share, 100*p.Ranked, 100*p.Random, 100*s.Protection[0].Ranked)
+	}
+	if st := s.Stability; st != nil {
+		fmt.Fprintf(w, "ranking vs %s: Kendall tau %.3f over %d units\n", st.Other, st.KendallTau, st.Units)
 	}
 	fmt.Fprintf(w, "wrote %s, %s, %s, %s\n", filepath.Join(dir, importance.SummaryFile), filepath.Join(dir, importance.CriticalFile),
 		filepath.Join(dir, importance.RankingCSV), filepath.Join(dir, importance.DrawsFile))

@@ -67,11 +67,16 @@ func TestImportanceEndToEnd(t *testing.T) {
 	if rows := strings.Count(string(csv), "\n") - 1; rows != 236 {
 		t.Errorf("ranking.csv has %d rows, want 236", rows)
 	}
-	// The same seed gives the same summary, timings aside.
+	// The same seed gives the same summary, timings aside, and the same ranking
+	// (Kendall's tau 1 against the first run's).
 	out2 := filepath.Join(t.TempDir(), "is2")
 	args[len(args)-1] = out2
-	if _, errs, code := cli(t, args...); code != 0 {
+	stdout2, errs, code := cli(t, append(args, "--compare-ranking", filepath.Join(out, "ranking.json"))...)
+	if code != 0 {
 		t.Fatalf("second run failed: %s", errs)
+	}
+	if !strings.Contains(stdout2, "Kendall tau 1.000") {
+		t.Errorf("same seed, ranking comparison: %s", stdout2)
 	}
 	b2, err := os.ReadFile(filepath.Join(out2, "summary.json"))
 	if err != nil {
@@ -90,6 +95,7 @@ func stripTiming(t *testing.T, b []byte) string {
 		t.Fatal(err)
 	}
 	delete(m, "timing")
+	delete(m, "ranking_stability")
 	out, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
