@@ -208,3 +208,28 @@ func TestRunRejectsBadInput(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestRankPostStratifiesByBitClass(t *testing.T) {
+	// One layer of 3 units of 2 elements each.
+	sp := &space{target: Weights, elems: 6, layers: []layerSpace{{site: model.Site{Name: "fc"}, n: 6, unit: 2}}}
+	key := func(e int64, b int) int64 { return e*Bits + int64(b) }
+	keys := []int64{key(0, 30), key(1, 3), key(2, 30), key(3, 5)}
+	w := []float64{0.1, 5, 0.1, 5} // the mantissa draws carry large weights
+	y := []float64{0.5, 0, 0.25, 0}
+	crit := []bool{true, false, true, false}
+	got := rank(sp, keys, w, y, crit)
+	// Unit 0: exp_msb 0.5 -> 0.5/32; unit 1: 0.25/32; unit 2 has no draw and
+	// takes the layer's exp_msb mean (0.1*0.5 + 0.1*0.25)/0.2 = 0.375 -> 0.375/32.
+	want := []struct {
+		index int64
+		score float64
+	}{{0, 0.5 / 32}, {2, 0.375 / 32}, {1, 0.25 / 32}}
+	for i, u := range got {
+		if u.Index != want[i].index || math.Abs(*u.Score-want[i].score) > 1e-12 || u.Rank != i+1 {
+			t.Errorf("rank %d: unit %d score %g, want unit %d score %g", i+1, u.Index, *u.Score, want[i].index, want[i].score)
+		}
+	}
+	if got[0].Faults != 2 || got[0].Critical != 1 || got[1].Faults != 0 {
+		t.Errorf("fault counts %+v", got)
+	}
+}

@@ -119,3 +119,26 @@ func (q *proposal) layerMass(l int) float64 {
 	}
 	return v
 }
+
+// floored returns element scores with a floor: g_e + lambda * (mean of g over
+// the element's layer). The floor keeps every element's high-effect bits (such
+// as the exponent MSB, whose flip is destructive whatever the gradient) within
+// reach of the sensitivity component, so their importance weights p/q stay
+// small; lambda 0 leaves g as is.
+func floored(sp *space, g []float64, lambda float64) []float64 {
+	if lambda == 0 {
+		return g
+	}
+	out := make([]float64, len(g))
+	for _, l := range sp.layers {
+		var m float64
+		for e := l.start; e < l.start+l.n; e++ {
+			m += g[e]
+		}
+		m /= float64(l.n)
+		for e := l.start; e < l.start+l.n; e++ {
+			out[e] = g[e] + lambda*m
+		}
+	}
+	return out
+}

@@ -13,8 +13,8 @@ type Unit struct {
 	Layer string `json:"layer"`
 	Index int64  `json:"index"`
 	// Score is the estimated probability that a uniformly drawn single-bit fault
-	// in the unit misclassifies an image: the self-normalised importance-weighted
-	// mean of the unit's drawn faults (absent when none was drawn).
+	// in the unit misclassifies an image, post-stratified by bit class (see
+	// rank); from the layer's draws alone when Faults is 0.
 	Score *float64 `json:"score"`
 	// CI95 is Score's delta-method 95% interval (absent below two faults).
 	CI95     *[2]float64 `json:"ci95,omitempty"`
@@ -34,6 +34,18 @@ func (s *space) unitKey(e int64) int {
 	return k + int(u)
 }
 
+// unitStart returns the first element of unit key u.
+func (s *space) unitStart(u int) int64 {
+	for _, l := range s.layers {
+		n := int(l.n / l.unit)
+		if u < n {
+			return l.start + int64(u)*l.unit
+		}
+		u -= n
+	}
+	return s.elems - 1
+}
+
 // units lists every unit of the space, in unitKey order.
 func (s *space) units() []Unit {
 	var out []Unit
@@ -46,38 +58,85 @@ func (s *space) units() []Unit {
 }
 
 // rank scores every unit of the space from weighted draws (keys, weights w =
-// p/q, values y, critical flags) and orders them by decreasing score (units
-// without faults last, then by position).
+// p/q, values y, critical flags) and orders them by decreasing score (then by
+// position). The score is post-stratified by bit class: sum over the classes
+// of (bits in class / 32) times the self-normalised weighted mean of y over
+// the unit's draws in that class, or, where the unit has none, over its
+// layer's. A plain weighted mean over the unit would swing with the rare
+// draws that carry a large weight p/q; per class, the weights within a cell
+// are close. A unit without any draw gets its layer's class means.
 func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 	us := s.units()
-	sw := make([]float64, len(us))
-	swy := make([]float64, len(us))
+	nc := len(bitClasses)
+	classOf := func(b int) int {
+		for c, bc := range bitClasses {
+			if bc.name == bitClass(b) {
+				return c
+			}
+		}
+		return 0
+	}
+	type cell struct{ sw, swy float64 }
+	unit := make([][]cell, len(us))
+	for u := range unit {
+		unit[u] = make([]cell, nc)
+	}
+	layer := make([][]cell, len(s.layers))
+	for l := range layer {
+		layer[l] = make([]cell, nc)
+	}
 	idx := make([][]int, len(us))
 	for i, k := range keys {
-		u := s.unitKey(k / Bits)
-		sw[u] += w[i]
-		swy[u] += w[i] * y[i]
+		e := k / Bits
+		u, c := s.unitKey(e), classOf(int(k%Bits))
+		l := s.layerOf(e)
+		unit[u][c].sw += w[i]
+		unit[u][c].swy += w[i] * y[i]
+		layer[l][c].sw += w[i]
+		layer[l][c].swy += w[i] * y[i]
 		idx[u] = append(idx[u], i)
 		us[u].Faults++
 		if crit[i] {
 			us[u].Critical++
 		}
 	}
+	mean := func(x cell) float64 {
+		if x.sw == 0 {
+			return 0
+		}
+		return x.swy / x.sw
+	}
 	for u := range us {
-		if us[u].Faults == 0 || sw[u] == 0 {
+		l := s.layerOf(s.unitStart(u))
+		mu := make([]float64, nc)
+		var score float64
+		for c, bc := range bitClasses {
+			mu[c] = mean(layer[l][c])
+			if unit[u][c].sw > 0 {
+				mu[c] = mean(unit[u][c])
+			}
+			score += float64(bc.bits) / Bits * mu[c]
+		}
+		us[u].Score = &score
+		if len(idx[u]) < 2 {
 			continue
 		}
-		mu := swy[u] / sw[u]
-		us[u].Score = &mu
-		if len(idx[u]) > 1 {
-			var v float64
-			for _, i := range idx[u] {
-				d := w[i] * (y[i] - mu)
-				v += d * d
-			}
-			h := 1.96 * math.Sqrt(v) / sw[u]
-			us[u].CI95 = &[2]float64{math.Max(0, mu-h), math.Min(1, mu+h)}
+		// Delta method per class cell; classes without draws add nothing.
+		v := make([]float64, nc)
+		for _, i := range idx[u] {
+			c := classOf(int(keys[i] % Bits))
+			d := w[i] * (y[i] - mu[c])
+			v[c] += d * d
 		}
+		var vr float64
+		for c, bc := range bitClasses {
+			if sw := unit[u][c].sw; sw > 0 {
+				f := float64(bc.bits) / Bits
+				vr += f * f * v[c] / (sw * sw)
+			}
+		}
+		h := 1.96 * math.Sqrt(vr)
+		us[u].CI95 = &[2]float64{math.Max(0, score-h), math.Min(1, score+h)}
 	}
 	slices.SortStableFunc(us, func(a, b Unit) int {
 		switch {

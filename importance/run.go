@@ -74,7 +74,10 @@ type Options struct {
 	Images int
 	Alpha  float64 // uniform share of the proposal, in [0, 1]
 	Score  Score
-	Cap    float64 // bit effect cap (default DefaultCap)
+	// ScoreFloor adds ScoreFloor times its layer's mean score to every element's
+	// score (see floored); >= 0.
+	ScoreFloor float64
+	Cap        float64 // bit effect cap (default DefaultCap)
 	// SensBatches of SensBatchSize training images give the sensitivities.
 	SensBatches, SensBatchSize int
 	M                          int // critical faults to find (default 50)
@@ -109,6 +112,9 @@ func (o *Options) defaults() error {
 	}
 	if _, err := ParseScore(string(o.Score)); err != nil {
 		return err
+	}
+	if !(o.ScoreFloor >= 0) {
+		return fmt.Errorf("importance: score floor %g: want >= 0", o.ScoreFloor)
 	}
 	if o.Images <= 0 {
 		return fmt.Errorf("importance: images %d: want at least 1", o.Images)
@@ -147,6 +153,7 @@ type Summary struct {
 	Tau            float64 `json:"tau"`
 	Alpha          float64 `json:"alpha"`
 	Score          Score   `json:"score"`
+	ScoreFloor     float64 `json:"score_floor"`
 	Cap            float64 `json:"cap"`
 	Seed           int64   `json:"seed"`
 	Images         int     `json:"images"`
@@ -259,7 +266,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return err
 		}
 		tSens := time.Since(start)
-		q, err := newProposal(sp, o.Alpha, sens.score(o.Score), sens.beta())
+		q, err := newProposal(sp, o.Alpha, floored(sp, sens.score(o.Score), o.ScoreFloor), sens.beta())
 		if err != nil {
 			return err
 		}
@@ -285,7 +292,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		sum = &Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
 			Dataset: ld.Dataset, Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha,
-			Score: o.Score, Cap: o.Cap, Seed: o.Seed, Images: ev.Len(), ImagesSHA256: hash, GoldenAccuracy: golden,
+			Score: o.Score, ScoreFloor: o.ScoreFloor, Cap: o.Cap, Seed: o.Seed, Images: ev.Len(), ImagesSHA256: hash, GoldenAccuracy: golden,
 			SensImages: sens.Images, FaultSpace: sp.faults(), M: o.M, Software: model.CurrentSoftware()}
 		summarise(sum, sp, is, uni)
 		ranked := rankDraws(sp, is)

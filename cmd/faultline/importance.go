@@ -85,6 +85,7 @@ by criticality (DIR2/ranking.json, DIR2/ranking.csv).`,
 	f.IntVar(&o.Images, "images", 1000, "evaluation images: the first N of the test split, class-stratified")
 	f.Float64Var(&o.Alpha, "alpha", 0.1, "uniform share of the proposal, in [0, 1] (1 = uniform)")
 	f.StringVar(&score, "score", "fisher", "element sensitivity: fisher (RMS loss gradient) or isimdl (the authors')")
+	f.Float64Var(&o.ScoreFloor, "score-floor", 1, "add this many times its layer's mean score to every element's score (>= 0; 0 = none)")
 	f.Float64Var(&o.Cap, "cap", importance.DefaultCap, "cap on a bit flip's effect |flip(x) - x| in the bit weighting")
 	f.IntVar(&o.SensBatches, "sens-batches", 4, "training batches for the sensitivities")
 	f.IntVar(&o.SensBatchSize, "sens-batch-size", 128, "images per sensitivity batch")
