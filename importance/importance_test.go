@@ -138,6 +138,39 @@ func TestImportanceSamplingIsUnbiased(t *testing.T) {
 					covered++
 				}
 			}
+			// Stratified by layer x bit class, pilot plus Neyman: unbiased too.
+			strata := q.strata()
+			var smean, ssq float64
+			scovered := 0
+			for rep := range reps { // odd reps: Neyman allocation; even: proportional to q
+				ds, err := stratifiedDraws(n, rep%2 == 1, q, strata, r, func(keys []int64, _ string) ([]draw, error) {
+					out := make([]draw, len(keys))
+					for i, k := range keys {
+						out[i] = draw{key: k, q: q.prob(k), p: q.p(), y: truth[k]}
+					}
+					return out, nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ds) != n {
+					t.Fatalf("stratified: %d draws, want %d", len(ds), n)
+				}
+				e := stratifiedEstimates(sp, strata, ds).VF
+				smean += e.Value / reps
+				ssq += e.Value * e.Value / reps
+				if e.CI95[0] <= vf && vf <= e.CI95[1] {
+					scovered++
+				}
+			}
+			sse := math.Sqrt((ssq - smean*smean) / reps)
+			t.Logf("%s stratified: mean estimate %.4f (se %.5f), coverage %d/%d", target, smean, sse, scovered, reps)
+			if math.Abs(smean-vf) > 4*sse {
+				t.Errorf("stratified: mean estimate %.5f differs from the true VF %.5f by more than 4 standard errors (%.5f)", smean, vf, 4*sse)
+			}
+			if scovered < reps*85/100 {
+				t.Errorf("stratified: 95%% intervals covered the truth %d times of %d", scovered, reps)
+			}
 			se := math.Sqrt(sqIS / n / reps)
 			t.Logf("%s: true VF %.4f over %d faults, mean IS estimate %.4f (se %.5f), coverage %d/%d, variance per injection uniform %.2e vs IS %.2e",
 				target, vf, len(truth), mean, se, covered, reps, sqU, sqIS)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -83,6 +84,10 @@ type Options struct {
 	M                          int // critical faults to find (default 50)
 	Seed                       int64
 	BatchSize                  int // samples per batched forward (default 1024)
+	// Stratify (estimate mode) draws by layer x bit class with q restricted to
+	// each stratum, allocated by Allocation (see stratifiedDraws).
+	Stratify   bool
+	Allocation Allocation
 	// CompareRanking, when set, is another run's ranking.json: the summary
 	// then gives Kendall's tau between the two rankings' scores.
 	CompareRanking string
@@ -116,6 +121,16 @@ func (o *Options) defaults() error {
 	if !(o.ScoreFloor >= 0) {
 		return fmt.Errorf("importance: score floor %g: want >= 0", o.ScoreFloor)
 	}
+	switch o.Allocation {
+	case "":
+		o.Allocation = ProposalAllocation
+	case ProposalAllocation, Neyman:
+	default:
+		return fmt.Errorf("importance: unknown allocation %q (want proposal or neyman)", o.Allocation)
+	}
+	if o.Stratify && o.Mode != EstimateMode {
+		return fmt.Errorf("importance: stratification needs estimate mode (draws with replacement)")
+	}
 	if o.Images <= 0 {
 		return fmt.Errorf("importance: images %d: want at least 1", o.Images)
 	}
@@ -140,27 +155,38 @@ func (o *Options) defaults() error {
 	return nil
 }
 
+// Allocation is how a stratified run shares its budget among the strata.
+type Allocation string
+
+// Allocations.
+const (
+	ProposalAllocation Allocation = "proposal" // in proportion to q's mass (default)
+	Neyman             Allocation = "neyman"   // pilot, then share_h * sd_h
+)
+
 // Summary is summary.json.
 type Summary struct {
-	Kind           string  `json:"kind"`
-	SchemaVersion  int     `json:"schema_version"`
-	Checkpoint     string  `json:"checkpoint"`
-	Arch           string  `json:"arch"`
-	Dataset        string  `json:"dataset"`
-	Target         Target  `json:"target"`
-	Mode           Mode    `json:"mode"`
-	Budget         int     `json:"budget"`
-	Tau            float64 `json:"tau"`
-	Alpha          float64 `json:"alpha"`
-	Score          Score   `json:"score"`
-	ScoreFloor     float64 `json:"score_floor"`
-	Cap            float64 `json:"cap"`
-	Seed           int64   `json:"seed"`
-	Images         int     `json:"images"`
-	ImagesSHA256   string  `json:"images_sha256"`
-	GoldenAccuracy float64 `json:"golden_accuracy"`
-	SensImages     int     `json:"sensitivity_images"`
-	FaultSpace     int64   `json:"fault_space"` // single-bit faults in the space
+	Kind           string     `json:"kind"`
+	SchemaVersion  int        `json:"schema_version"`
+	Checkpoint     string     `json:"checkpoint"`
+	Arch           string     `json:"arch"`
+	Dataset        string     `json:"dataset"`
+	Target         Target     `json:"target"`
+	Mode           Mode       `json:"mode"`
+	Budget         int        `json:"budget"`
+	Tau            float64    `json:"tau"`
+	Alpha          float64    `json:"alpha"`
+	Score          Score      `json:"score"`
+	Stratified     bool       `json:"stratified"`
+	Allocation     Allocation `json:"allocation,omitempty"`
+	ScoreFloor     float64    `json:"score_floor"`
+	Cap            float64    `json:"cap"`
+	Seed           int64      `json:"seed"`
+	Images         int        `json:"images"`
+	ImagesSHA256   string     `json:"images_sha256"`
+	GoldenAccuracy float64    `json:"golden_accuracy"`
+	SensImages     int        `json:"sensitivity_images"`
+	FaultSpace     int64      `json:"fault_space"` // single-bit faults in the space
 	// PrecisionAtK is the share of critical faults among the first k drawn,
 	// per sampler ("is", "uniform") and k.
 	PrecisionAtK map[string]map[string]float64 `json:"precision_at_k"`
@@ -214,7 +240,10 @@ type Timing struct {
 // draw is one drawn fault with its outcome.
 type draw struct {
 	key      int64
-	q, p     float64
+	q, p     float64 // q(f) and p(f) over the whole space
+	w        float64 // the estimator's weight: p/q, or p_h/q_h within a stratum
+	stratum  int     // index into the run's strata, -1 without stratification
+	pilot    bool    // a stratified pilot draw: sets the allocation, not the estimate
 	y        float64 // share of images whose prediction changed
 	critical bool
 	f        fault.Fault
@@ -271,9 +300,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return err
 		}
 		rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x15d1))
-		isKeys, err := drawKeys(o.Budget, o.Mode == SearchMode, sp.faults(), func() int64 { return q.draw(rng) })
-		if err != nil {
-			return err
+		var isKeys []int64
+		if !o.Stratify {
+			if isKeys, err = drawKeys(o.Budget, o.Mode == SearchMode, sp.faults(), func() int64 { return q.draw(rng) }); err != nil {
+				return err
+			}
 		}
 		urng := rand.New(rand.NewPCG(uint64(o.Seed), 0x0f1f))
 		uKeys, err := drawKeys(o.Budget, o.Mode == SearchMode, sp.faults(), func() int64 { return urng.Int64N(sp.faults()) })
@@ -282,7 +313,14 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		tInj := time.Now()
 		golden := ev.Accuracy()
-		is, err := inject(ctx, inj, ev, sp, isKeys, golden, o, func(k int64) float64 { return q.prob(k) }, "importance")
+		var is []draw
+		var strata []stratum
+		if o.Stratify {
+			strata = q.strata()
+			is, err = runStratified(ctx, inj, ev, sp, q, strata, golden, o, rng)
+		} else {
+			is, err = inject(ctx, inj, ev, sp, isKeys, golden, o, func(k int64) float64 { return q.prob(k) }, "importance")
+		}
 		if err != nil {
 			return err
 		}
@@ -294,7 +332,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			Dataset: ld.Dataset, Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha,
 			Score: o.Score, ScoreFloor: o.ScoreFloor, Cap: o.Cap, Seed: o.Seed, Images: ev.Len(), ImagesSHA256: hash, GoldenAccuracy: golden,
 			SensImages: sens.Images, FaultSpace: sp.faults(), M: o.M, Software: model.CurrentSoftware()}
-		summarise(sum, sp, is, uni)
+		sum.Stratified = o.Stratify
+		if o.Stratify {
+			sum.Allocation = o.Allocation
+		}
+		summarise(sum, sp, strata, is, uni)
 		ranked := rankDraws(sp, is)
 		sum.Protection = protection(sp, ranked, keysOf(uni), ysOf(uni), o.Seed)
 		if o.CompareRanking != "" {
@@ -349,7 +391,8 @@ func inject(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *spa
 		hi := min(len(keys), lo+block)
 		fs := make([]*fault.Fault, 0, hi-lo)
 		for i := lo; i < hi; i++ {
-			ds[i] = draw{key: keys[i], q: prob(keys[i]), p: p, f: sp.fault(keys[i], int64(i))}
+			ds[i] = draw{key: keys[i], q: prob(keys[i]), p: p, stratum: -1, f: sp.fault(keys[i], int64(i))}
+			ds[i].w = ds[i].p / ds[i].q
 			fs = append(fs, &ds[i].f)
 		}
 		if err := inj.RunBatched(ev, fs); err != nil {
@@ -389,14 +432,14 @@ func rankDraws(sp *space, ds []draw) []Unit {
 	w := make([]float64, len(ds))
 	crit := make([]bool, len(ds))
 	for i, d := range ds {
-		w[i] = d.p / d.q
+		w[i] = d.p / d.q // within a (unit, class) cell, proportional to p_h/q_h
 		crit[i] = d.critical
 	}
 	return rank(sp, keysOf(ds), w, ysOf(ds), crit)
 }
 
 // summarise fills the summary's sampler comparisons and estimates.
-func summarise(s *Summary, sp *space, is, uni []draw) {
+func summarise(s *Summary, sp *space, strata []stratum, is, uni []draw) {
 	s.PrecisionAtK = map[string]map[string]float64{"is": {}, "uniform": {}}
 	s.InjectionsToM = map[string]*int{}
 	s.Estimates = map[string]Estimates{}
@@ -427,7 +470,11 @@ func summarise(s *Summary, sp *space, is, uni []draw) {
 		if _, ok := s.InjectionsToM[name]; !ok {
 			s.InjectionsToM[name] = nil
 		}
-		s.Estimates[name] = estimates(sp, ds)
+		if name == "is" && strata != nil {
+			s.Estimates[name] = stratifiedEstimates(sp, strata, ds)
+		} else {
+			s.Estimates[name] = estimates(sp, ds)
+		}
 	}
 	s.VFIS, s.VFISCI = s.Estimates["is"].VF.Value, s.Estimates["is"].VF.CI95
 	s.VFUniform, s.VFUniformCI = s.Estimates["uniform"].VF.Value, s.Estimates["uniform"].VF.CI95
@@ -450,7 +497,7 @@ func estimates(sp *space, ds []draw) Estimates {
 	y := make([]float64, n)
 	c := make([]float64, n)
 	for i, d := range ds {
-		w[i], y[i] = d.p/d.q, d.y
+		w[i], y[i] = d.w, d.y
 		if d.critical {
 			c[i] = 1
 		}
@@ -471,6 +518,176 @@ func estimates(sp *space, ds []draw) Estimates {
 	}
 	for _, bc := range bitClasses {
 		e.BitClass[bc.name] = restricted(func(d draw) bool { return bitClass(int(d.key%Bits)) == bc.name }, float64(bc.bits)/Bits)
+	}
+	return e
+}
+
+// runStratified draws and injects the importance-sampled faults stratum by
+// stratum: the pilot, then the Neyman-allocated rest.
+func runStratified(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *space, q *proposal, strata []stratum,
+	golden float64, o Options, rng *rand.Rand) ([]draw, error) {
+	return stratifiedDraws(o.Budget, o.Allocation == Neyman, q, strata, rng, func(keys []int64, phase string) ([]draw, error) {
+		return inject(ctx, inj, ev, sp, keys, golden, o, func(k int64) float64 { return q.prob(k) }, phase)
+	})
+}
+
+// stratifiedDraws draws budget faults from q restricted to each stratum, at
+// least two per stratum. The rest goes in proportion to q's mass on each
+// stratum (never worse than unstratified IS: the same expected allocation,
+// without its randomness), or, with neyman, by Neyman allocation on the
+// standard deviations of w*y measured by a pilot of a tenth of the budget (in
+// proportion to the strata's shares of p, at least two each). Only the second
+// phase enters the estimates: pooling the pilot, whose values set the
+// allocation, would bias them. eval runs a list of fault keys.
+func stratifiedDraws(budget int, neymanAlloc bool, q *proposal, strata []stratum, rng *rand.Rand, eval func(keys []int64, phase string) ([]draw, error)) ([]draw, error) {
+	if budget < 5*len(strata) {
+		return nil, fmt.Errorf("importance: budget %d too small to stratify %d strata (layer x bit class): want at least %d", budget, len(strata), 5*len(strata))
+	}
+	share := make([]float64, len(strata))
+	pilot := make([]int, len(strata))
+	used := 0
+	for h := range strata {
+		if strata[h].mass <= 0 {
+			return nil, fmt.Errorf("importance: stratum %d (layer %s, %s bits) has no proposal mass: use alpha > 0 to stratify",
+				h, q.sp.layers[strata[h].layer].site.Name, bitClasses[strata[h].class].name)
+		}
+		share[h] = strata[h].share
+		pilot[h] = max(2, int(math.Round(0.1*float64(budget)*share[h])))
+		used += pilot[h]
+	}
+	run := func(alloc []int, phase string) ([]draw, error) {
+		var keys []int64
+		var hs []int
+		for h, n := range alloc {
+			for range n {
+				keys = append(keys, q.drawIn(&strata[h], rng))
+				hs = append(hs, h)
+			}
+		}
+		ds, err := eval(keys, phase)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ds {
+			h := &strata[hs[i]]
+			ds[i].stratum = hs[i]
+			ds[i].w = (ds[i].p / h.share) / (ds[i].q / h.mass)
+		}
+		return ds, nil
+	}
+	if !neymanAlloc {
+		mass := make([]float64, len(strata))
+		for h := range strata {
+			mass[h] = strata[h].mass
+		}
+		alloc := proportional(budget-2*len(strata), mass)
+		for h := range alloc {
+			alloc[h] += 2
+		}
+		all, err := run(alloc, "importance")
+		if err != nil {
+			return nil, err
+		}
+		for i := range all {
+			all[i].f.ID = int64(i)
+		}
+		return all, nil
+	}
+	first, err := run(pilot, "importance (pilot)")
+	if err != nil {
+		return nil, err
+	}
+	for i := range first {
+		first[i].pilot = true
+	}
+	groups := make([][]float64, len(strata))
+	for _, d := range first {
+		groups[d.stratum] = append(groups[d.stratum], d.w*d.y)
+	}
+	sd := make([]float64, len(strata))
+	for h, g := range groups {
+		sd[h] = math.Sqrt(sampleVariance(g))
+	}
+	if budget-used < 2*len(strata) {
+		return nil, fmt.Errorf("importance: budget %d too small to stratify %d strata after a pilot of %d", budget, len(strata), used)
+	}
+	alloc := neyman(budget-used-2*len(strata), share, sd)
+	for h := range alloc {
+		alloc[h] += 2
+	}
+	rest, err := run(alloc, "importance")
+	if err != nil {
+		return nil, err
+	}
+	all := append(first, rest...)
+	for i := range all {
+		all[i].f.ID = int64(i)
+	}
+	return all, nil
+}
+
+// sampleVariance is the unbiased sample variance (0 below two values).
+func sampleVariance(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	var m float64
+	for _, x := range xs {
+		m += x
+	}
+	m /= float64(len(xs))
+	var s float64
+	for _, x := range xs {
+		s += (x - m) * (x - m)
+	}
+	return s / float64(len(xs)-1)
+}
+
+// stratifiedEstimates is estimates for stratified draws: per stratum means
+// combined with the strata's shares, overall, per layer and per bit class.
+func stratifiedEstimates(sp *space, strata []stratum, ds []draw) Estimates {
+	n := len(strata)
+	w := make([][]float64, n)
+	wy := make([][]float64, n)
+	wc := make([][]float64, n)
+	for _, d := range ds {
+		if d.pilot {
+			continue
+		}
+		w[d.stratum] = append(w[d.stratum], d.w)
+		wy[d.stratum] = append(wy[d.stratum], d.w*d.y)
+		c := 0.0
+		if d.critical {
+			c = d.w
+		}
+		wc[d.stratum] = append(wc[d.stratum], c)
+	}
+	share := make([]float64, n)
+	for h := range strata {
+		share[h] = strata[h].share
+	}
+	e := Estimates{VF: stratifiedEstimate(share, w, wy), Critical: stratifiedEstimate(share, w, wc),
+		Layers: map[string]Estimate{}, BitClass: map[string]Estimate{}}
+	sub := func(in func(h *stratum) bool) Estimate {
+		s := make([]float64, n)
+		var tot float64
+		for h := range strata {
+			if in(&strata[h]) {
+				tot += share[h]
+			}
+		}
+		for h := range strata {
+			if in(&strata[h]) {
+				s[h] = share[h] / tot
+			}
+		}
+		return stratifiedEstimate(s, w, wy)
+	}
+	for li, l := range sp.layers {
+		e.Layers[l.site.Name] = sub(func(h *stratum) bool { return h.layer == li })
+	}
+	for c, bc := range bitClasses {
+		e.BitClass[bc.name] = sub(func(h *stratum) bool { return h.class == c })
 	}
 	return e
 }
@@ -561,6 +778,7 @@ type drawRecord struct {
 	Q        float64      `json:"q"`
 	P        float64      `json:"p"`
 	Weight   float64      `json:"weight"`
+	Stratum  int          `json:"stratum"` // -1: not stratified
 	VF       float64      `json:"vf"`
 	Critical bool         `json:"critical"`
 	Fault    *fault.Fault `json:"fault"`
@@ -580,7 +798,7 @@ func write(dir string, s *Summary, ranked []Unit, is, uni []draw) error {
 		}{{"is", is}, {"uniform", uni}} {
 			for i := range set.ds {
 				d := &set.ds[i]
-				if err := enc.Encode(drawRecord{Sampler: set.name, Q: d.q, P: d.p, Weight: d.p / d.q, VF: d.y, Critical: d.critical, Fault: &d.f}); err != nil {
+				if err := enc.Encode(drawRecord{Sampler: set.name, Q: d.q, P: d.p, Weight: d.w, Stratum: d.stratum, VF: d.y, Critical: d.critical, Fault: &d.f}); err != nil {
 					return err
 				}
 			}

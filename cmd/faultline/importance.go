@@ -92,6 +92,8 @@ by criticality (DIR2/ranking.json, DIR2/ranking.csv).`,
 	f.IntVar(&o.M, "m", 50, "critical faults to find (injections_to_m_critical)")
 	f.Int64Var(&o.Seed, "seed", 1, "sampling seed")
 	f.IntVar(&o.BatchSize, "batch", 1024, "fault-injection samples per forward pass")
+	f.BoolVar(&o.Stratify, "stratify", false, "estimate mode: stratify by layer x bit class")
+	f.StringVar((*string)(&o.Allocation), "allocation", "proposal", "stratified budget: proposal (in proportion to q's mass) or neyman (pilot, then share x sd)")
 	f.StringVar(&o.CompareRanking, "compare-ranking", "", "another run's ranking.json: report Kendall's tau between the two rankings")
 	f.StringVar(&o.Out, "out", "", "output directory")
 	addRuntimeFlags(f, &o.Threads, &device)
