@@ -230,6 +230,9 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"mode", func(o *Options) { o.Mode = "hunt" }, `unknown mode "hunt"`},
 		{"tau", func(o *Options) { o.Tau = 0 }, "tau 0"},
 		{"checkpoint", func(o *Options) { o.Checkpoint = "/nonexistent/ckpt" }, "/nonexistent/ckpt"},
+		{"stratify in search mode", func(o *Options) { o.Stratify = true }, "stratification needs estimate mode"},
+		{"allocation", func(o *Options) { o.Allocation = "even" }, `unknown allocation "even"`},
+		{"score floor", func(o *Options) { o.ScoreFloor = -1 }, "score floor -1"},
 	} {
 		o := base
 		c.edit(&o)
