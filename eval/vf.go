@@ -30,7 +30,7 @@ const (
 
 // ClampsKey is the checkpoint metadata section (Metadata.Extra) whose presence
 // means the model restricts activation ranges; --tail-check auto turns on for it.
-const ClampsKey = "clamps"
+const ClampsKey = model.ClampsKey
 
 // VFOptions configure RunVF.
 type VFOptions struct {

@@ -112,6 +112,18 @@ func (m *Model) Save(dir string, meta Metadata) error {
 		meta.Kind, meta.SchemaVersion = MetadataKind, MetadataSchema
 		meta.Arch, meta.Spec, meta.Params = m.spec.Arch, m.spec, infos
 		meta.Software = CurrentSoftware()
+		if c := m.Clamps(); c != nil { // the model's range restriction travels with it
+			raw, err := json.Marshal(c)
+			if err != nil {
+				return fmt.Errorf("model: save: clamps: %w", err)
+			}
+			extra := map[string]json.RawMessage{}
+			for k, v := range meta.Extra {
+				extra[k] = v
+			}
+			extra[ClampsKey] = raw
+			meta.Extra = extra
+		}
 		named := make([]ts.NamedTensor, len(m.params))
 		for i, p := range m.params {
 			named[i] = ts.NamedTensor{Name: p.Name, Tensor: p.Tensor}
@@ -217,6 +229,13 @@ func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
 		}()
 		if err := m.assign(tensors, ot); err != nil {
 			return err
+		}
+		c, err := clampsFromMeta(meta)
+		if err == nil {
+			err = m.SetClamps(c)
+		}
+		if err != nil {
+			return fmt.Errorf("model: %s: %w", filepath.Join(dir, MetadataFile), err)
 		}
 		return nil
 	})

@@ -208,21 +208,23 @@ func (b *builder) globalPool() { b.shape = []int64{b.shape[0]} }
 
 // --- forward-pass operations. Each consumes (drops) its input tensor. ---
 
-// site calls the hook at s and returns the output to continue with.
+// site calls the hook at s and returns the output to continue with, clamped
+// when the model restricts the site's range: the hook sees the raw output, and
+// what it returns (a fault, a delta) goes through the clamp like the golden
+// output would.
 func (r *pass) site(s *Site, in, out *ts.Tensor) (*ts.Tensor, error) {
-	if r.hook == nil {
-		return out, nil
+	if r.hook != nil {
+		rep, err := r.hook(s, in, out)
+		if err != nil {
+			_ = out.Drop()
+			return nil, fmt.Errorf("hook at %s: %w", s.Name, err)
+		}
+		if rep != nil && rep != out {
+			_ = out.Drop()
+			out = rep
+		}
 	}
-	rep, err := r.hook(s, in, out)
-	if err != nil {
-		_ = out.Drop()
-		return nil, fmt.Errorf("hook at %s: %w", s.Name, err)
-	}
-	if rep != nil && rep != out {
-		_ = out.Drop()
-		return rep, nil
-	}
-	return out, nil
+	return r.m.clampOutput(s.Name, out)
 }
 
 func (r *pass) conv(l *conv, x *ts.Tensor) (*ts.Tensor, error) {

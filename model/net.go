@@ -77,6 +77,7 @@ type Model struct {
 	convs  map[string]*conv
 	fcs    map[string]*linear
 	stages []stage
+	clamps map[string]clamp // range restriction of site outputs (SetClamps)
 }
 
 // stage is a run of layers that the forward pass can start from: the input of a
@@ -232,7 +233,8 @@ func (m *Model) Lead(i int) string {
 // for that layer's output (batch first, per-sample shape the site's OutShape),
 // then stages i+1 up to to (exclusive; to = NumStages() ends at the logits, to =
 // i+1 returns stage i+1's input). y is not dropped, but without a hook and out of
-// training its values may be overwritten: pass a tensor you no longer need.
+// training its values may be overwritten: pass a tensor you no longer need. The
+// lead layer's clamp, if any, applies to y.
 func (m *Model) RunAfterLead(i int, y *ts.Tensor, to int, train bool, hook Hook) (*ts.Tensor, error) {
 	if !torch.OnTorchThread() {
 		return nil, fmt.Errorf("model: forward called outside torch.Do")
@@ -254,6 +256,9 @@ func (m *Model) RunAfterLead(i int, y *ts.Tensor, to int, train bool, hook Hook)
 	}
 	out, err := y.ShallowClone()
 	if err != nil {
+		return nil, fmt.Errorf("model: forward: %w", err)
+	}
+	if out, err = m.clampOutput(st.lead, out); err != nil {
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
 	r := &pass{m: m, train: train, hook: hook, inPlace: hook == nil && !train}

@@ -1,0 +1,194 @@
+package model
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// tightClamps bounds every site's output to [-0.05, 0.05]: tight enough that
+// clamping changes every architecture's logits.
+func tightClamps(m *Model) Clamps {
+	c := Clamps{}
+	for _, s := range m.Sites() {
+		c[s.Name] = Bounds{Min: -0.05, Max: 0.05}
+	}
+	return c
+}
+
+// The model's clamps equal a hook that clamps every site's output, on the
+// whole forward pass and when starting after a lead layer; a hook still sees
+// the raw output.
+func TestClampsApplyAfterHooksAndAtLeads(t *testing.T) {
+	for i, arch := range Architectures() {
+		t.Run(arch, func(t *testing.T) {
+			spec := fashion(arch)
+			torch.ManualSeed(int64(70 + i))
+			m, err := New(spec, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, shape := randomInput(spec, 2, int64(80+i))
+			plain := evalLogits(t, m, x, shape)
+			c := tightClamps(m)
+			var manual []float32
+			do(t, func() error {
+				return torch.NoGrad(func() error {
+					in, err := torch.FromFloat32(x, shape, gotch.CPU)
+					if err != nil {
+						return err
+					}
+					defer in.Drop()
+					hook := func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
+						b := c[s.Name]
+						return out.Clamp(ts.FloatScalar(float64(b.Min)), ts.FloatScalar(float64(b.Max)), false)
+					}
+					y, err := m.Forward(in, false, hook)
+					if err != nil {
+						return err
+					}
+					defer y.Drop()
+					manual, err = torch.Float32s(y)
+					return err
+				})
+			})
+			if err := m.SetClamps(c); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = m.SetClamps(nil) }()
+			clamped := evalLogits(t, m, x, shape)
+			if !equalFloats(clamped, manual) {
+				t.Fatalf("clamped logits %v, hook-clamped %v", clamped[:3], manual[:3])
+			}
+			if equalFloats(clamped, plain) {
+				t.Fatal("clamps changed nothing: the test cannot tell")
+			}
+			// Starting after a lead layer with its raw (hook-seen) output gives
+			// the clamped logits too.
+			do(t, func() error {
+				return torch.NoGrad(func() error {
+					in, err := torch.FromFloat32(x, shape, gotch.CPU)
+					if err != nil {
+						return err
+					}
+					defer in.Drop()
+					for k := 0; k < m.NumStages(); k++ {
+						lead := m.Lead(k)
+						if lead == "" {
+							continue
+						}
+						var raw *ts.Tensor
+						hook := func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
+							if s.Name == lead {
+								var err error
+								raw, err = out.DetachCopy(false)
+								if err != nil {
+									return nil, err
+								}
+							}
+							return nil, nil
+						}
+						y, err := m.Forward(in, false, hook)
+						if err != nil {
+							return err
+						}
+						y.Drop()
+						if raw == nil {
+							t.Fatalf("lead %s: hook not called", lead)
+						}
+						out, err := m.RunAfterLead(k, raw, m.NumStages(), false, nil)
+						raw.Drop()
+						if err != nil {
+							return err
+						}
+						got, err := torch.Float32s(out)
+						out.Drop()
+						if err != nil {
+							return err
+						}
+						if !equalFloats(got, clamped) {
+							t.Errorf("after lead %s: logits %v, want %v", lead, got[:3], clamped[:3])
+						}
+					}
+					return nil
+				})
+			})
+		})
+	}
+}
+
+func equalFloats(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestClampsTravelWithCheckpointsAndAreChecked(t *testing.T) {
+	spec := fashion("lenet5")
+	m, err := New(spec, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		clamps Clamps
+		want   string
+	}{
+		{Clamps{"nope": {Min: 0, Max: 1}}, `no layer "nope"`},
+		{Clamps{"conv1": {Min: 2, Max: 1}}, "conv1: bounds [2, 1]"},
+		{Clamps{"conv1": {Min: 0, Max: float32(math.Inf(1))}}, "not a finite range"},
+	} {
+		if err := m.SetClamps(c.clamps); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("SetClamps(%v): %v, want %q", c.clamps, err, c.want)
+		}
+	}
+	want := Clamps{"conv1": {Min: -1, Max: 3.5}, "fc2": {Min: 0, Max: 7}}
+	if err := m.SetClamps(want); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := m.Save(dir, Metadata{Dataset: "synthetic"}); err != nil {
+		t.Fatal(err)
+	}
+	back, meta, err := Load(dir, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := back.Clamps()
+	if len(got) != 2 || got["conv1"] != want["conv1"] || got["fc2"] != want["fc2"] {
+		t.Errorf("loaded clamps %v, want %v", got, want)
+	}
+	if _, ok := meta.Extra[ClampsKey]; !ok {
+		t.Error("metadata lacks the clamps section")
+	}
+	// A corrupt section names the metadata file.
+	path := filepath.Join(dir, MetadataFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	raw["extra"].(map[string]any)[ClampsKey] = map[string]any{"fc9": map[string]any{"min": 0, "max": 1}}
+	b, _ = json.Marshal(raw)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), MetadataFile) || !strings.Contains(err.Error(), "fc9") {
+		t.Errorf("corrupt clamps: %v", err)
+	}
+}
