@@ -46,6 +46,10 @@ type Hooks struct {
 	// (e.g. to flip weights and restore them).
 	BeforeStep func(globalStep int64) error
 	AfterStep  func(globalStep int64) error
+	// AfterBackward runs between a step's backward pass and the optimiser's
+	// update, only when the loss was finite (fault-aware training restores the
+	// clean weights here, so the update lands on them).
+	AfterBackward func(globalStep int64) error
 }
 
 // Start describes a run about to begin.
@@ -347,6 +351,11 @@ func step(a epochArgs, b *datasets.Batch) (res stepResult, ok bool, err error) {
 		}
 		if err := loss.Backward(); err != nil {
 			return res, false, err
+		}
+		if a.hooks.AfterBackward != nil {
+			if err := a.hooks.AfterBackward(*a.gstep); err != nil {
+				return res, false, err
+			}
 		}
 		if err := a.opt.Step(); err != nil {
 			return res, false, err

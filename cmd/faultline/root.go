@@ -63,6 +63,7 @@ neurons and faults, and hardens them.`,
 	root.AddCommand(a.berCommand())
 	root.AddCommand(a.evalCommand())
 	root.AddCommand(a.importanceCommand())
+	root.AddCommand(a.hardenCommand())
 	return root
 }
 

@@ -1,0 +1,120 @@
+package harden
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faultline/faultline/internal/testckpt"
+	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
+)
+
+func small(ckpt, out string) Options {
+	o := Defaults()
+	o.Checkpoint, o.Out, o.Device, o.Threads = ckpt, out, gotch.CPU, 1
+	o.ProfileImages, o.Epochs, o.PoolBudget, o.PoolImages = 300, 1, 120, 50
+	o.VFRatio, o.VFImages, o.BERs, o.BERTrials, o.BERImages = 0.2, 20, []float64{1e-3}, 3, 50
+	return o
+}
+
+func TestHardenEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model; skipped in -short mode")
+	}
+	ckpt := testckpt.Trained(t, 500)
+	out := filepath.Join(t.TempDir(), "hard")
+	var phases []string
+	o := small(ckpt, out)
+	o.OnPhase = func(p string) { phases = append(phases, p) }
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "accuracy before,vf before,ber before,profile clamps,importance search,fault-aware training,accuracy after,vf after,ber after"
+	if got := strings.Join(phases, ","); got != want {
+		t.Errorf("phases %s, want %s", got, want)
+	}
+	// report.json holds the contract's fields.
+	b, err := os.ReadFile(filepath.Join(out, ReportFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw["kind"] != ReportKind || raw["schema_version"] != float64(ReportSchema) {
+		t.Errorf("kind %v, schema %v", raw["kind"], raw["schema_version"])
+	}
+	for _, side := range []string{"before", "after"} {
+		s, ok := raw[side].(map[string]any)
+		if !ok {
+			t.Fatalf("report lacks %s", side)
+		}
+		for _, k := range []string{"clean_accuracy", "vf", "ber"} {
+			if _, ok := s[k]; !ok {
+				t.Errorf("%s lacks %s", side, k)
+			}
+		}
+		vf := s["vf"].(map[string]any)
+		if vf["kind"] != "faultline.vf" || vf["tail_check"] != true {
+			t.Errorf("%s vf: kind %v, tail check %v", side, vf["kind"], vf["tail_check"])
+		}
+		ber := s["ber"].(map[string]any)["0.001"].(map[string]any)
+		for _, k := range []string{"mean", "median", "p5", "catastrophic"} {
+			if _, ok := ber[k]; !ok {
+				t.Errorf("%s ber lacks %s", side, k)
+			}
+		}
+	}
+	// The hardened checkpoint loads with its clamps and recipe.
+	m, meta, err := model.Load(out, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Clamps()) != len(m.Sites()) || meta.Source != "harden" {
+		t.Errorf("hardened checkpoint: %d clamps for %d sites, source %q", len(m.Clamps()), len(m.Sites()), meta.Source)
+	}
+	if _, ok := meta.Extra[RecipeKey]; !ok {
+		t.Error("hardened checkpoint lacks the recipe")
+	}
+	f := rep.Recipe.FAT
+	if f == nil || f.Steps == 0 || f.Injected == 0 || f.Injected > f.Steps*int64(o.FaultsPerStep) {
+		t.Errorf("fault-aware training counts %+v", f)
+	}
+	if rep.Before.VF.MVF.Total == nil || rep.After.VF.MVF.Total == nil || rep.Change.MVFTotal == nil {
+		t.Fatal("no MVF totals")
+	}
+	t.Logf("clean %.3f -> %.3f, MVF total %.4f -> %.4f, BER 1e-3 mean %.3f -> %.3f; FAT %+v",
+		rep.Before.CleanAccuracy, rep.After.CleanAccuracy, *rep.Before.VF.MVF.Total, *rep.After.VF.MVF.Total,
+		rep.Before.BER["0.001"].Mean, rep.After.BER["0.001"].Mean, *f)
+	// Clamps bound every exponent-MSB flip's damage: the hardened model is less
+	// vulnerable by the very measure the report uses.
+	if *rep.After.VF.MVF.Total >= *rep.Before.VF.MVF.Total {
+		t.Errorf("MVF total did not fall: %.4f -> %.4f", *rep.Before.VF.MVF.Total, *rep.After.VF.MVF.Total)
+	}
+}
+
+func TestHardenRejectsBadOptions(t *testing.T) {
+	for _, c := range []struct {
+		edit func(*Options)
+		want string
+	}{
+		{func(o *Options) { o.Clamps, o.FAT = false, false }, "nothing to do"},
+		{func(o *Options) { o.FaultProb = 2 }, "fault probability 2"},
+		{func(o *Options) { o.Epochs = 0 }, "epochs 0"},
+		{func(o *Options) { o.BERs = []float64{0} }, "bit error rate 0"},
+		{func(o *Options) { o.VFRatio = 0 }, "vf ratio 0"},
+		{func(o *Options) { o.Checkpoint = "/nonexistent/ckpt" }, "/nonexistent/ckpt"},
+	} {
+		o := small("x", t.TempDir())
+		c.edit(&o)
+		if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want %q", err, c.want)
+		}
+	}
+}

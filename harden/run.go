@@ -1,0 +1,458 @@
+package harden
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/eval"
+	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/importance"
+	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+	"github.com/faultline/faultline/train"
+	"github.com/sugarme/gotch"
+)
+
+// Report kinds and files.
+const (
+	ReportKind   = "faultline.harden_report"
+	ReportSchema = 1
+	ReportFile   = "report.json"
+	// RecipeKey is the checkpoint metadata section with the hardening recipe.
+	RecipeKey = "harden"
+)
+
+// DefaultBERs are the bit error rates of the before/after comparison.
+var DefaultBERs = []float64{1e-7, 1e-6, 1e-5, 1e-4}
+
+// Options configure Run.
+type Options struct {
+	Checkpoint string
+	Dataset    string // default: the checkpoint's
+	DataDir    string
+	Device     gotch.Device
+	Threads    int
+	Out        string
+	Seed       int64
+
+	// Range restriction: clamp every conv and linear layer's output to its
+	// range on ProfileImages training images, widened by Margin (a share of
+	// the range's width).
+	Clamps        bool
+	ProfileImages int
+	Margin        float64
+
+	// Fault-aware fine-tuning for Epochs epochs at LRScale times the
+	// checkpoint's learning rate: each step carries, with probability
+	// FaultProb, FaultsPerStep transient weight flips, a PoolShare of them
+	// from the critical faults importance sampling finds (PoolBudget
+	// injections on PoolImages test images) and the rest fresh.
+	FAT           bool
+	Epochs        int
+	LRScale       float64
+	FaultProb     float64
+	FaultsPerStep int
+	PoolShare     float64
+	PoolBudget    int
+	PoolImages    int
+
+	// Verification, identical before and after: DeepVigor+ at VFRatio on
+	// VFImages test images with the tail check on, and BERTrials trials per
+	// bit error rate over all weight bits on BERImages test images.
+	VFRatio   float64
+	VFImages  int
+	BERs      []float64
+	BERTrials int
+	BERImages int
+
+	// OnPhase is called when a phase starts; OnProgress reports its progress.
+	OnPhase    func(phase string)
+	OnProgress func(phase string, done, total int64)
+}
+
+// Defaults returns the default options (the README's pipeline).
+func Defaults() Options {
+	return Options{Clamps: true, ProfileImages: 5000, FAT: true, Epochs: 2, LRScale: 0.1, FaultProb: 0.5, FaultsPerStep: 1,
+		PoolShare: 0.5, PoolBudget: 1000, PoolImages: 500, VFRatio: 0.1, VFImages: 100, BERs: DefaultBERs,
+		BERTrials: 100, BERImages: 1000, Seed: 1}
+}
+
+func (o *Options) check() error {
+	switch {
+	case o.Checkpoint == "":
+		return fmt.Errorf("harden: no checkpoint")
+	case o.Out == "":
+		return fmt.Errorf("harden: no output directory")
+	case !o.Clamps && !o.FAT:
+		return fmt.Errorf("harden: nothing to do: enable clamps, fault-aware training or both")
+	case o.Margin < 0:
+		return fmt.Errorf("harden: margin %g below 0", o.Margin)
+	case o.FAT && o.Epochs < 1:
+		return fmt.Errorf("harden: epochs %d: want at least 1", o.Epochs)
+	case o.FAT && !(o.LRScale > 0):
+		return fmt.Errorf("harden: lr scale %g: want > 0", o.LRScale)
+	case o.FAT && !(o.FaultProb >= 0 && o.FaultProb <= 1):
+		return fmt.Errorf("harden: fault probability %g outside [0, 1]", o.FaultProb)
+	case o.FAT && !(o.PoolShare >= 0 && o.PoolShare <= 1):
+		return fmt.Errorf("harden: pool share %g outside [0, 1]", o.PoolShare)
+	case o.FAT && o.FaultsPerStep < 1:
+		return fmt.Errorf("harden: faults per step %d: want at least 1", o.FaultsPerStep)
+	case !(o.VFRatio > 0 && o.VFRatio <= 1):
+		return fmt.Errorf("harden: vf ratio %g outside (0, 1]", o.VFRatio)
+	case o.BERTrials < 1:
+		return fmt.Errorf("harden: ber trials %d: want at least 1", o.BERTrials)
+	}
+	for _, b := range o.BERs {
+		if !(b > 0 && b <= 1) {
+			return fmt.Errorf("harden: bit error rate %g outside (0, 1]", b)
+		}
+	}
+	return nil
+}
+
+// Report is report.json.
+type Report struct {
+	Kind          string         `json:"kind"`
+	SchemaVersion int            `json:"schema_version"`
+	Checkpoint    string         `json:"checkpoint"`
+	Hardened      string         `json:"hardened"`
+	Recipe        Recipe         `json:"recipe"`
+	Before        Side           `json:"before"`
+	After         Side           `json:"after"`
+	Change        Change         `json:"change"`
+	Timing        Timing         `json:"timing"`
+	Software      model.Software `json:"software"`
+}
+
+// Recipe is what was done, also stored in the hardened checkpoint's metadata.
+type Recipe struct {
+	Clamps        model.Clamps `json:"clamps,omitempty"`
+	Margin        float64      `json:"margin"`
+	ProfileImages int          `json:"profile_images"`
+	FAT           *FATRecipe   `json:"fat,omitempty"`
+	Seed          int64        `json:"seed"`
+}
+
+// FATRecipe is the fault-aware fine-tuning that was run, with its counts.
+type FATRecipe struct {
+	Epochs        int     `json:"epochs"`
+	LR            float64 `json:"lr"`
+	FaultProb     float64 `json:"fault_prob"`
+	FaultsPerStep int     `json:"faults_per_step"`
+	PoolShare     float64 `json:"pool_share"`
+	PoolSize      int     `json:"pool_size"` // critical weight faults found
+	Steps         int64   `json:"steps"`
+	Injected      int64   `json:"faults_injected"`
+	FromPool      int64   `json:"faults_from_pool"`
+	SkippedSteps  int     `json:"skipped_steps"` // non-finite losses
+}
+
+// Side is one set of measurements.
+type Side struct {
+	CleanAccuracy float64             `json:"clean_accuracy"`
+	VF            *eval.VF            `json:"vf"`
+	BER           map[string]BERStats `json:"ber"`
+}
+
+// BERStats sums up the accuracy of one bit error rate's trials.
+type BERStats struct {
+	BER          float64 `json:"ber"`
+	Trials       int     `json:"trials"`
+	Mean         float64 `json:"mean"`
+	Median       float64 `json:"median"`
+	P5           float64 `json:"p5"`
+	Catastrophic float64 `json:"catastrophic"` // share of trials below 50% accuracy
+}
+
+// Change compares after with before.
+type Change struct {
+	// Relative reductions of the MVFs: (before - after) / before.
+	MVFTotal       *float64 `json:"mvf_total_reduction"`
+	MVFActivations *float64 `json:"mvf_activations_reduction"`
+	MVFWeights     *float64 `json:"mvf_weights_reduction"`
+	// CleanAccuracy is after minus before (a fraction).
+	CleanAccuracy float64 `json:"clean_accuracy"`
+}
+
+// Timing is wall time per phase, in seconds.
+type Timing struct {
+	Before float64 `json:"before_seconds"`
+	Harden float64 `json:"harden_seconds"`
+	After  float64 `json:"after_seconds"`
+	Total  float64 `json:"total_seconds"`
+}
+
+// Run hardens o.Checkpoint into o.Out and measures both.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	start := time.Now()
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("harden: %w", err)
+	}
+	if _, err := torch.SetThreads(o.Threads); err != nil {
+		return nil, err
+	}
+	rep := &Report{Kind: ReportKind, SchemaVersion: ReportSchema, Checkpoint: o.Checkpoint, Hardened: o.Out,
+		Software: model.CurrentSoftware()}
+	var err error
+	if rep.Before, err = measure(ctx, o, o.Checkpoint, filepath.Join(o.Out, "before")); err != nil {
+		return nil, err
+	}
+	tHarden := time.Now()
+	if rep.Recipe, err = harden(ctx, o); err != nil {
+		return nil, err
+	}
+	tAfter := time.Now()
+	if rep.After, err = measure(ctx, o, o.Out, filepath.Join(o.Out, "after")); err != nil {
+		return nil, err
+	}
+	rep.Change = change(rep.Before, rep.After)
+	rep.Timing = Timing{Before: tHarden.Sub(start).Seconds(), Harden: tAfter.Sub(tHarden).Seconds(),
+		After: time.Since(tAfter).Seconds(), Total: time.Since(start).Seconds()}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(o.Out, ReportFile), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func (o *Options) phase(name string) {
+	if o.OnPhase != nil {
+		o.OnPhase(name)
+	}
+}
+
+func (o *Options) progress(phase string) func(done, total int64) {
+	return func(done, total int64) {
+		if o.OnProgress != nil {
+			o.OnProgress(phase, done, total)
+		}
+	}
+}
+
+// measure takes a checkpoint's clean accuracy (whole test split), DeepVigor+
+// VFs and BER curve, writing the raw results under dir.
+func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
+	var s Side
+	o.phase("accuracy " + filepath.Base(dir))
+	ld, err := fault.LoadCheckpoint(ckpt, o.Dataset, o.DataDir, o.Device)
+	if err != nil {
+		return s, err
+	}
+	if s.CleanAccuracy, err = train.Evaluate(ld.Model, ld.Set, ld.Stats, 1000, o.Device, nil); err != nil {
+		return s, err
+	}
+	phase := "vf " + filepath.Base(dir)
+	o.phase(phase)
+	s.VF, err = eval.RunVF(ctx, eval.VFOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir, Device: o.Device,
+		Threads: o.Threads, Target: "both", Ratio: o.VFRatio, Images: o.VFImages, Semantics: deepvigor.Exact, TailCheck: "on",
+		Seed: o.Seed, Out: filepath.Join(dir, "vf"),
+		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})
+	if err != nil {
+		return s, err
+	}
+	phase = "ber " + filepath.Base(dir)
+	o.phase(phase)
+	curve, err := fault.RunBERCurve(ctx, fault.BERRunOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir,
+		Device: o.Device, Threads: o.Threads, Images: o.BERImages, Out: filepath.Join(dir, "ber"),
+		BER:        fault.BEROptions{BERs: o.BERs, Trials: o.BERTrials, Seed: o.Seed},
+		OnProgress: func(done, total int) { o.progress(phase)(int64(done), int64(total)) }})
+	if err != nil {
+		return s, err
+	}
+	s.BER = berStats(curve)
+	return s, nil
+}
+
+// berStats sums up a BER curve's trials per rate.
+func berStats(c *fault.BERCurve) map[string]BERStats {
+	out := map[string]BERStats{}
+	for pi, p := range c.Points {
+		var acc []float64
+		for _, t := range c.Trials {
+			if t.Point == pi {
+				acc = append(acc, t.Accuracy)
+			}
+		}
+		if len(acc) == 0 {
+			continue
+		}
+		slices.Sort(acc)
+		st := BERStats{BER: p.BER, Trials: len(acc), Median: quantile(acc, 0.5), P5: quantile(acc, 0.05)}
+		for _, a := range acc {
+			st.Mean += a / float64(len(acc))
+			if a < 0.5 {
+				st.Catastrophic += 1 / float64(len(acc))
+			}
+		}
+		out[strconv.FormatFloat(p.BER, 'g', -1, 64)] = st
+	}
+	return out
+}
+
+// quantile is the linear-interpolation quantile q of sorted xs.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 1 {
+		return xs[0]
+	}
+	h := q * float64(len(xs)-1)
+	i := int(math.Floor(h))
+	if i+1 >= len(xs) {
+		return xs[len(xs)-1]
+	}
+	return xs[i] + (h-float64(i))*(xs[i+1]-xs[i])
+}
+
+func change(b, a Side) Change {
+	c := Change{CleanAccuracy: a.CleanAccuracy - b.CleanAccuracy}
+	red := func(x, y *float64) *float64 {
+		if x == nil || y == nil || *x == 0 {
+			return nil
+		}
+		r := (*x - *y) / *x
+		return &r
+	}
+	if b.VF != nil && a.VF != nil {
+		c.MVFTotal = red(b.VF.MVF.Total, a.VF.MVF.Total)
+		c.MVFActivations = red(b.VF.MVF.Activations, a.VF.MVF.Activations)
+		c.MVFWeights = red(b.VF.MVF.Weights, a.VF.MVF.Weights)
+	}
+	return c
+}
+
+// harden builds the hardened checkpoint in o.Out.
+func harden(ctx context.Context, o Options) (Recipe, error) {
+	r := Recipe{Margin: o.Margin, Seed: o.Seed}
+	m, meta, err := model.Load(o.Checkpoint, o.Device)
+	if err != nil {
+		return r, err
+	}
+	cfg := configs.Default()
+	if len(meta.Config) > 0 {
+		if err := json.Unmarshal(meta.Config, &cfg); err != nil {
+			return r, fmt.Errorf("harden: %s: config: %w", o.Checkpoint, err)
+		}
+	}
+	if o.Dataset != "" {
+		cfg.Data.Dataset = o.Dataset
+	}
+	if o.DataDir != "" {
+		cfg.Data.Dir = o.DataDir
+	}
+	data, err := train.LoadData(cfg.Data)
+	if err != nil {
+		return r, err
+	}
+	if o.Clamps {
+		o.phase("profile clamps")
+		if r.Clamps, err = Profile(m, data.Train, data.Stats, o.ProfileImages, 500, o.Margin); err != nil {
+			return r, err
+		}
+		r.ProfileImages = min(o.ProfileImages, data.Train.Len())
+		if o.ProfileImages <= 0 {
+			r.ProfileImages = data.Train.Len()
+		}
+		if err := m.SetClamps(r.Clamps); err != nil {
+			return r, err
+		}
+	}
+	if o.FAT {
+		if r.FAT, err = fineTune(ctx, o, m, meta, cfg, data); err != nil {
+			return r, err
+		}
+	}
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return r, err
+	}
+	meta.Source = "harden"
+	meta.Extra = map[string]json.RawMessage{RecipeKey: rec}
+	meta.TestAccuracy, err = train.Evaluate(m, data.Test, data.Stats, 1000, o.Device, nil)
+	if err != nil {
+		return r, err
+	}
+	if err := m.Save(o.Out, meta); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// fineTune runs fault-aware training on m (with its clamps), after searching
+// critical weight faults with importance sampling on the clamped model.
+func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadata, cfg configs.Config, data *train.Data) (*FATRecipe, error) {
+	fr := &FATRecipe{Epochs: o.Epochs, LR: cfg.Train.LR * o.LRScale, FaultProb: o.FaultProb, FaultsPerStep: o.FaultsPerStep,
+		PoolShare: o.PoolShare}
+	var pool []fault.Fault
+	if o.PoolShare > 0 {
+		o.phase("importance search")
+		stage := filepath.Join(o.Out, "importance", "model")
+		if err := m.Save(stage, meta); err != nil {
+			return nil, err
+		}
+		isDir := filepath.Join(o.Out, "importance")
+		_, err := importance.Run(ctx, importance.Options{Checkpoint: stage, Dataset: o.Dataset, DataDir: o.DataDir,
+			Device: o.Device, Threads: o.Threads, Target: importance.Weights, Mode: importance.SearchMode,
+			Budget: o.PoolBudget, Tau: 0.05, Images: o.PoolImages, Alpha: 0.1, ScoreFloor: 1, Seed: o.Seed, Out: isDir,
+			OnProgress: func(phase string, done, total int64) { o.progress("importance search")(done, total) }})
+		if err != nil {
+			return nil, err
+		}
+		_ = os.RemoveAll(stage)
+		all, err := fault.ReadFaults(filepath.Join(isDir, importance.CriticalFile))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range all {
+			if f.Target == fault.Weight {
+				f.Outcome = nil
+				pool = append(pool, f)
+			}
+		}
+	}
+	fr.PoolSize = len(pool)
+	var inj *fault.Injector
+	if err := torch.Do(func() error {
+		var err error
+		inj, err = fault.NewInjector(m)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	f := &fat{inj: inj, rng: rand.New(rand.NewPCG(uint64(o.Seed), 0xfa7)), p: o.FaultProb, k: o.FaultsPerStep,
+		poolShare: o.PoolShare, pool: pool, sites: m.Sites()}
+	for _, s := range f.sites {
+		f.total += model.Numel(s.WeightShape)
+	}
+	c := cfg
+	c.Train.Epochs, c.Train.LR, c.Train.WarmupEpochs, c.Train.KeepBest = o.Epochs, fr.LR, 0, false
+	c.Runtime.Seed, c.Runtime.Threads = o.Seed, o.Threads
+	o.phase("fault-aware training")
+	total := int64(o.Epochs) * int64((data.Train.Len()+c.Train.BatchSize-1)/max(1, c.Train.BatchSize))
+	res, err := train.Run(ctx, train.Options{Config: c, Data: data, Device: o.Device, Model: m, Source: "harden",
+		Hooks: train.Hooks{BeforeStep: f.before, AfterBackward: f.after, AfterStep: f.after,
+			OnStep: func(s train.Step) { o.progress("fault-aware training")(s.GlobalStep+1, total) }}})
+	if err != nil {
+		return nil, err
+	}
+	fr.Steps, fr.Injected, fr.FromPool = f.Steps, f.Injected, f.FromPool
+	for _, e := range res.Epochs {
+		fr.SkippedSteps += e.SkippedSteps
+	}
+	return fr, nil
+}
