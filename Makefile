@@ -24,11 +24,13 @@ test: setup-test
 	$(GO) vet ./...
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
-# The main job on the embedded default: train LeNet-5 on Fashion-MNIST, then
-# measure the saved checkpoint's test accuracy.
+# The main job on the embedded default: train LeNet-5 on Fashion-MNIST, find its
+# critical weight faults by importance sampling, harden it (range restriction and
+# fault-aware training) and print the before/after table.
 demo: build
-	$(BIN) train --preset lenet5-fashion --out $(DEMO_DIR)
-	$(BIN) test --checkpoint $(DEMO_DIR)
+	$(BIN) train --preset lenet5-fashion --out $(DEMO_DIR)/lenet5
+	$(BIN) importance --checkpoint $(DEMO_DIR)/lenet5 --target weights --budget 1000 --out $(DEMO_DIR)/importance
+	$(BIN) harden --checkpoint $(DEMO_DIR)/lenet5 --out $(DEMO_DIR)/lenet5-hardened
 
 soak: setup
 	FAULTLINE_SOAK=1 $(GO) test -timeout 60m -run Soak -v ./...

@@ -29,7 +29,12 @@ func TestHardenEndToEnd(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "hard")
 	var phases []string
 	o := small(ckpt, out)
-	o.OnPhase = func(p string) { phases = append(phases, p) }
+	o.Ablation = true
+	o.OnPhase = func(p string) {
+		if !strings.HasPrefix(p, "ablation") {
+			phases = append(phases, p)
+		}
+	}
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +97,18 @@ func TestHardenEndToEnd(t *testing.T) {
 	t.Logf("clean %.3f -> %.3f, MVF total %.4f -> %.4f, BER 1e-3 mean %.3f -> %.3f; FAT %+v",
 		rep.Before.CleanAccuracy, rep.After.CleanAccuracy, *rep.Before.VF.MVF.Total, *rep.After.VF.MVF.Total,
 		rep.Before.BER["0.001"].Mean, rep.After.BER["0.001"].Mean, *f)
+	if len(rep.Ablation) != 3 || rep.Ablation[0].Variant != "both" || rep.Ablation[1].Variant != "clamps" || rep.Ablation[2].Variant != "fat" {
+		t.Fatalf("ablation rows %+v", rep.Ablation)
+	}
+	for _, row := range rep.Ablation[1:] {
+		m, _, err := model.Load(row.Checkpoint, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (len(m.Clamps()) > 0) != (row.Variant == "clamps") || row.After.VF == nil {
+			t.Errorf("ablation %s: %d clamps", row.Variant, len(m.Clamps()))
+		}
+	}
 	// Clamps bound every exponent-MSB flip's damage: the hardened model is less
 	// vulnerable by the very measure the report uses.
 	if *rep.After.VF.MVF.Total >= *rep.Before.VF.MVF.Total {

@@ -76,6 +76,11 @@ type Options struct {
 	BERTrials int
 	BERImages int
 
+	// Ablation also hardens with clamps only and with fault-aware training
+	// only (into Out/ablation/...), measures both the same way, and reports the
+	// three side by side.
+	Ablation bool
+
 	// OnPhase is called when a phase starts; OnProgress reports its progress.
 	OnPhase    func(phase string)
 	OnProgress func(phase string, done, total int64)
@@ -123,16 +128,19 @@ func (o *Options) check() error {
 
 // Report is report.json.
 type Report struct {
-	Kind          string         `json:"kind"`
-	SchemaVersion int            `json:"schema_version"`
-	Checkpoint    string         `json:"checkpoint"`
-	Hardened      string         `json:"hardened"`
-	Recipe        Recipe         `json:"recipe"`
-	Before        Side           `json:"before"`
-	After         Side           `json:"after"`
-	Change        Change         `json:"change"`
-	Timing        Timing         `json:"timing"`
-	Software      model.Software `json:"software"`
+	Kind          string `json:"kind"`
+	SchemaVersion int    `json:"schema_version"`
+	Checkpoint    string `json:"checkpoint"`
+	Hardened      string `json:"hardened"`
+	Recipe        Recipe `json:"recipe"`
+	Before        Side   `json:"before"`
+	After         Side   `json:"after"`
+	Change        Change `json:"change"`
+	// Ablation compares clamps only, fault-aware training only and both (with
+	// Options.Ablation).
+	Ablation []AblationRow  `json:"ablation,omitempty"`
+	Timing   Timing         `json:"timing"`
+	Software model.Software `json:"software"`
 }
 
 // Recipe is what was done, also stored in the hardened checkpoint's metadata.
@@ -185,6 +193,14 @@ type Change struct {
 	CleanAccuracy float64 `json:"clean_accuracy"`
 }
 
+// AblationRow is one hardening variant's after-measurements.
+type AblationRow struct {
+	Variant    string `json:"variant"` // clamps, fat or both
+	Checkpoint string `json:"checkpoint"`
+	After      Side   `json:"after"`
+	Change     Change `json:"change"`
+}
+
 // Timing is wall time per phase, in seconds.
 type Timing struct {
 	Before float64 `json:"before_seconds"`
@@ -220,6 +236,32 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Change = change(rep.Before, rep.After)
+	if o.Ablation {
+		rep.Ablation = append(rep.Ablation, AblationRow{Variant: variant(o), Checkpoint: o.Out, After: rep.After, Change: rep.Change})
+		for _, v := range []struct {
+			name        string
+			clamps, fat bool
+		}{{"clamps", true, false}, {"fat", false, true}} {
+			if v.clamps == o.Clamps && v.fat == o.FAT {
+				continue
+			}
+			vo := o
+			vo.Clamps, vo.FAT = v.clamps, v.fat
+			vo.Out = filepath.Join(o.Out, "ablation", v.name)
+			vo.OnPhase = func(p string) { o.phase("ablation " + v.name + ": " + p) }
+			if err := os.MkdirAll(vo.Out, 0o755); err != nil {
+				return nil, fmt.Errorf("harden: %w", err)
+			}
+			if _, err := harden(ctx, vo); err != nil {
+				return nil, err
+			}
+			after, err := measure(ctx, vo, vo.Out, filepath.Join(vo.Out, "after"))
+			if err != nil {
+				return nil, err
+			}
+			rep.Ablation = append(rep.Ablation, AblationRow{Variant: v.name, Checkpoint: vo.Out, After: after, Change: change(rep.Before, after)})
+		}
+	}
 	rep.Timing = Timing{Before: tHarden.Sub(start).Seconds(), Harden: tAfter.Sub(tHarden).Seconds(),
 		After: time.Since(tAfter).Seconds(), Total: time.Since(start).Seconds()}
 	b, err := json.MarshalIndent(rep, "", "  ")
@@ -230,6 +272,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// variant names what o does: clamps, fat or both.
+func variant(o Options) string {
+	switch {
+	case o.Clamps && o.FAT:
+		return "both"
+	case o.Clamps:
+		return "clamps"
+	}
+	return "fat"
 }
 
 func (o *Options) phase(name string) {

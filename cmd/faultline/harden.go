@@ -111,6 +111,7 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 	f.IntVar(&o.BERTrials, "ber-trials", o.BERTrials, "trials per bit error rate")
 	f.IntVar(&o.BERImages, "ber-images", o.BERImages, "test images of each BER trial")
 	f.Int64Var(&o.Seed, "seed", o.Seed, "seed of every random choice")
+	f.BoolVar(&o.Ablation, "ablation", false, "also harden with clamps only and with fault-aware training only, and compare the three (about three times longer)")
 	addRuntimeFlags(f, &o.Threads, &device)
 	addDataFlags(f, &o.Dataset, &o.DataDir)
 	f.BoolVar(&asJSON, "json", false, "print report.json to stdout instead of the table")
@@ -151,6 +152,24 @@ func printHarden(a *app, r *harden.Report) {
 		fmt.Fprintf(w, "%-28s %11.2f%% %11.2f%%\n", "BER "+k+" mean accuracy", 100*b.Mean, 100*af.Mean)
 		fmt.Fprintf(w, "%-28s %11.2f%% %11.2f%%\n", "BER "+k+" p5 accuracy", 100*b.P5, 100*af.P5)
 		fmt.Fprintf(w, "%-28s %11.1f%% %11.1f%%\n", "BER "+k+" catastrophic", 100*b.Catastrophic, 100*af.Catastrophic)
+	}
+	if len(r.Ablation) > 0 {
+		fmt.Fprintf(w, "ablation (after):\n%-10s %10s %12s", "variant", "clean", "MVF total")
+		for _, k := range keys {
+			fmt.Fprintf(w, " %14s", "BER "+k)
+		}
+		fmt.Fprintln(w)
+		for _, row := range r.Ablation {
+			var mvf *float64
+			if row.After.VF != nil {
+				mvf = row.After.VF.MVF.Total
+			}
+			fmt.Fprintf(w, "%-10s %9.2f%% %12s", row.Variant, 100*row.After.CleanAccuracy, pct(mvf))
+			for _, k := range keys {
+				fmt.Fprintf(w, " %13.2f%%", 100*row.After.BER[k].Mean)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	if c := r.Change.MVFTotal; c != nil {
 		fmt.Fprintf(w, "MVF total reduced by %.1f%%; clean accuracy %+.2f pp\n", 100**c, 100*r.Change.CleanAccuracy)
