@@ -148,7 +148,7 @@ func TestStartsWithUnwritableHome(t *testing.T) {
 }
 
 func TestHelpForEveryCommand(t *testing.T) {
-	for _, c := range [][]string{{"--help"}, {"train", "--help"}, {"test", "--help"}, {"import", "--help"}, {"config", "show", "--help"}, {"version", "--help"}, {"inject", "--help"}, {"merge", "--help"}} {
+	for _, c := range [][]string{{"--help"}, {"train", "--help"}, {"test", "--help"}, {"import", "--help"}, {"config", "show", "--help"}, {"version", "--help"}, {"inject", "--help"}, {"merge", "--help"}, {"importance", "--help"}, {"harden", "--help"}, {"eval", "vf", "--help"}} {
 		out, errs, code := cli(t, c...)
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%v: %d %s %s", c, code, out, errs)
@@ -198,5 +198,51 @@ func TestPyTorchAccuracyOfExportedNPZ(t *testing.T) {
 	}
 	if goRes != pyRes {
 		t.Errorf("faultline test %+v, PyTorch on model.npz %+v", goRes, pyRes)
+	}
+	// With range restriction in model.json (tight enough to change predictions),
+	// PyTorch applying the clamps as the README documents gives faultline's
+	// accuracy again.
+	meta := filepath.Join(ckpt, "model.json")
+	b, err := os.ReadFile(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	raw["extra"] = map[string]any{"clamps": map[string]any{"conv1": map[string]any{"min": -0.3, "max": 0.3},
+		"fc1": map[string]any{"min": -1, "max": 1}}}
+	if b, err = json.Marshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(meta, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = cli(t, "test", "--checkpoint", ckpt, "--json", "--limit", "2000")
+	if code != 0 {
+		t.Fatalf("test (clamped) failed: %s", errs)
+	}
+	clamped := goRes
+	if err := json.Unmarshal([]byte(out), &clamped); err != nil {
+		t.Fatal(err)
+	}
+	py, err = exec.Command("/usr/bin/python3", filepath.Join("..", "..", "model", "testdata", "pytorch_zoo.py"),
+		"accuracy", ckpt, "--limit", "2000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pytorch_zoo.py accuracy (clamped): %v\n%s", err, py)
+	}
+	var pyClamped struct {
+		Accuracy float64 `json:"accuracy"`
+		Images   int     `json:"images"`
+	}
+	if err := json.Unmarshal(py, &pyClamped); err != nil {
+		t.Fatalf("pytorch_zoo.py printed %q: %v", py, err)
+	}
+	if clamped.Accuracy == goRes.Accuracy {
+		t.Errorf("the clamps did not change the accuracy (%v): the check cannot tell", clamped.Accuracy)
+	}
+	if clamped.Accuracy != pyClamped.Accuracy || clamped.Images != pyClamped.Images {
+		t.Errorf("clamped: faultline test %+v, PyTorch with the clamps %+v", clamped, pyClamped)
 	}
 }

@@ -267,6 +267,12 @@ def cmd_accuracy(a):
         sd = {k: torch.from_numpy(z[k]) for k in z.files}
     model.load_state_dict(sd, strict=True)
     model.eval()
+    # A hardened checkpoint's range restriction: clamp each listed layer's output.
+    clamps = (meta.get("extra") or {}).get("clamps") or {}
+    modules = dict(model.named_modules())
+    for name, b in clamps.items():
+        lo, hi = float(b["min"]), float(b["max"])
+        modules[name].register_forward_hook(lambda m, i, o, lo=lo, hi=hi: o.clamp(lo, hi))
     prefix = "t10k" if a.split == "test" else "train"
     images = read_idx(find_idx(a.data_dir, prefix + "-images-idx3-ubyte"), 3)
     labels = read_idx(find_idx(a.data_dir, prefix + "-labels-idx1-ubyte"), 1)
