@@ -9,6 +9,7 @@ type Config struct {
 	Data    DataConfig    `mapstructure:"data" yaml:"data" json:"data"`
 	Train   TrainConfig   `mapstructure:"train" yaml:"train" json:"train"`
 	Runtime RuntimeConfig `mapstructure:"runtime" yaml:"runtime" json:"runtime"`
+	Harden  HardenConfig  `mapstructure:"harden" yaml:"harden" json:"harden"`
 }
 
 // ModelConfig selects the network and its shape (keys model.*).
@@ -85,6 +86,39 @@ type RuntimeConfig struct {
 	Threads int `mapstructure:"threads" yaml:"threads" json:"threads"`
 	// Device is DeviceCPU or DeviceCUDA.
 	Device string `mapstructure:"device" yaml:"device" json:"device"`
+}
+
+// HardenConfig is the hardening recipe of faultline harden and its
+// before/after measurements (keys harden.*).
+type HardenConfig struct {
+	// Clamps turns on range restriction: layer outputs clamped to their range on
+	// ProfileImages training images (0 = all), widened by Margin times the
+	// range's width.
+	Clamps        bool    `mapstructure:"clamps" yaml:"clamps" json:"clamps"`
+	ProfileImages int     `mapstructure:"profile_images" yaml:"profile_images" json:"profile_images"`
+	Margin        float64 `mapstructure:"margin" yaml:"margin" json:"margin"`
+	// FAT turns on fault-aware fine-tuning: Epochs epochs at LRScale times the
+	// checkpoint's learning rate; a step carries FaultsPerStep transient weight
+	// flips with probability FaultProb, a PoolShare of them from the critical
+	// faults importance sampling finds (PoolBudget injections on PoolImages
+	// test images).
+	FAT           bool    `mapstructure:"fat" yaml:"fat" json:"fat"`
+	Epochs        int     `mapstructure:"epochs" yaml:"epochs" json:"epochs"`
+	LRScale       float64 `mapstructure:"lr_scale" yaml:"lr_scale" json:"lr_scale"`
+	FaultProb     float64 `mapstructure:"fault_prob" yaml:"fault_prob" json:"fault_prob"`
+	FaultsPerStep int     `mapstructure:"faults_per_step" yaml:"faults_per_step" json:"faults_per_step"`
+	PoolShare     float64 `mapstructure:"pool_share" yaml:"pool_share" json:"pool_share"`
+	PoolBudget    int     `mapstructure:"pool_budget" yaml:"pool_budget" json:"pool_budget"`
+	PoolImages    int     `mapstructure:"pool_images" yaml:"pool_images" json:"pool_images"`
+	// VFRatio and VFImages set the DeepVigor+ measurement; BER, BERTrials and
+	// BERImages the accuracy under bit error rates.
+	VFRatio   float64   `mapstructure:"vf_ratio" yaml:"vf_ratio" json:"vf_ratio"`
+	VFImages  int       `mapstructure:"vf_images" yaml:"vf_images" json:"vf_images"`
+	BER       []float64 `mapstructure:"ber" yaml:"ber" json:"ber"`
+	BERTrials int       `mapstructure:"ber_trials" yaml:"ber_trials" json:"ber_trials"`
+	BERImages int       `mapstructure:"ber_images" yaml:"ber_images" json:"ber_images"`
+	// Ablation also runs clamps only and fault-aware training only.
+	Ablation bool `mapstructure:"ablation" yaml:"ablation" json:"ablation"`
 }
 
 // Allowed values of model.arch.

@@ -86,6 +86,41 @@ func (r RuntimeConfig) Validate() error {
 	return ch.err()
 }
 
+// Validate checks the harden section.
+func (h HardenConfig) Validate() error {
+	var ch checker
+	ch.atLeast("harden.profile_images", h.ProfileImages, 0)
+	unit := func(key string, v float64, open bool) {
+		if !(v >= 0 && v <= 1) || (open && v == 0) {
+			lo := "["
+			if open {
+				lo = "("
+			}
+			ch.fail(key, "%g is outside %s0, 1]", v, lo)
+		}
+	}
+	if h.Margin < 0 {
+		ch.fail("harden.margin", "%g is below 0", h.Margin)
+	}
+	ch.atLeast("harden.epochs", h.Epochs, 1)
+	if !(h.LRScale > 0) {
+		ch.fail("harden.lr_scale", "%g is not above 0", h.LRScale)
+	}
+	unit("harden.fault_prob", h.FaultProb, false)
+	ch.atLeast("harden.faults_per_step", h.FaultsPerStep, 1)
+	unit("harden.pool_share", h.PoolShare, false)
+	ch.atLeast("harden.pool_budget", h.PoolBudget, 1)
+	ch.atLeast("harden.pool_images", h.PoolImages, 1)
+	unit("harden.vf_ratio", h.VFRatio, true)
+	ch.atLeast("harden.vf_images", h.VFImages, 1)
+	for i, b := range h.BER {
+		unit(fmt.Sprintf("harden.ber[%d]", i), b, true)
+	}
+	ch.atLeast("harden.ber_trials", h.BERTrials, 1)
+	ch.atLeast("harden.ber_images", h.BERImages, 1)
+	return ch.err()
+}
+
 // checker collects the problems of one section.
 type checker struct{ errs []error }
 

@@ -33,9 +33,6 @@ const (
 	RecipeKey = "harden"
 )
 
-// DefaultBERs are the bit error rates of the before/after comparison.
-var DefaultBERs = []float64{1e-7, 1e-6, 1e-5, 1e-4}
-
 // Options configure Run.
 type Options struct {
 	Checkpoint string
@@ -86,11 +83,21 @@ type Options struct {
 	OnProgress func(phase string, done, total int64)
 }
 
-// Defaults returns the default options (the README's pipeline).
+// Defaults returns the default options: the default preset's harden section
+// (the README's pipeline).
 func Defaults() Options {
-	return Options{Clamps: true, ProfileImages: 5000, FAT: true, Epochs: 2, LRScale: 0.1, FaultProb: 0.5, FaultsPerStep: 1,
-		PoolShare: 0.5, PoolBudget: 1000, PoolImages: 500, VFRatio: 0.1, VFImages: 100, BERs: DefaultBERs,
-		BERTrials: 100, BERImages: 1000, Seed: 1}
+	c := configs.Default()
+	o := FromConfig(c.Harden)
+	o.Seed = c.Runtime.Seed
+	return o
+}
+
+// FromConfig returns the options a harden config section sets.
+func FromConfig(h configs.HardenConfig) Options {
+	return Options{Clamps: h.Clamps, ProfileImages: h.ProfileImages, Margin: h.Margin, FAT: h.FAT, Epochs: h.Epochs,
+		LRScale: h.LRScale, FaultProb: h.FaultProb, FaultsPerStep: h.FaultsPerStep, PoolShare: h.PoolShare,
+		PoolBudget: h.PoolBudget, PoolImages: h.PoolImages, VFRatio: h.VFRatio, VFImages: h.VFImages,
+		BERs: slices.Clone(h.BER), BERTrials: h.BERTrials, BERImages: h.BERImages, Ablation: h.Ablation}
 }
 
 func (o *Options) check() error {

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/faultline/faultline/configs"
 	"github.com/faultline/faultline/harden"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/spf13/cobra"
@@ -15,10 +15,12 @@ import (
 
 func (a *app) hardenCommand() *cobra.Command {
 	var (
-		device, bers string
+		o            harden.Options
+		device, file string
 		asJSON       bool
+		keys         = map[string]string{}
 	)
-	o := harden.Defaults()
+	def := harden.Defaults()
 	cmd := &cobra.Command{
 		Use:   "harden --checkpoint DIR --out DIR2",
 		Short: "Harden a checkpoint (range restriction and fault-aware training) and measure it before and after",
@@ -38,11 +40,15 @@ func (a *app) hardenCommand() *cobra.Command {
    model, the rest fresh), restored before the update.
 4. After: the same measurements on the saved hardened checkpoint.
 
+The recipe comes from the harden.* keys of the default preset, then --config
+FILE, then FAULTLINE_HARDEN_* variables, then these flags.
+
 Writes the hardened checkpoint (model.ot, model.npz, model.json with the recipe
 and bounds) and DIR2/report.json (kind faultline.harden_report: before, after,
 change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 		Example: `  faultline harden --checkpoint runs/lenet5 --out runs/lenet5-hard
-  faultline harden --checkpoint runs/lenet5 --fat=false --out runs/lenet5-clamps`,
+  faultline harden --checkpoint runs/lenet5 --fat=false --out runs/lenet5-clamps
+  faultline harden --checkpoint runs/lenet5 --config harden.yaml --out runs/lenet5-hard`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Checkpoint == "" {
@@ -51,35 +57,31 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 			if o.Out == "" {
 				return fmt.Errorf("harden: --out DIR is required")
 			}
-			var err error
-			if o.Device, err = torch.ParseDevice(device); err != nil {
+			cfg, err := configs.Load(configs.Source{File: file, Env: configEnv(), Flags: cmd.Flags(), FlagKeys: keys})
+			if err != nil {
 				return err
 			}
-			o.BERs = nil
-			for _, s := range strings.Split(bers, ",") {
-				v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-				if err != nil {
-					return fmt.Errorf("harden: --ber %q: %w", s, err)
-				}
-				o.BERs = append(o.BERs, v)
+			r := harden.FromConfig(cfg.Harden)
+			r.Checkpoint, r.Out, r.Dataset, r.DataDir, r.Threads, r.Seed = o.Checkpoint, o.Out, o.Dataset, o.DataDir, o.Threads, cfg.Runtime.Seed
+			if r.Device, err = torch.ParseDevice(device); err != nil {
+				return err
 			}
 			update, finish := a.phaseBars(func(phase string) string {
-				if strings.HasPrefix(phase, "ber") {
+				switch {
+				case strings.Contains(phase, "ber"):
 					return "trials"
-				}
-				if strings.HasPrefix(phase, "fault-aware") {
+				case strings.Contains(phase, "fault-aware"):
 					return "steps"
-				}
-				if strings.HasPrefix(phase, "importance") {
+				case strings.Contains(phase, "importance"):
 					return "faults"
 				}
 				return "targets"
 			})
-			o.OnProgress = update
+			r.OnProgress = update
 			if !a.quiet {
-				o.OnPhase = func(p string) { fmt.Fprintf(a.stderr, "harden: %s\n", p) }
+				r.OnPhase = func(p string) { fmt.Fprintf(a.stderr, "harden: %s\n", p) }
 			}
-			rep, err := harden.Run(cmd.Context(), o)
+			rep, err := harden.Run(cmd.Context(), r)
 			finish()
 			if err != nil {
 				return err
@@ -94,24 +96,44 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint directory (from train or import)")
 	f.StringVar(&o.Out, "out", "", "output directory: the hardened checkpoint and report.json")
-	f.BoolVar(&o.Clamps, "clamps", o.Clamps, "range restriction: clamp layer outputs to their profiled range")
-	f.IntVar(&o.ProfileImages, "profile-images", o.ProfileImages, "training images the clamp bounds are profiled on (0 = all)")
-	f.Float64Var(&o.Margin, "margin", o.Margin, "widen each bound by this share of the range's width")
-	f.BoolVar(&o.FAT, "fat", o.FAT, "fault-aware fine-tuning")
-	f.IntVar(&o.Epochs, "epochs", o.Epochs, "fault-aware training epochs")
-	f.Float64Var(&o.LRScale, "lr-scale", o.LRScale, "fine-tuning learning rate, as a share of the checkpoint's")
-	f.Float64Var(&o.FaultProb, "fault-prob", o.FaultProb, "probability that a training step carries faults")
-	f.IntVar(&o.FaultsPerStep, "faults-per-step", o.FaultsPerStep, "transient weight bit flips per faulty step")
-	f.Float64Var(&o.PoolShare, "pool-share", o.PoolShare, "share of the faults taken from the critical pool (0 = no importance search)")
-	f.IntVar(&o.PoolBudget, "pool-budget", o.PoolBudget, "importance-sampling injections that build the critical pool")
-	f.IntVar(&o.PoolImages, "pool-images", o.PoolImages, "test images the critical pool is searched on")
-	f.Float64Var(&o.VFRatio, "vf-ratio", o.VFRatio, "DeepVigor+ channel sampling ratio of the before/after measurements")
-	f.IntVar(&o.VFImages, "vf-images", o.VFImages, "DeepVigor+ images")
-	f.StringVar(&bers, "ber", "1e-7,1e-6,1e-5,1e-4", "comma-separated bit error rates over all weight bits")
-	f.IntVar(&o.BERTrials, "ber-trials", o.BERTrials, "trials per bit error rate")
-	f.IntVar(&o.BERImages, "ber-images", o.BERImages, "test images of each BER trial")
-	f.Int64Var(&o.Seed, "seed", o.Seed, "seed of every random choice")
-	f.BoolVar(&o.Ablation, "ablation", false, "also harden with clamps only and with fault-aware training only, and compare the three (about three times longer)")
+	f.StringVar(&file, "config", "", "YAML file with harden.* keys (FAULTLINE_HARDEN_* variables and flags override it)")
+	key := func(name, k string) { keys[name] = k }
+	f.Bool("clamps", def.Clamps, "range restriction: clamp layer outputs to their profiled range")
+	key("clamps", "harden.clamps")
+	f.Int("profile-images", def.ProfileImages, "training images the clamp bounds are profiled on (0 = all)")
+	key("profile-images", "harden.profile_images")
+	f.Float64("margin", def.Margin, "widen each bound by this share of the range's width")
+	key("margin", "harden.margin")
+	f.Bool("fat", def.FAT, "fault-aware fine-tuning")
+	key("fat", "harden.fat")
+	f.Int("epochs", def.Epochs, "fault-aware training epochs")
+	key("epochs", "harden.epochs")
+	f.Float64("lr-scale", def.LRScale, "fine-tuning learning rate, as a share of the checkpoint's")
+	key("lr-scale", "harden.lr_scale")
+	f.Float64("fault-prob", def.FaultProb, "probability that a training step carries faults")
+	key("fault-prob", "harden.fault_prob")
+	f.Int("faults-per-step", def.FaultsPerStep, "transient weight bit flips per faulty step")
+	key("faults-per-step", "harden.faults_per_step")
+	f.Float64("pool-share", def.PoolShare, "share of the faults taken from the critical pool (0 = no importance search)")
+	key("pool-share", "harden.pool_share")
+	f.Int("pool-budget", def.PoolBudget, "importance-sampling injections that build the critical pool")
+	key("pool-budget", "harden.pool_budget")
+	f.Int("pool-images", def.PoolImages, "test images the critical pool is searched on")
+	key("pool-images", "harden.pool_images")
+	f.Float64("vf-ratio", def.VFRatio, "DeepVigor+ channel sampling ratio of the before/after measurements")
+	key("vf-ratio", "harden.vf_ratio")
+	f.Int("vf-images", def.VFImages, "DeepVigor+ images")
+	key("vf-images", "harden.vf_images")
+	f.String("ber", "1e-7,1e-6,1e-5,1e-4", "comma-separated bit error rates over all weight bits")
+	key("ber", "harden.ber")
+	f.Int("ber-trials", def.BERTrials, "trials per bit error rate")
+	key("ber-trials", "harden.ber_trials")
+	f.Int("ber-images", def.BERImages, "test images of each BER trial")
+	key("ber-images", "harden.ber_images")
+	f.Bool("ablation", def.Ablation, "also harden with clamps only and with fault-aware training only, and compare the three (about three times longer)")
+	key("ablation", "harden.ablation")
+	f.Int64("seed", def.Seed, "seed of every random choice")
+	key("seed", "runtime.seed")
 	addRuntimeFlags(f, &o.Threads, &device)
 	addDataFlags(f, &o.Dataset, &o.DataDir)
 	f.BoolVar(&asJSON, "json", false, "print report.json to stdout instead of the table")
