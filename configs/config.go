@@ -97,6 +97,9 @@ type HardenConfig struct {
 	Clamps        bool    `mapstructure:"clamps" yaml:"clamps" json:"clamps"`
 	ProfileImages int     `mapstructure:"profile_images" yaml:"profile_images" json:"profile_images"`
 	Margin        float64 `mapstructure:"margin" yaml:"margin" json:"margin"`
+	// WeightClamps clamps every conv and linear layer's weights, as forward
+	// passes read them, to the range of the final (hardened) weights.
+	WeightClamps bool `mapstructure:"weight_clamps" yaml:"weight_clamps" json:"weight_clamps"`
 	// FAT turns on fault-aware fine-tuning: Epochs epochs at LRScale times the
 	// checkpoint's learning rate; a step carries FaultsPerStep transient weight
 	// flips with probability FaultProb, a PoolShare of them from the critical

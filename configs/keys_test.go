@@ -15,7 +15,7 @@ func TestKeys(t *testing.T) {
 		"train.momentum", "train.nesterov", "train.weight_decay", "train.schedule", "train.step_size",
 		"train.gamma", "train.warmup_epochs", "train.label_smoothing", "train.keep_best",
 		"runtime.seed", "runtime.threads", "runtime.device",
-		"harden.clamps", "harden.profile_images", "harden.margin", "harden.fat", "harden.epochs",
+		"harden.clamps", "harden.profile_images", "harden.margin", "harden.weight_clamps", "harden.fat", "harden.epochs",
 		"harden.lr_scale", "harden.fault_prob", "harden.faults_per_step", "harden.pool_share",
 		"harden.pool_budget", "harden.pool_images", "harden.vf_ratio", "harden.vf_images", "harden.ber",
 		"harden.ber_trials", "harden.ber_images", "harden.ablation",

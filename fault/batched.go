@@ -313,7 +313,7 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Faul
 		before := host[f.Index[0]]
 		after := f.Corrupt(before)
 		record(f, before, after)
-		dw[n] = after - before
+		dw[n] = inj.effective(name, after) - before
 	}
 	outPer := model.Numel(s.OutShape)
 	if s.Kind == model.Linear {

@@ -2,6 +2,7 @@ package fault
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/internal/torch"
@@ -61,6 +62,7 @@ type Injector struct {
 	names []string
 	host  map[string][]float32 // golden parameter values by state_dict name
 	foot  map[int]*reach       // how lead outputs reach the next stage (lead.go)
+	wb    model.Clamps         // the model's weight clamps, by site
 	// BatchSize is the number of samples (fault x image pairs) per batched forward
 	// pass, and of images per reference forward pass.
 	BatchSize int
@@ -70,7 +72,8 @@ type Injector struct {
 // golden values every fault starts from). Call it on the torch thread, after the
 // weights are final.
 func NewInjector(m *model.Model) (*Injector, error) {
-	inj := &Injector{m: m, sites: map[string]model.Site{}, names: m.SiteNames(), host: map[string][]float32{}, BatchSize: 1000}
+	inj := &Injector{m: m, sites: map[string]model.Site{}, names: m.SiteNames(), host: map[string][]float32{}, BatchSize: 1000,
+		wb: m.WeightClamps()}
 	for _, s := range m.Sites() {
 		inj.sites[s.Name] = s
 		names := []string{s.Weight()}
@@ -88,8 +91,31 @@ func NewInjector(m *model.Model) (*Injector, error) {
 			}
 			inj.host[n] = v
 		}
+		// Batched weight faults take the clean weights as the golden ones, which
+		// holds when the clamps contain them.
+		if b, ok := inj.wb[s.Name]; ok {
+			for _, x := range inj.host[s.Weight()] {
+				if x < b.Min || x > b.Max {
+					return nil, fmt.Errorf("fault: %s: weight %g lies outside its clamps [%g, %g] (weights changed after the clamps were set)", s.Name, x, b.Min, b.Max)
+				}
+			}
+		}
 	}
 	return inj, nil
+}
+
+// effective is the value a forward pass uses for weight value v of param name:
+// v clamped to the site's weight clamps, if any (NaN stays NaN, as in torch).
+func (inj *Injector) effective(name string, v float32) float32 {
+	site, param, ok := strings.Cut(name, ".weight")
+	if !ok || param != "" {
+		return v
+	}
+	b, ok := inj.wb[site]
+	if !ok || v != v {
+		return v
+	}
+	return min(max(v, b.Min), b.Max)
 }
 
 // Model is the model the injector works on.

@@ -39,7 +39,7 @@ func TestHardenEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "accuracy before,vf before,ber before,profile clamps,importance search,fault-aware training,accuracy after,vf after,ber after"
+	want := "accuracy before,vf before,ber before,profile clamps,importance search,fault-aware training,weight clamps,accuracy after,vf after,ber after"
 	if got := strings.Join(phases, ","); got != want {
 		t.Errorf("phases %s, want %s", got, want)
 	}
@@ -121,7 +121,7 @@ func TestHardenRejectsBadOptions(t *testing.T) {
 		edit func(*Options)
 		want string
 	}{
-		{func(o *Options) { o.Clamps, o.FAT = false, false }, "nothing to do"},
+		{func(o *Options) { o.Clamps, o.FAT, o.WeightClamps = false, false, false }, "nothing to do"},
 		{func(o *Options) { o.FaultProb = 2 }, "fault probability 2"},
 		{func(o *Options) { o.Epochs = 0 }, "epochs 0"},
 		{func(o *Options) { o.BERs = []float64{0} }, "bit error rate 0"},

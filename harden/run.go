@@ -49,6 +49,10 @@ type Options struct {
 	Clamps        bool
 	ProfileImages int
 	Margin        float64
+	// WeightClamps clamps each layer's weights, as forward passes read them, to
+	// the range of the final weights: a flipped exponent MSB then yields the
+	// layer's largest weight instead of 1e38.
+	WeightClamps bool
 
 	// Fault-aware fine-tuning for Epochs epochs at LRScale times the
 	// checkpoint's learning rate: each step carries, with probability
@@ -94,7 +98,7 @@ func Defaults() Options {
 
 // FromConfig returns the options a harden config section sets.
 func FromConfig(h configs.HardenConfig) Options {
-	return Options{Clamps: h.Clamps, ProfileImages: h.ProfileImages, Margin: h.Margin, FAT: h.FAT, Epochs: h.Epochs,
+	return Options{Clamps: h.Clamps, ProfileImages: h.ProfileImages, Margin: h.Margin, WeightClamps: h.WeightClamps, FAT: h.FAT, Epochs: h.Epochs,
 		LRScale: h.LRScale, FaultProb: h.FaultProb, FaultsPerStep: h.FaultsPerStep, PoolShare: h.PoolShare,
 		PoolBudget: h.PoolBudget, PoolImages: h.PoolImages, VFRatio: h.VFRatio, VFImages: h.VFImages,
 		BERs: slices.Clone(h.BER), BERTrials: h.BERTrials, BERImages: h.BERImages, Ablation: h.Ablation}
@@ -106,8 +110,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("harden: no checkpoint")
 	case o.Out == "":
 		return fmt.Errorf("harden: no output directory")
-	case !o.Clamps && !o.FAT:
-		return fmt.Errorf("harden: nothing to do: enable clamps, fault-aware training or both")
+	case !o.Clamps && !o.FAT && !o.WeightClamps:
+		return fmt.Errorf("harden: nothing to do: enable clamps, weight clamps, fault-aware training or a mix")
 	case o.Margin < 0:
 		return fmt.Errorf("harden: margin %g below 0", o.Margin)
 	case o.FAT && o.Epochs < 1:
@@ -153,6 +157,7 @@ type Report struct {
 // Recipe is what was done, also stored in the hardened checkpoint's metadata.
 type Recipe struct {
 	Clamps        model.Clamps `json:"clamps,omitempty"`
+	WeightClamps  model.Clamps `json:"weight_clamps,omitempty"`
 	Margin        float64      `json:"margin"`
 	ProfileImages int          `json:"profile_images"`
 	FAT           *FATRecipe   `json:"fat,omitempty"`
@@ -253,7 +258,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				continue
 			}
 			vo := o
-			vo.Clamps, vo.FAT = v.clamps, v.fat
+			vo.Clamps, vo.WeightClamps, vo.FAT = v.clamps, v.clamps && o.WeightClamps, v.fat
 			vo.Out = filepath.Join(o.Out, "ablation", v.name)
 			vo.OnPhase = func(p string) { o.phase("ablation " + v.name + ": " + p) }
 			if err := os.MkdirAll(vo.Out, 0o755); err != nil {
@@ -437,6 +442,15 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 			return r, err
 		}
 	}
+	if o.WeightClamps {
+		o.phase("weight clamps")
+		if r.WeightClamps, err = weightRanges(m); err != nil {
+			return r, err
+		}
+		if err := torch.Do(func() error { return m.SetWeightClamps(r.WeightClamps) }); err != nil {
+			return r, err
+		}
+	}
 	rec, err := json.Marshal(r)
 	if err != nil {
 		return r, err
@@ -451,6 +465,30 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// weightRanges returns each conv and linear layer's weight range.
+func weightRanges(m *model.Model) (model.Clamps, error) {
+	c := model.Clamps{}
+	err := torch.Do(func() error {
+		for _, s := range m.Sites() {
+			w, err := m.Param(s.Weight())
+			if err != nil {
+				return err
+			}
+			v, err := torch.Float32s(w)
+			if err != nil {
+				return err
+			}
+			b := model.Bounds{Min: float32(math.Inf(1)), Max: float32(math.Inf(-1))}
+			for _, x := range v {
+				b.Min, b.Max = min(b.Min, x), max(b.Max, x)
+			}
+			c[s.Name] = b
+		}
+		return nil
+	})
+	return c, err
 }
 
 // fineTune runs fault-aware training on m (with its clamps), after searching

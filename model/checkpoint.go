@@ -112,16 +112,23 @@ func (m *Model) Save(dir string, meta Metadata) error {
 		meta.Kind, meta.SchemaVersion = MetadataKind, MetadataSchema
 		meta.Arch, meta.Spec, meta.Params = m.spec.Arch, m.spec, infos
 		meta.Software = CurrentSoftware()
-		if c := m.Clamps(); c != nil { // the model's range restriction travels with it
-			raw, err := json.Marshal(c)
+		// The model's range restriction travels with it.
+		for _, sec := range []struct {
+			key string
+			c   Clamps
+		}{{ClampsKey, m.Clamps()}, {WeightClampsKey, m.WeightClamps()}} {
+			if sec.c == nil {
+				continue
+			}
+			raw, err := json.Marshal(sec.c)
 			if err != nil {
-				return fmt.Errorf("model: save: clamps: %w", err)
+				return fmt.Errorf("model: save: %s: %w", sec.key, err)
 			}
 			extra := map[string]json.RawMessage{}
 			for k, v := range meta.Extra {
 				extra[k] = v
 			}
-			extra[ClampsKey] = raw
+			extra[sec.key] = raw
 			meta.Extra = extra
 		}
 		named := make([]ts.NamedTensor, len(m.params))
@@ -230,9 +237,14 @@ func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
 		if err := m.assign(tensors, ot); err != nil {
 			return err
 		}
-		c, err := clampsFromMeta(meta)
+		c, err := clampsFromMeta(meta, ClampsKey)
 		if err == nil {
 			err = m.SetClamps(c)
+		}
+		if err == nil {
+			if c, err = clampsFromMeta(meta, WeightClampsKey); err == nil {
+				err = m.SetWeightClamps(c)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("model: %s: %w", filepath.Join(dir, MetadataFile), err)

@@ -192,3 +192,99 @@ func TestClampsTravelWithCheckpointsAndAreChecked(t *testing.T) {
 		t.Errorf("corrupt clamps: %v", err)
 	}
 }
+
+// Weight clamps act as clamping the stored weights: a weight flipped to 1e38
+// reads as the bound; bounds must contain the clean weights; they travel with
+// checkpoints.
+func TestWeightClamps(t *testing.T) {
+	spec := fashion("lenet5")
+	torch.ManualSeed(91)
+	m, err := New(spec, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, shape := randomInput(spec, 2, 92)
+	ranges := Clamps{}
+	do(t, func() error {
+		for _, s := range m.Sites() {
+			w, err := m.Param(s.Weight())
+			if err != nil {
+				return err
+			}
+			lo, hi, err := minMax(w)
+			if err != nil {
+				return err
+			}
+			ranges[s.Name] = Bounds{Min: lo, Max: hi}
+		}
+		return nil
+	})
+	tight := Clamps{"fc1": {Min: ranges["fc1"].Min / 2, Max: ranges["fc1"].Max / 2}}
+	if err := m.SetWeightClamps(tight); err == nil || !strings.Contains(err.Error(), "do not contain its weights") {
+		t.Fatalf("bounds inside the weights: %v", err)
+	}
+	if err := m.SetWeightClamps(ranges); err != nil {
+		t.Fatal(err)
+	}
+	clean := evalLogits(t, m, x, shape)
+	// Flip fc1.weight[7] to a huge value: with the clamps the model reads the
+	// bound, exactly as if the weight were the bound.
+	set := func(v float32) {
+		do(t, func() error {
+			w, err := m.Param("fc1.weight")
+			if err != nil {
+				return err
+			}
+			return torch.NoGrad(func() error {
+				flat, err := w.View([]int64{-1}, false)
+				if err != nil {
+					return err
+				}
+				defer flat.Drop()
+				idx, err := torch.FromInt64([]int64{7}, []int64{1}, gotch.CPU)
+				if err != nil {
+					return err
+				}
+				defer idx.Drop()
+				val, err := torch.FromFloat32([]float32{v}, []int64{1}, gotch.CPU)
+				if err != nil {
+					return err
+				}
+				defer val.Drop()
+				return flat.Put_(idx, val, false)
+			})
+		})
+	}
+	var orig float32
+	do(t, func() error {
+		w, err := m.Param("fc1.weight")
+		if err != nil {
+			return err
+		}
+		v, err := torch.Float32s(w)
+		orig = v[7]
+		return err
+	})
+	set(1e38)
+	clampedHuge := evalLogits(t, m, x, shape)
+	set(ranges["fc1"].Max)
+	atBound := evalLogits(t, m, x, shape)
+	set(orig)
+	if !equalFloats(clampedHuge, atBound) {
+		t.Errorf("a 1e38 weight under clamps %v differs from the bound %v", clampedHuge[:3], atBound[:3])
+	}
+	if !equalFloats(evalLogits(t, m, x, shape), clean) {
+		t.Error("restoring the weight did not restore the logits")
+	}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := m.Save(dir, Metadata{Dataset: "synthetic"}); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := Load(dir, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.WeightClamps(); len(got) != len(ranges) || got["conv2"] != ranges["conv2"] {
+		t.Errorf("loaded weight clamps %v, want %v", got, ranges)
+	}
+}

@@ -229,7 +229,12 @@ func (r *pass) site(s *Site, in, out *ts.Tensor) (*ts.Tensor, error) {
 
 func (r *pass) conv(l *conv, x *ts.Tensor) (*ts.Tensor, error) {
 	defer x.Drop()
-	y, err := ts.Conv2d(x, l.w, l.b, l.stride, l.pad, l.dilation, l.groups)
+	w, done, err := r.m.weightFor(l.site.Name, l.w)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.site.Name, err)
+	}
+	defer done()
+	y, err := ts.Conv2d(x, w, l.b, l.stride, l.pad, l.dilation, l.groups)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.site.Name, err)
 	}
@@ -238,7 +243,12 @@ func (r *pass) conv(l *conv, x *ts.Tensor) (*ts.Tensor, error) {
 
 func (r *pass) linear(l *linear, x *ts.Tensor) (*ts.Tensor, error) {
 	defer x.Drop()
-	y, err := ts.Linear(x, l.w, l.b)
+	w, done, err := r.m.weightFor(l.site.Name, l.w)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.site.Name, err)
+	}
+	defer done()
+	y, err := ts.Linear(x, w, l.b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.site.Name, err)
 	}

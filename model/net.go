@@ -78,6 +78,7 @@ type Model struct {
 	fcs    map[string]*linear
 	stages []stage
 	clamps map[string]clamp // range restriction of site outputs (SetClamps)
+	wclamp map[string]clamp // range restriction of site weights (SetWeightClamps)
 }
 
 // stage is a run of layers that the forward pass can start from: the input of a

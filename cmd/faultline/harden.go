@@ -104,6 +104,8 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 	key("profile-images", "harden.profile_images")
 	f.Float64("margin", def.Margin, "widen each bound by this share of the range's width")
 	key("margin", "harden.margin")
+	f.Bool("weight-clamps", def.WeightClamps, "clamp each layer's weights, as they are read, to the range of the hardened weights")
+	key("weight-clamps", "harden.weight_clamps")
 	f.Bool("fat", def.FAT, "fault-aware fine-tuning")
 	key("fat", "harden.fat")
 	f.Int("epochs", def.Epochs, "fault-aware training epochs")
@@ -152,6 +154,9 @@ func printHarden(a *app, r *harden.Report) {
 	fmt.Fprintf(w, "harden: %s -> %s\n", r.Checkpoint, r.Hardened)
 	if r.Recipe.Clamps != nil {
 		fmt.Fprintf(w, "range restriction: %d layers clamped (bounds from %d training images)\n", len(r.Recipe.Clamps), r.Recipe.ProfileImages)
+	}
+	if r.Recipe.WeightClamps != nil {
+		fmt.Fprintf(w, "weight range restriction: %d layers' weights clamped to their range\n", len(r.Recipe.WeightClamps))
 	}
 	if f := r.Recipe.FAT; f != nil {
 		fmt.Fprintf(w, "fault-aware training: %d epochs, lr %g, %d steps, %d faults injected (%d from a pool of %d critical), %d steps skipped (non-finite loss)\n",

@@ -21,7 +21,7 @@ func TestHardenBadFlags(t *testing.T) {
 		{[]string{"harden", "--checkpoint", "x", "--out", "y", "--ber", "2"}, "harden.ber[0]"},
 		{[]string{"harden", "--checkpoint", "x", "--out", "y", "--config", "testdata/harden-bad.yaml"}, "harden.epochs"},
 		{[]string{"harden", "--checkpoint", "x", "--out", "y", "--config", "testdata/harden-unknown.yaml"}, "harden.clamp"},
-		{[]string{"harden", "--checkpoint", "x", "--out", "y", "--clamps=false", "--fat=false"}, "nothing to do"},
+		{[]string{"harden", "--checkpoint", "x", "--out", "y", "--clamps=false", "--fat=false", "--weight-clamps=false"}, "nothing to do"},
 		{[]string{"harden", "--checkpoint", "/nonexistent/ckpt", "--out", t.TempDir()}, "/nonexistent/ckpt"},
 	} {
 		_, errs, code := cli(t, c.args...)

@@ -428,6 +428,9 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	if err != nil {
 		return nil, err
 	}
+	if b, ok := a.m.WeightClamps()[s.Name]; ok {
+		ops.wb = &b
+	}
 	w, err := a.m.Param(s.Weight())
 	if err != nil {
 		return nil, err

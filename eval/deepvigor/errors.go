@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -17,6 +18,12 @@ import (
 // reproduces the reference's bit converter: a zero is encoded as 1.0, exponent 255
 // decodes as a signed infinity and exponent 0 as 2^-127 * (1.m).
 func flipErrors(x *ts.Tensor, sem Semantics) (*ts.Tensor, error) {
+	return flipErrorsWithin(x, sem, nil)
+}
+
+// flipErrorsWithin is flipErrors with each flipped value clamped to b first
+// (nil: no clamp), as a forward pass with weight clamps reads it; NaN stays NaN.
+func flipErrorsWithin(x *ts.Tensor, sem Semantics, b *model.Bounds) (*ts.Tensor, error) {
 	var sc torch.Scope
 	defer sc.Drop()
 	dev, err := x.Device()
@@ -69,6 +76,11 @@ func flipErrors(x *ts.Tensor, sem Semantics) (*ts.Tensor, error) {
 	}
 	if sem == Reference {
 		if flipped, err = referenceDecode(&sc, fb, flipped); err != nil {
+			return nil, err
+		}
+	}
+	if b != nil {
+		if flipped, err = sc.KeepErr(flipped.Clamp(ts.FloatScalar(float64(b.Min)), ts.FloatScalar(float64(b.Max)), false)); err != nil {
 			return nil, err
 		}
 	}

@@ -22,6 +22,9 @@ type operands struct {
 	outPerG  int64 // output channels per group
 	f        int64 // operands per neuron (per group)
 	images   int64
+	// wb is the layer's weight clamps (model.SetWeightClamps): a flipped
+	// weight acts as its clamped value.
+	wb *model.Bounds
 }
 
 // elementsPerChunk bounds the error tensors built at once (32 bits x positions x
@@ -301,7 +304,7 @@ func (o *operands) weightErrors(w *ts.Tensor, c int, pos []int, use func(*torch.
 	if err != nil {
 		return err
 	}
-	eps, err := sc.KeepErr(flipErrors(wc, o.sem)) // [f, 32]
+	eps, err := sc.KeepErr(flipErrorsWithin(wc, o.sem, o.wb)) // [f, 32]
 	if err != nil {
 		return err
 	}
