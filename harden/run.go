@@ -444,10 +444,14 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 	}
 	if o.WeightClamps {
 		o.phase("weight clamps")
-		if r.WeightClamps, err = weightRanges(m); err != nil {
-			return r, err
-		}
-		if err := torch.Do(func() error { return m.SetWeightClamps(r.WeightClamps) }); err != nil {
+		err := torch.Do(func() error {
+			var err error
+			if r.WeightClamps, err = m.WeightRanges(); err != nil {
+				return err
+			}
+			return m.SetWeightClamps(r.WeightClamps)
+		})
+		if err != nil {
 			return r, err
 		}
 	}
@@ -465,30 +469,6 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 		return r, err
 	}
 	return r, nil
-}
-
-// weightRanges returns each conv and linear layer's weight range.
-func weightRanges(m *model.Model) (model.Clamps, error) {
-	c := model.Clamps{}
-	err := torch.Do(func() error {
-		for _, s := range m.Sites() {
-			w, err := m.Param(s.Weight())
-			if err != nil {
-				return err
-			}
-			v, err := torch.Float32s(w)
-			if err != nil {
-				return err
-			}
-			b := model.Bounds{Min: float32(math.Inf(1)), Max: float32(math.Inf(-1))}
-			for _, x := range v {
-				b.Min, b.Max = min(b.Min, x), max(b.Max, x)
-			}
-			c[s.Name] = b
-		}
-		return nil
-	})
-	return c, err
 }
 
 // fineTune runs fault-aware training on m (with its clamps), after searching

@@ -137,6 +137,24 @@ func (m *Model) weightFor(site string, w *ts.Tensor) (*ts.Tensor, func(), error)
 	return y, func() { _ = y.Drop() }, nil
 }
 
+// WeightRanges returns each conv and linear layer's weight range: the
+// tightest weight clamps (call on the torch thread).
+func (m *Model) WeightRanges() (Clamps, error) {
+	c := Clamps{}
+	for _, s := range m.sites {
+		w, err := m.Param(s.Weight())
+		if err != nil {
+			return nil, err
+		}
+		lo, hi, err := minMax(w)
+		if err != nil {
+			return nil, fmt.Errorf("model: %s: %w", s.Name, err)
+		}
+		c[s.Name] = Bounds{Min: lo, Max: hi}
+	}
+	return c, nil
+}
+
 // minMax returns a tensor's smallest and largest values.
 func minMax(t *ts.Tensor) (float32, float32, error) {
 	v, err := torch.Float32s(t)

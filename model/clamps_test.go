@@ -204,20 +204,11 @@ func TestWeightClamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	x, shape := randomInput(spec, 2, 92)
-	ranges := Clamps{}
+	var ranges Clamps
 	do(t, func() error {
-		for _, s := range m.Sites() {
-			w, err := m.Param(s.Weight())
-			if err != nil {
-				return err
-			}
-			lo, hi, err := minMax(w)
-			if err != nil {
-				return err
-			}
-			ranges[s.Name] = Bounds{Min: lo, Max: hi}
-		}
-		return nil
+		var err error
+		ranges, err = m.WeightRanges()
+		return err
 	})
 	tight := Clamps{"fc1": {Min: ranges["fc1"].Min / 2, Max: ranges["fc1"].Max / 2}}
 	if err := m.SetWeightClamps(tight); err == nil || !strings.Contains(err.Error(), "do not contain its weights") {
