@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 
 	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch/ts"
 )
 
 // fat injects transient weight faults into training steps: before a step, with
@@ -23,6 +25,11 @@ type fat struct {
 	sites     []model.Site
 	total     int64 // weights over all sites
 	restore   []func() error
+	// buffers are the model's non-trainable tensors (BatchNorm running
+	// statistics): a faulty step must not fold its corrupted activations into
+	// them, so they are saved before it and put back after.
+	buffers []*ts.Tensor
+	saved   []*ts.Tensor
 	// counts
 	Steps, Injected, FromPool int64
 }
@@ -54,6 +61,18 @@ func (f *fat) before(int64) error {
 	if f.rng.Float64() >= f.p {
 		return nil
 	}
+	if err := torch.NoGrad(func() error {
+		for _, b := range f.buffers {
+			c, err := b.DetachCopy(false)
+			if err != nil {
+				return err
+			}
+			f.saved = append(f.saved, c)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("harden: save BatchNorm statistics: %w", err)
+	}
 	for range f.k {
 		var flt fault.Fault
 		if len(f.pool) > 0 && f.rng.Float64() < f.poolShare {
@@ -73,7 +92,8 @@ func (f *fat) before(int64) error {
 	return nil
 }
 
-// undo restores the clean weights, last fault first.
+// undo restores the clean weights, last fault first, and the BatchNorm
+// statistics from before the faulty step.
 func (f *fat) undo() error {
 	var first error
 	for i := len(f.restore) - 1; i >= 0; i-- {
@@ -82,6 +102,23 @@ func (f *fat) undo() error {
 		}
 	}
 	f.restore = f.restore[:0]
+	if len(f.saved) > 0 {
+		err := torch.NoGrad(func() error {
+			for i, b := range f.buffers {
+				if err := b.CopyFrom(f.saved[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, c := range f.saved {
+			_ = c.Drop()
+		}
+		f.saved = f.saved[:0]
+		if err != nil && first == nil {
+			first = fmt.Errorf("harden: restore BatchNorm statistics: %w", err)
+		}
+	}
 	return first
 }
 

@@ -3,14 +3,20 @@ package harden
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/testckpt"
+	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 func small(ckpt, out string) Options {
@@ -132,6 +138,91 @@ func TestHardenRejectsBadOptions(t *testing.T) {
 		c.edit(&o)
 		if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("error %v, want %q", err, c.want)
+		}
+	}
+}
+
+// A faulty training step leaves no trace once undone: the flipped weights are
+// restored and the BatchNorm running statistics its corrupted activations
+// updated are put back (the optimiser's update aside, which the train loop
+// applies between the two).
+func TestFATUndoRestoresWeightsAndBatchNormStatistics(t *testing.T) {
+	var m *model.Model
+	err := torch.Do(func() error {
+		torch.ManualSeed(3)
+		var err error
+		m, err = model.New(model.Spec{Arch: "vgg11", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 1.0 / 16, BatchNorm: true}, gotch.CPU)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() map[string][]float32 {
+		out := map[string][]float32{}
+		if err := torch.Do(func() error {
+			for _, p := range m.Params() {
+				v, err := torch.Float32s(p.Tensor)
+				if err != nil {
+					return err
+				}
+				out[p.Name] = v
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := snapshot()
+	err = torch.Do(func() error {
+		inj, err := fault.NewInjector(m)
+		if err != nil {
+			return err
+		}
+		f := &fat{inj: inj, rng: rand.New(rand.NewPCG(1, 2)), p: 1, k: 5, sites: m.Sites()}
+		for _, s := range f.sites {
+			f.total += model.Numel(s.WeightShape)
+		}
+		for _, p := range m.Params() {
+			if !p.Trainable {
+				f.buffers = append(f.buffers, p.Tensor)
+			}
+		}
+		if err := f.before(0); err != nil {
+			return err
+		}
+		x, err := torch.FromFloat32(make([]float32, 8*28*28), []int64{8, 1, 28, 28}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		if err := x.Fill_(ts.FloatScalar(0.7)); err != nil {
+			return err
+		}
+		err = torch.NoGrad(func() error {
+			y, err := m.Forward(x, true, nil) // train mode: updates the running statistics
+			if err != nil {
+				return err
+			}
+			return y.Drop()
+		})
+		if err != nil {
+			return err
+		}
+		if f.Injected != 5 {
+			return fmt.Errorf("injected %d faults, want 5", f.Injected)
+		}
+		return f.after(0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot()
+	for name, v := range before {
+		for i := range v {
+			if math.Float32bits(v[i]) != math.Float32bits(after[name][i]) {
+				t.Fatalf("%s[%d] = %v after undo, was %v", name, i, after[name][i], v[i])
+			}
 		}
 	}
 }

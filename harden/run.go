@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/eval"
 	"github.com/faultline/faultline/eval/deepvigor"
 	"github.com/faultline/faultline/fault"
@@ -471,6 +472,45 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 	return r, nil
 }
 
+// finiteOn checks that m gives finite logits on the first test images: fault-
+// aware training without range restriction can diverge.
+func finiteOn(m *model.Model, data *train.Data) error {
+	head, err := data.Test.Head(min(256, data.Test.Len()))
+	if err != nil {
+		return err
+	}
+	ld, err := datasets.NewLoader(head, datasets.LoaderOptions{BatchSize: head.Len(), Stats: data.Stats})
+	if err != nil {
+		return err
+	}
+	b, _ := ld.Epoch(0).Next()
+	return torch.Do(func() error {
+		return torch.NoGrad(func() error {
+			x, y, err := b.Tensors(m.Device())
+			if err != nil {
+				return err
+			}
+			defer x.Drop()
+			defer y.Drop()
+			out, err := m.Forward(x, false, nil)
+			if err != nil {
+				return err
+			}
+			defer out.Drop()
+			v, err := torch.Float32s(out)
+			if err != nil {
+				return err
+			}
+			for _, l := range v {
+				if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+					return fmt.Errorf("harden: fault-aware training diverged: the model's logits are not finite on clean test images (lower --lr-scale, or keep --clamps on)")
+				}
+			}
+			return nil
+		})
+	})
+}
+
 // fineTune runs fault-aware training on m (with its clamps), after searching
 // critical weight faults with importance sampling on the clamped model.
 func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadata, cfg configs.Config, data *train.Data) (*FATRecipe, error) {
@@ -517,6 +557,11 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 	for _, s := range f.sites {
 		f.total += model.Numel(s.WeightShape)
 	}
+	for _, p := range m.Params() {
+		if !p.Trainable {
+			f.buffers = append(f.buffers, p.Tensor)
+		}
+	}
 	c := cfg
 	c.Train.Epochs, c.Train.LR, c.Train.WarmupEpochs, c.Train.KeepBest = o.Epochs, fr.LR, 0, false
 	c.Runtime.Seed, c.Runtime.Threads = o.Seed, o.Threads
@@ -529,6 +574,9 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 		return nil, err
 	}
 	fr.Steps, fr.Injected, fr.FromPool = f.Steps, f.Injected, f.FromPool
+	if err := finiteOn(m, data); err != nil {
+		return nil, err
+	}
 	for _, e := range res.Epochs {
 		fr.SkippedSteps += e.SkippedSteps
 	}
