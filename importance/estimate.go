@@ -33,8 +33,10 @@ func estimate(w, y []float64) Estimate {
 		return e
 	}
 	var swy, sw, sw2 float64
+	wy := make([]float64, n)
 	for i := range y {
-		swy += w[i] * y[i]
+		wy[i] = w[i] * y[i]
+		swy += wy[i]
 		sw += w[i]
 		sw2 += w[i] * w[i]
 		if y[i] > 0 {
@@ -46,14 +48,7 @@ func estimate(w, y []float64) Estimate {
 		e.SelfNormalised = swy / sw
 		e.ESS = sw * sw / sw2
 	}
-	if n > 1 {
-		var ss float64
-		for i := range y {
-			d := w[i]*y[i] - e.Value
-			ss += d * d
-		}
-		e.Variance = ss / float64(n-1)
-	}
+	e.Variance = sampleVariance(wy)
 	h := math.Inf(1)
 	if n > 1 {
 		h = fault.StudentT(0.95, n-1) * math.Sqrt(e.Variance/float64(n))

@@ -106,20 +106,6 @@ func (q *proposal) draw(r *rand.Rand) int64 {
 	return e*Bits + int64(last) // rounding: the last bit with mass
 }
 
-// layerMass is Q(l), q's total mass on layer l's faults.
-func (q *proposal) layerMass(l int) float64 {
-	ly := q.sp.layers[l]
-	v := q.alpha * float64(ly.n) / float64(q.sp.elems)
-	if q.sum > 0 {
-		lo := 0.0
-		if ly.start > 0 {
-			lo = q.cum[ly.start-1]
-		}
-		v += (1 - q.alpha) * (q.cum[ly.start+ly.n-1] - lo) / q.sum
-	}
-	return v
-}
-
 // floored returns element scores with a floor: g_e + lambda * (mean of g over
 // the element's layer). The floor keeps every element's high-effect bits (such
 // as the exponent MSB, whose flip is destructive whatever the gradient) within

@@ -178,13 +178,7 @@ func stratifiedEstimate(share []float64, w, wy [][]float64) Estimate {
 		if ws > 0 {
 			sn += share[h] * s / ws
 		}
-		if n > 1 {
-			var ss float64
-			for _, x := range wy[h] {
-				ss += (x - m) * (x - m)
-			}
-			v += share[h] * share[h] * ss / float64(n-1) / float64(n)
-		}
+		v += share[h] * share[h] * sampleVariance(wy[h]) / float64(n)
 		// Overall weights of the draws as estimates of the whole mean.
 		for _, x := range w[h] {
 			ww := share[h] * x / float64(n)

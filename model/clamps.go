@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/sugarme/gotch/ts"
@@ -166,16 +165,6 @@ func minMax(t *ts.Tensor) (float32, float32, error) {
 		lo, hi = min(lo, x), max(hi, x)
 	}
 	return lo, hi, nil
-}
-
-// Names lists the clamped sites, sorted.
-func (c Clamps) Names() []string {
-	out := make([]string, 0, len(c))
-	for n := range c {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // clampsFromMeta reads a clamps section of checkpoint metadata (nil when

@@ -75,7 +75,6 @@ type configFlags struct {
 	keys   map[string]string // flag name -> config key
 }
 
-// addConfigFlags registers --preset, --config and the key-setting flags.
 // addRuntimeFlags declares --threads and --device, shared by the commands that
 // load a checkpoint.
 func addRuntimeFlags(fs *pflag.FlagSet, threads *int, device *string) {
@@ -92,6 +91,7 @@ func addDataFlags(fs *pflag.FlagSet, dataset, dir *string) {
 	fs.StringVar(dir, "data-dir", "", "data set directory (default: the data set's standard place)")
 }
 
+// addConfigFlags registers --preset, --config and the key-setting flags.
 func addConfigFlags(fs *pflag.FlagSet, cf *configFlags) {
 	fs.StringVar(&cf.preset, "preset", configs.DefaultPreset, "embedded preset: "+strings.Join(configs.Presets(), ", "))
 	fs.StringVar(&cf.file, "config", "", "YAML config file (overrides the preset; FAULTLINE_* variables and flags override it)")

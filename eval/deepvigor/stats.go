@@ -31,7 +31,7 @@ type stratumSample struct {
 // between-channel variance to estimate).
 func estimate(strata []stratumSample, channels, positions, m int, complete bool) (float64, *[2]float64) {
 	var v, vr float64
-	n, partial := 0, false
+	n, partial, single := 0, false, false
 	for _, st := range strata {
 		w := float64(st.size) / float64(channels)
 		nh := len(st.cv)
@@ -40,9 +40,7 @@ func estimate(strata []stratumSample, channels, positions, m int, complete bool)
 		f1 := float64(nh) / float64(st.size)
 		if f1 < 1 {
 			partial = true
-			if nh < 2 {
-				return pointEstimate(strata, channels), nil
-			}
+			single = single || nh < 2
 		}
 		s := (1 - f1) * variance(st.cv) / float64(nh)
 		if st.within != nil && m > 0 {
@@ -58,18 +56,9 @@ func estimate(strata []stratumSample, channels, positions, m int, complete bool)
 	if !partial { // every channel analysed: only positions were sampled
 		df = n * (m - 1)
 	}
-	if df < 1 {
+	if df < 1 || single {
 		return v, nil
 	}
 	h := fault.StudentT(0.95, df) * math.Sqrt(vr)
 	return v, &[2]float64{math.Max(0, v-h), math.Min(1, v+h)}
-}
-
-// pointEstimate is estimate's v alone.
-func pointEstimate(strata []stratumSample, channels int) float64 {
-	var v float64
-	for _, st := range strata {
-		v += float64(st.size) / float64(channels) * mean(st.cv)
-	}
-	return v
 }
