@@ -39,6 +39,11 @@ type Source struct {
 // the result fails [Config.Validate], Load returns the loaded Config along with the
 // validation error.
 func Load(src Source) (Config, error) {
+	return load(src, os.ReadFile)
+}
+
+// load is Load with the file read by readFile (the fuzz test passes bytes).
+func load(src Source, readFile func(string) ([]byte, error)) (Config, error) {
 	name := src.Preset
 	if name == "" {
 		name = DefaultPreset
@@ -58,7 +63,7 @@ func Load(src Source) (Config, error) {
 
 	var errs []error
 	if src.File != "" {
-		vals, err := readFile(src.File)
+		vals, err := decodeFile(src.File, readFile)
 		errs = append(errs, err)
 		errs = append(errs, v.MergeConfigMap(nest(vals)))
 	}
@@ -82,9 +87,9 @@ func Load(src Source) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// readFile reads and decodes a YAML config file.
-func readFile(path string) (map[string]any, error) {
-	data, err := os.ReadFile(path)
+// decodeFile reads a YAML config file with readFile and decodes it.
+func decodeFile(path string, readFile func(string) ([]byte, error)) (map[string]any, error) {
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("configs: %w", err)
 	}

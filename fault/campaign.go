@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -200,9 +199,9 @@ func (c *Campaign) claim() error {
 	if err != nil {
 		return fmt.Errorf("fault: %w", err)
 	}
-	var prev Header
-	if err := json.Unmarshal(old, &prev); err != nil {
-		return fmt.Errorf("fault: %s: %w", path, err)
+	prev, err := ParseHeader(old, path)
+	if err != nil {
+		return err
 	}
 	a, _ := json.Marshal(prev)
 	b, _ := json.Marshal(c.Header)
@@ -272,41 +271,6 @@ func (c *Campaign) resume() (map[int64]bool, error) {
 	return done, nil
 }
 
-// ReadFaults reads a fault list (JSONL), with outcomes when present. Every line
-// must be a valid fault; errors name the file and line.
-func ReadFaults(path string) ([]Fault, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("fault: %w", err)
-	}
-	defer f.Close()
-	var out []Fault
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var x Fault
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&x); err != nil {
-			return nil, fmt.Errorf("fault: %s line %d: %w", path, line, err)
-		}
-		if err := x.Validate(); err != nil {
-			return nil, fmt.Errorf("fault: %s line %d: %w", path, line, err)
-		}
-		out = append(out, x)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("fault: %s: %w", path, err)
-	}
-	return out, nil
-}
-
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -330,9 +294,9 @@ func Merge(dir string, shards []string) (*Summary, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fault: merge: %w", err)
 		}
-		var h Header
-		if err := json.Unmarshal(b, &h); err != nil {
-			return nil, fmt.Errorf("fault: merge: %s: %w", filepath.Join(d, HeaderFile), err)
+		h, err := ParseHeader(b, filepath.Join(d, HeaderFile))
+		if err != nil {
+			return nil, err
 		}
 		if prev, dup := seen[h.Shard]; dup {
 			return nil, fmt.Errorf("fault: merge: %s and %s are both shard %d", prev, d, h.Shard)

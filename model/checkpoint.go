@@ -183,19 +183,7 @@ func ReadMetadata(dir string) (Metadata, error) {
 		}
 		return meta, fmt.Errorf("model: %w", err)
 	}
-	if err := json.Unmarshal(b, &meta); err != nil {
-		return meta, fmt.Errorf("model: %s: corrupt metadata: %w", p, err)
-	}
-	if meta.Kind != MetadataKind {
-		return meta, fmt.Errorf("model: %s: kind %q, want %q", p, meta.Kind, MetadataKind)
-	}
-	if meta.SchemaVersion != MetadataSchema {
-		return meta, fmt.Errorf("model: %s: schema_version %d, this faultline reads %d", p, meta.SchemaVersion, MetadataSchema)
-	}
-	if err := meta.Spec.Validate(); err != nil {
-		return meta, fmt.Errorf("model: %s: %w", p, err)
-	}
-	return meta, nil
+	return ParseMetadata(b, p)
 }
 
 // Load rebuilds the model saved in dir on dev and loads its weights, checking every
