@@ -64,6 +64,7 @@ neurons and faults, and hardens them.`,
 	root.AddCommand(a.evalCommand())
 	root.AddCommand(a.importanceCommand())
 	root.AddCommand(a.hardenCommand())
+	root.AddCommand(a.reportCommand())
 	return root
 }
 
