@@ -98,6 +98,14 @@ func (s *Set) read(path string) error {
 	if err != nil {
 		return fmt.Errorf("report: read %w", err)
 	}
+	return s.add(path, data)
+}
+
+// add decodes the content of one file and files it under its kind.
+func (s *Set) add(path string, data []byte) error {
+	if s.byPath == nil {
+		s.byPath = map[string]*Input{}
+	}
 	in := &Input{Path: path}
 	s.Inputs = append(s.Inputs, in)
 	s.byPath[path] = in
