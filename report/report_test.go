@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"go/parser"
+	"go/token"
 	"math"
 	"os"
 	"path/filepath"
@@ -392,4 +394,28 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// The package reads JSON only: it imports no engine package of faultline.
+func TestImportsNoEnginePackage(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		pf, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range pf.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			if strings.HasPrefix(p, "github.com/faultline/faultline/") && p != "github.com/faultline/faultline/internal/atomicfile" {
+				t.Errorf("%s imports %s", f, p)
+			}
+			if strings.Contains(p, "gotch") {
+				t.Errorf("%s imports %s", f, p)
+			}
+		}
+	}
 }
