@@ -26,11 +26,12 @@ test: setup-test
 
 # The main job on the embedded default: train LeNet-5 on Fashion-MNIST, find its
 # critical weight faults by importance sampling, harden it (range restriction and
-# fault-aware training) and print the before/after table.
+# fault-aware training), print the before/after table and write the HTML report.
 demo: build
 	$(BIN) train --preset lenet5-fashion --out $(DEMO_DIR)/lenet5
 	$(BIN) importance --checkpoint $(DEMO_DIR)/lenet5 --target weights --budget 1000 --out $(DEMO_DIR)/importance
 	$(BIN) harden --checkpoint $(DEMO_DIR)/lenet5 --out $(DEMO_DIR)/lenet5-hardened
+	$(BIN) report --in $(DEMO_DIR) --out $(DEMO_DIR)/report.html
 
 soak: setup
 	FAULTLINE_SOAK=1 $(GO) test -timeout 60m -run Soak -v ./...

@@ -3,13 +3,14 @@
 # available): installs the Debian packages faultline needs (skipping what is
 # present), then generates the adapted gotch into .gotch/ and go.work (skipped in
 # seconds when up to date). Usage: scripts/setup.sh [--test]  (--test also installs
-# the optional cross-check packages used by the tests: Debian's python3-torch).
+# the optional packages used by the tests: Debian's python3-torch for the PyTorch
+# cross-checks, chromium for the report's browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist g++)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3-torch python3-numpy)
+  pkgs+=(python3-torch python3-numpy chromium)
 fi
 
 missing=()
