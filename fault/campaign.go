@@ -152,17 +152,7 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 		if err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		for i := range faults {
-			if err := enc.Encode(&faults[i]); err != nil {
-				return nil, fmt.Errorf("fault %d: %w", faults[i].ID, err)
-			}
-		}
-		if _, err := out.Write(buf.Bytes()); err != nil {
-			return nil, fmt.Errorf("fault: write %s: %w", out.Name(), err)
-		}
-		if err := out.Sync(); err != nil {
+		if err := appendBlock(out, faults); err != nil {
 			return nil, err
 		}
 		nDone += int64(len(faults))
@@ -183,6 +173,26 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 		return nil, err
 	}
 	return &s, nil
+}
+
+// appendBlock appends a finished block to faults.jsonl (out) and syncs it. A
+// failed write, such as on a full disk, can leave part of the block behind;
+// resume drops it.
+func appendBlock(out *os.File, faults []Fault) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range faults {
+		if err := enc.Encode(&faults[i]); err != nil {
+			return fmt.Errorf("fault %d: %w", faults[i].ID, err)
+		}
+	}
+	if _, err := out.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("fault: %w (the partly written block is dropped on resume)", err)
+	}
+	if err := out.Sync(); err != nil {
+		return fmt.Errorf("fault: sync %s: %w", out.Name(), err)
+	}
+	return nil
 }
 
 // claim writes campaign.json, or checks that the one there describes the same

@@ -135,19 +135,8 @@ func (m *Model) Save(dir string, meta Metadata) error {
 		for i, p := range m.params {
 			named[i] = ts.NamedTensor{Name: p.Name, Tensor: p.Tensor}
 		}
-		ot := filepath.Join(dir, WeightsFile)
-		tmp := filepath.Join(dir, "."+WeightsFile+".tmp")
-		// ts.SaveMulti corrupts the C heap in v0.8.0 (4-byte pointers, pointers to Go
-		// locals); SaveMultiNew is the sound variant that VarStore.Save uses.
-		if err := ts.SaveMultiNew(named, tmp); err != nil {
-			_ = os.Remove(tmp)
-			return fmt.Errorf("model: save %s: %w", ot, err)
-		}
-		if err := syncFile(tmp); err != nil {
-			return fmt.Errorf("model: save %s: %w", ot, err)
-		}
-		if err := os.Rename(tmp, ot); err != nil {
-			return fmt.Errorf("model: save %s: %w", ot, err)
+		if err := writeWeights(named, filepath.Join(dir, WeightsFile)); err != nil {
+			return err
 		}
 		if err := m.SaveNPZ(filepath.Join(dir, NumpyFile), meta.Steps); err != nil {
 			return err
@@ -158,15 +147,6 @@ func (m *Model) Save(dir string, meta Metadata) error {
 		}
 		return atomicfile.WriteFile(filepath.Join(dir, MetadataFile), append(b, '\n'), 0o644)
 	})
-}
-
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // ReadMetadata reads and checks dir/model.json.
