@@ -106,6 +106,8 @@ func Build(s *Set) *Report {
 				switch first {
 				case "before", "after":
 					s.use(d.Path, "shown with "+h.Path)
+					g.inputs = append(g.inputs, d.Path)
+					g.configs = append(g.configs, vfConfig(d.Data))
 					if first == "before" && vfBefore == nil {
 						vfBefore = &d.Data
 					} else if first == "after" && vfAfter == nil {

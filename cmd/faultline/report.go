@@ -44,6 +44,7 @@ skipped.`,
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				return enc.Encode(sum)
 			}
 			if !a.quiet {

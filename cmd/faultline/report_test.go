@@ -123,7 +123,7 @@ func TestReportInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
-	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(80))
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
