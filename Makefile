@@ -40,7 +40,9 @@ soak: setup
 bench: setup
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
-FUZZTIME ?= 1m
+# Every Fuzz target of every package, FUZZTIME each (12 targets: about 2 hours, plus
+# a one-off instrumented build of gotch's C++ for the packages that link libtorch).
+FUZZTIME ?= 10m
 fuzz: setup
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
