@@ -113,6 +113,16 @@ type HardenConfig struct {
 	PoolShare     float64 `mapstructure:"pool_share" yaml:"pool_share" json:"pool_share"`
 	PoolBudget    int     `mapstructure:"pool_budget" yaml:"pool_budget" json:"pool_budget"`
 	PoolImages    int     `mapstructure:"pool_images" yaml:"pool_images" json:"pool_images"`
+	// Lambda weighs a faulty step's loss (loss = clean + Lambda x faulty, on the
+	// same batch); MaxGradNorm (0 = off) clips the faulty pass's gradients to
+	// that global L2 norm. Refresh re-profiles the clamp bounds and searches
+	// the critical pool again (fresh sensitivities) before every epoch after
+	// the first. Permanent names a fault-list JSONL file (faultline inject's
+	// format) of weight faults kept on in every step: permanent-fault mode.
+	Lambda      float64 `mapstructure:"lambda" yaml:"lambda" json:"lambda"`
+	MaxGradNorm float64 `mapstructure:"max_grad_norm" yaml:"max_grad_norm" json:"max_grad_norm"`
+	Refresh     bool    `mapstructure:"refresh" yaml:"refresh" json:"refresh"`
+	Permanent   string  `mapstructure:"permanent" yaml:"permanent" json:"permanent"`
 	// VFRatio and VFImages set the DeepVigor+ measurement; BER, BERTrials and
 	// BERImages the accuracy under bit error rates.
 	VFRatio   float64   `mapstructure:"vf_ratio" yaml:"vf_ratio" json:"vf_ratio"`

@@ -111,6 +111,12 @@ func (h HardenConfig) Validate() error {
 	unit("harden.pool_share", h.PoolShare, false)
 	ch.atLeast("harden.pool_budget", h.PoolBudget, 1)
 	ch.atLeast("harden.pool_images", h.PoolImages, 1)
+	if !(h.Lambda > 0) || math.IsInf(h.Lambda, 0) {
+		ch.fail("harden.lambda", "%g is not a finite value above 0", h.Lambda)
+	}
+	if !(h.MaxGradNorm >= 0) || math.IsInf(h.MaxGradNorm, 0) {
+		ch.fail("harden.max_grad_norm", "%g is not a finite value of at least 0", h.MaxGradNorm)
+	}
 	unit("harden.vf_ratio", h.VFRatio, true)
 	ch.atLeast("harden.vf_images", h.VFImages, 1)
 	for i, b := range h.BER {

@@ -10,11 +10,12 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// fat injects transient weight faults into training steps: before a step, with
-// probability p, k single-bit flips, each taken from the critical pool with
-// probability poolShare (when the pool is not empty) or drawn fresh; after the
-// backward pass (or after the step, when the loss was not finite and there was
-// no update) the clean weights are restored, so the update lands on them.
+// fat perturbs training steps with weight faults (train.Perturbation): with
+// probability p a step carries k transient single-bit flips, each taken from
+// the critical pool with probability poolShare (when the pool is not empty) or
+// drawn fresh, and every step carries the permanent fault map, when there is
+// one. The flips are undone after the perturbed pass, before the clean pass and
+// the update, so the update lands on the clean weights.
 type fat struct {
 	inj       *fault.Injector
 	rng       *rand.Rand
@@ -22,6 +23,7 @@ type fat struct {
 	k         int
 	poolShare float64
 	pool      []fault.Fault
+	permanent []fault.Fault
 	sites     []model.Site
 	total     int64 // weights over all sites
 	restore   []func() error
@@ -55,11 +57,12 @@ func (f *fat) fresh() fault.Fault {
 		Bits: []int{bit}, DType: fault.Float32, Duration: fault.Transient}
 }
 
-// before flips the step's faults.
-func (f *fat) before(int64) error {
+// apply flips the step's faults; false means a clean step.
+func (f *fat) apply(int64) (bool, error) {
 	f.Steps++
-	if f.rng.Float64() >= f.p {
-		return nil
+	transient := f.rng.Float64() < f.p
+	if !transient && len(f.permanent) == 0 {
+		return false, nil
 	}
 	if err := torch.NoGrad(func() error {
 		for _, b := range f.buffers {
@@ -71,7 +74,15 @@ func (f *fat) before(int64) error {
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("harden: save BatchNorm statistics: %w", err)
+		return true, fmt.Errorf("harden: save BatchNorm statistics: %w", err)
+	}
+	for i := range f.permanent {
+		if err := f.inject(&f.permanent[i]); err != nil {
+			return true, err
+		}
+	}
+	if !transient {
+		return true, nil
 	}
 	for range f.k {
 		var flt fault.Fault
@@ -81,14 +92,21 @@ func (f *fat) before(int64) error {
 		} else {
 			flt = f.fresh()
 		}
-		restore, err := f.inj.Apply(&flt)
-		if err != nil {
-			_ = f.undo()
-			return fmt.Errorf("harden: fault-aware training: %w", err)
+		if err := f.inject(&flt); err != nil {
+			return true, err
 		}
-		f.restore = append(f.restore, restore)
 		f.Injected++
 	}
+	return true, nil
+}
+
+// inject applies one fault, to be undone by undo.
+func (f *fat) inject(flt *fault.Fault) error {
+	restore, err := f.inj.Apply(flt)
+	if err != nil {
+		return fmt.Errorf("harden: fault-aware training: %w", err)
+	}
+	f.restore = append(f.restore, restore)
 	return nil
 }
 
@@ -122,4 +140,5 @@ func (f *fat) undo() error {
 	return first
 }
 
-func (f *fat) after(int64) error { return f.undo() }
+// undoStep is undo as a train.Perturbation's Undo.
+func (f *fat) undoStep(int64) error { return f.undo() }

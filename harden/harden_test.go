@@ -188,8 +188,8 @@ func TestFATUndoRestoresWeightsAndBatchNormStatistics(t *testing.T) {
 				f.buffers = append(f.buffers, p.Tensor)
 			}
 		}
-		if err := f.before(0); err != nil {
-			return err
+		if on, err := f.apply(0); err != nil || !on {
+			return fmt.Errorf("apply: %v, %v", on, err)
 		}
 		x, err := torch.FromFloat32(make([]float32, 8*28*28), []int64{8, 1, 28, 28}, gotch.CPU)
 		if err != nil {
@@ -212,7 +212,7 @@ func TestFATUndoRestoresWeightsAndBatchNormStatistics(t *testing.T) {
 		if f.Injected != 5 {
 			return fmt.Errorf("injected %d faults, want 5", f.Injected)
 		}
-		return f.after(0)
+		return f.undoStep(0)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -224,5 +224,76 @@ func TestFATUndoRestoresWeightsAndBatchNormStatistics(t *testing.T) {
 				t.Fatalf("%s[%d] = %v after undo, was %v", name, i, after[name][i], v[i])
 			}
 		}
+	}
+}
+
+// Two epochs with refresh on re-profile the clamps and search the pool again
+// before the second; a permanent fault map is kept on in every step, and
+// training with it on raises the accuracy the model keeps with those faults.
+func TestHardenRefreshAndPermanentFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model; skipped in -short mode")
+	}
+	ckpt := testckpt.Trained(t, 500)
+	dir := t.TempDir()
+	// A known defect: six fc3 weights into class 0 stuck at 0.6, a strong bias
+	// towards class 0 that training with the map on can learn to offset.
+	var lines []byte
+	v := fault.Value(0.6)
+	for i := range 6 {
+		f := fault.Fault{Target: fault.Weight, Layer: "fc3", Param: "weight", Index: []int64{int64(7 * i)}, Kind: fault.RandomValue,
+			Value: &v, DType: fault.Float32, Duration: fault.Permanent}
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(append(lines, b...), '\n')
+	}
+	perm := filepath.Join(dir, "perm.jsonl")
+	if err := os.WriteFile(perm, lines, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := small(ckpt, filepath.Join(dir, "hard"))
+	o.Epochs, o.Refresh, o.Permanent, o.WeightClamps, o.FaultProb, o.LRScale = 2, true, perm, false, 0, 1
+	var phases []string
+	o.OnPhase = func(p string) { phases = append(phases, p) }
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(phases, ",")
+	for _, p := range []string{"profile clamps,importance search,fault-aware training,refresh clamps (epoch 2),importance search (epoch 2),fault-aware training,accuracy after"} {
+		if !strings.Contains(got, p) {
+			t.Errorf("phases %s lack %s", got, p)
+		}
+	}
+	f := rep.Recipe.FAT
+	if f.Refreshes != 1 || f.FaultySteps != int(f.Steps) || f.Injected != 0 || f.Lambda != o.Lambda {
+		t.Errorf("every step carries the permanent map (and no transient fault at fault-prob 0), one refresh: %+v", *f)
+	}
+	if _, err := os.Stat(filepath.Join(o.Out, "importance-epoch2", "summary.json")); err != nil {
+		t.Errorf("the epoch-2 pool search left no summary: %v", err)
+	}
+	p := f.Permanent
+	if p == nil || p.Faults != 6 || p.File != perm {
+		t.Fatalf("permanent record %+v", p)
+	}
+	t.Logf("accuracy with the permanent faults: %.3f before, %.3f after; clean after %.3f", p.AccuracyBefore, p.AccuracyAfter, rep.After.CleanAccuracy)
+	if !(p.AccuracyBefore < rep.Before.CleanAccuracy-0.05) {
+		t.Errorf("the permanent map costs too little to test with: %.3f with it, %.3f clean", p.AccuracyBefore, rep.Before.CleanAccuracy)
+	}
+	if !(p.AccuracyAfter > p.AccuracyBefore) {
+		t.Errorf("training with the permanent faults on did not raise the accuracy with them: %.3f -> %.3f", p.AccuracyBefore, p.AccuracyAfter)
+	}
+	// A map with an activation fault is refused, naming the file.
+	bad := filepath.Join(dir, "bad.jsonl")
+	act, _ := json.Marshal(fault.Fault{Target: fault.Activation, Layer: "fc1", Point: fault.Output, Index: []int64{0, 0}, Kind: fault.BitFlip, Bits: []int{30}, DType: fault.Float32})
+	if err := os.WriteFile(bad, append(act, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o = small(ckpt, filepath.Join(dir, "bad"))
+	o.Permanent = bad
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("activation fault in the permanent map: %v", err)
 	}
 }

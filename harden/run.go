@@ -68,6 +68,15 @@ type Options struct {
 	PoolShare     float64
 	PoolBudget    int
 	PoolImages    int
+	// Lambda weighs the faulty pass (loss = clean + Lambda x faulty, on the
+	// same batch); MaxGradNorm (0 = off) clips its gradients' global norm.
+	// Refresh re-profiles the clamps and searches the critical pool again
+	// before every epoch after the first. Permanent is a fault-list JSONL file
+	// of weight faults kept on in every step (permanent-fault mode; "" = none).
+	Lambda      float64
+	MaxGradNorm float64
+	Refresh     bool
+	Permanent   string
 
 	// Verification, identical before and after: DeepVigor+ at VFRatio on
 	// VFImages test images with the tail check on, and BERTrials trials per
@@ -101,7 +110,8 @@ func Defaults() Options {
 func FromConfig(h configs.HardenConfig) Options {
 	return Options{Clamps: h.Clamps, ProfileImages: h.ProfileImages, Margin: h.Margin, WeightClamps: h.WeightClamps, FAT: h.FAT, Epochs: h.Epochs,
 		LRScale: h.LRScale, FaultProb: h.FaultProb, FaultsPerStep: h.FaultsPerStep, PoolShare: h.PoolShare,
-		PoolBudget: h.PoolBudget, PoolImages: h.PoolImages, VFRatio: h.VFRatio, VFImages: h.VFImages,
+		PoolBudget: h.PoolBudget, PoolImages: h.PoolImages, Lambda: h.Lambda, MaxGradNorm: h.MaxGradNorm, Refresh: h.Refresh,
+		Permanent: h.Permanent, VFRatio: h.VFRatio, VFImages: h.VFImages,
 		BERs: slices.Clone(h.BER), BERTrials: h.BERTrials, BERImages: h.BERImages, Ablation: h.Ablation}
 }
 
@@ -123,6 +133,12 @@ func (o *Options) check() error {
 		return fmt.Errorf("harden: fault probability %g outside [0, 1]", o.FaultProb)
 	case o.FAT && !(o.PoolShare >= 0 && o.PoolShare <= 1):
 		return fmt.Errorf("harden: pool share %g outside [0, 1]", o.PoolShare)
+	case o.FAT && !(o.Lambda > 0 && !math.IsInf(o.Lambda, 0)):
+		return fmt.Errorf("harden: lambda %g: want a finite value above 0", o.Lambda)
+	case o.FAT && !(o.MaxGradNorm >= 0 && !math.IsInf(o.MaxGradNorm, 0)):
+		return fmt.Errorf("harden: max grad norm %g: want a finite value of at least 0 (0 = off)", o.MaxGradNorm)
+	case !o.FAT && o.Permanent != "":
+		return fmt.Errorf("harden: permanent fault map %s given without fault-aware training (--fat)", o.Permanent)
 	case o.FAT && o.FaultsPerStep < 1:
 		return fmt.Errorf("harden: faults per step %d: want at least 1", o.FaultsPerStep)
 	case !(o.VFRatio > 0 && o.VFRatio <= 1):
@@ -176,7 +192,26 @@ type FATRecipe struct {
 	Steps         int64   `json:"steps"`
 	Injected      int64   `json:"faults_injected"`
 	FromPool      int64   `json:"faults_from_pool"`
-	SkippedSteps  int     `json:"skipped_steps"` // non-finite losses
+	SkippedSteps  int     `json:"skipped_steps"` // non-finite clean losses
+	Lambda        float64 `json:"lambda"`
+	MaxGradNorm   float64 `json:"max_grad_norm"`
+	// Faulty passes run, dropped (non-finite loss or gradients) and clipped.
+	FaultySteps   int `json:"faulty_steps"`
+	FaultySkipped int `json:"faulty_skipped"`
+	FaultyClipped int `json:"faulty_clipped"`
+	// Refreshes counts the per-epoch refreshes of the clamps and the pool.
+	Refreshes int `json:"refreshes"`
+	// Permanent is the permanent-fault mode's record, when it was on.
+	Permanent *PermanentRecipe `json:"permanent,omitempty"`
+}
+
+// PermanentRecipe records permanent-fault mode: the fault map and the clean
+// test accuracy with it on, before and after fault-aware training.
+type PermanentRecipe struct {
+	File           string  `json:"file"`
+	Faults         int     `json:"faults"`
+	AccuracyBefore float64 `json:"accuracy_before"`
+	AccuracyAfter  float64 `json:"accuracy_after"`
 }
 
 // Side is one set of measurements.
@@ -442,6 +477,9 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 		if r.FAT, err = fineTune(ctx, o, m, meta, cfg, data); err != nil {
 			return r, err
 		}
+		if o.Clamps {
+			r.Clamps = m.Clamps() // refreshed every epoch
+		}
 	}
 	if o.WeightClamps {
 		o.phase("weight clamps")
@@ -512,36 +550,15 @@ func finiteOn(m *model.Model, data *train.Data) error {
 }
 
 // fineTune runs fault-aware training on m (with its clamps), after searching
-// critical weight faults with importance sampling on the clamped model.
+// critical weight faults with importance sampling on the clamped model. With
+// o.Refresh it re-profiles the clamps and searches the pool again before every
+// epoch after the first, so both follow the weights as they move.
 func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadata, cfg configs.Config, data *train.Data) (*FATRecipe, error) {
 	fr := &FATRecipe{Epochs: o.Epochs, LR: cfg.Train.LR * o.LRScale, FaultProb: o.FaultProb, FaultsPerStep: o.FaultsPerStep,
-		PoolShare: o.PoolShare}
-	var pool []fault.Fault
-	if o.PoolShare > 0 {
-		o.phase("importance search")
-		stage := filepath.Join(o.Out, "importance", "model")
-		if err := m.Save(stage, meta); err != nil {
-			return nil, err
-		}
-		isDir := filepath.Join(o.Out, "importance")
-		_, err := importance.Run(ctx, importance.Options{Checkpoint: stage, Dataset: o.Dataset, DataDir: o.DataDir,
-			Device: o.Device, Threads: o.Threads, Target: importance.Weights, Mode: importance.SearchMode,
-			Budget: o.PoolBudget, Tau: 0.05, Images: o.PoolImages, Alpha: 0.1, ScoreFloor: 1, Seed: o.Seed, Out: isDir,
-			OnProgress: func(phase string, done, total int64) { o.progress("importance search")(done, total) }})
-		if err != nil {
-			return nil, err
-		}
-		_ = os.RemoveAll(stage)
-		all, err := fault.ReadFaults(filepath.Join(isDir, importance.CriticalFile))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range all {
-			if f.Target == fault.Weight {
-				f.Outcome = nil
-				pool = append(pool, f)
-			}
-		}
+		PoolShare: o.PoolShare, Lambda: o.Lambda, MaxGradNorm: o.MaxGradNorm}
+	pool, err := searchPool(ctx, o, m, meta, "importance search", "importance")
+	if err != nil {
+		return nil, err
 	}
 	fr.PoolSize = len(pool)
 	var inj *fault.Injector
@@ -562,14 +579,53 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 			f.buffers = append(f.buffers, p.Tensor)
 		}
 	}
+	if o.Permanent != "" {
+		if f.permanent, err = permanentFaults(o.Permanent); err != nil {
+			return nil, err
+		}
+		fr.Permanent = &PermanentRecipe{File: o.Permanent, Faults: len(f.permanent)}
+		if fr.Permanent.AccuracyBefore, err = accuracyWith(m, f, data); err != nil {
+			return nil, err
+		}
+	}
 	c := cfg
 	c.Train.Epochs, c.Train.LR, c.Train.WarmupEpochs, c.Train.KeepBest = o.Epochs, fr.LR, 0, false
 	c.Runtime.Seed, c.Runtime.Threads = o.Seed, o.Threads
 	o.phase("fault-aware training")
 	total := int64(o.Epochs) * int64((data.Train.Len()+c.Train.BatchSize-1)/max(1, c.Train.BatchSize))
+	refresh := func(epoch int) error {
+		if epoch == 0 || !o.Refresh {
+			return nil
+		}
+		fr.Refreshes++
+		if o.Clamps {
+			o.phase(fmt.Sprintf("refresh clamps (epoch %d)", epoch+1))
+			if err := m.SetClamps(nil); err != nil {
+				return err
+			}
+			cl, err := Profile(m, data.Train, data.Stats, o.ProfileImages, 500, o.Margin)
+			if err != nil {
+				return err
+			}
+			if err := m.SetClamps(cl); err != nil {
+				return err
+			}
+		}
+		pool, err := searchPool(ctx, o, m, meta, fmt.Sprintf("importance search (epoch %d)", epoch+1),
+			fmt.Sprintf("importance-epoch%d", epoch+1))
+		if err != nil {
+			return err
+		}
+		if o.PoolShare > 0 {
+			f.pool, fr.PoolSize = pool, len(pool)
+		}
+		o.phase("fault-aware training")
+		return nil
+	}
 	res, err := train.Run(ctx, train.Options{Config: c, Data: data, Device: o.Device, Model: m, Source: "harden",
-		Hooks: train.Hooks{BeforeStep: f.before, AfterBackward: f.after, AfterStep: f.after,
-			OnStep: func(s train.Step) { o.progress("fault-aware training")(s.GlobalStep+1, total) }}})
+		Hooks: train.Hooks{BeforeEpoch: refresh,
+			Perturb: &train.Perturbation{Lambda: o.Lambda, MaxNorm: o.MaxGradNorm, Apply: f.apply, Undo: f.undoStep},
+			OnStep:  func(s train.Step) { o.progress("fault-aware training")(s.GlobalStep+1, total) }}})
 	if err != nil {
 		return nil, err
 	}
@@ -579,6 +635,88 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 	}
 	for _, e := range res.Epochs {
 		fr.SkippedSteps += e.SkippedSteps
+		fr.FaultySteps += e.PerturbedSteps
+		fr.FaultySkipped += e.PerturbSkipped
+		fr.FaultyClipped += e.PerturbClipped
+	}
+	if fr.Permanent != nil {
+		if fr.Permanent.AccuracyAfter, err = accuracyWith(m, f, data); err != nil {
+			return nil, err
+		}
 	}
 	return fr, nil
+}
+
+// searchPool runs the importance search for critical weight faults on m as it
+// is now (saved to a staging checkpoint) into o.Out/sub and returns them;
+// nothing when o.PoolShare is 0.
+func searchPool(ctx context.Context, o Options, m *model.Model, meta model.Metadata, phase, sub string) ([]fault.Fault, error) {
+	if o.PoolShare == 0 {
+		return nil, nil
+	}
+	o.phase(phase)
+	isDir := filepath.Join(o.Out, sub)
+	stage := filepath.Join(isDir, "model")
+	if err := m.Save(stage, meta); err != nil {
+		return nil, err
+	}
+	_, err := importance.Run(ctx, importance.Options{Checkpoint: stage, Dataset: o.Dataset, DataDir: o.DataDir,
+		Device: o.Device, Threads: o.Threads, Target: importance.Weights, Mode: importance.SearchMode,
+		Budget: o.PoolBudget, Tau: 0.05, Images: o.PoolImages, Alpha: 0.1, ScoreFloor: 1, Seed: o.Seed, Out: isDir,
+		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})
+	if err != nil {
+		return nil, err
+	}
+	_ = os.RemoveAll(stage)
+	all, err := fault.ReadFaults(filepath.Join(isDir, importance.CriticalFile))
+	if err != nil {
+		return nil, err
+	}
+	var pool []fault.Fault
+	for _, f := range all {
+		if f.Target == fault.Weight {
+			f.Outcome = nil
+			pool = append(pool, f)
+		}
+	}
+	return pool, nil
+}
+
+// permanentFaults reads a permanent fault map: weight faults only.
+func permanentFaults(path string) ([]fault.Fault, error) {
+	all, err := fault.ReadFaults(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("harden: permanent fault map %s holds no faults", path)
+	}
+	for i := range all {
+		if all[i].Target != fault.Weight {
+			return nil, fmt.Errorf("harden: permanent fault map %s: fault %d targets %s; permanent-fault mode takes weight faults only", path, i+1, all[i].Target)
+		}
+		all[i].Outcome = nil
+	}
+	return all, nil
+}
+
+// accuracyWith is m's clean test accuracy with f's permanent faults on.
+func accuracyWith(m *model.Model, f *fat, data *train.Data) (float64, error) {
+	var acc float64
+	err := torch.Do(func() (err error) {
+		for i := range f.permanent {
+			if err := f.inject(&f.permanent[i]); err != nil {
+				_ = f.undo()
+				return err
+			}
+		}
+		defer func() {
+			if uerr := f.undo(); uerr != nil && err == nil {
+				err = uerr
+			}
+		}()
+		acc, err = train.Evaluate(m, data.Test, data.Stats, 1000, m.Device(), nil)
+		return err
+	})
+	return acc, err
 }

@@ -42,14 +42,27 @@ type Hooks struct {
 	OnEnd   func(*Result)
 	// Forward is passed to the model's forward pass during training steps.
 	Forward model.Hook
-	// BeforeStep and AfterStep run around each training step's forward/backward
-	// (e.g. to flip weights and restore them).
-	BeforeStep func(globalStep int64) error
-	AfterStep  func(globalStep int64) error
-	// AfterBackward runs between a step's backward pass and the optimiser's
-	// update, only when the loss was finite (fault-aware training restores the
-	// clean weights here, so the update lands on them).
-	AfterBackward func(globalStep int64) error
+	// BeforeEpoch runs on the torch thread before each epoch (0-based), e.g.
+	// to refresh what fault-aware training draws its faults from.
+	BeforeEpoch func(epoch int) error
+	// Perturb, when set, makes steps fault-aware.
+	Perturb *Perturbation
+}
+
+// Perturbation makes training steps fault-aware (loss = clean + Lambda x
+// perturbed, on the same batch). On a step where Apply perturbs the model
+// (flips weights, say), the perturbed pass runs first: its loss, times Lambda,
+// is back-propagated; when that loss or its gradients are not finite the
+// contribution is dropped (counted in Epoch.PerturbSkipped), and when the
+// gradients' global norm exceeds MaxNorm (> 0) they are scaled down to it
+// (counted in Epoch.PerturbClipped). Then Undo restores the model, and the clean
+// pass adds its own gradients, so the optimiser's update lands on the clean
+// weights. Undo runs whenever Apply returned true, errors included.
+type Perturbation struct {
+	Lambda  float64
+	MaxNorm float64
+	Apply   func(globalStep int64) (bool, error)
+	Undo    func(globalStep int64) error
 }
 
 // Start describes a run about to begin.
@@ -82,6 +95,11 @@ type Epoch struct {
 	TestAccuracy  float64 `json:"test_accuracy"`
 	Seconds       float64 `json:"seconds"`
 	SkippedSteps  int     `json:"skipped_steps"` // non-finite losses
+	// Perturbed steps (fault-aware training): how many there were, how many
+	// perturbed contributions were dropped as not finite, and how many clipped.
+	PerturbedSteps int `json:"perturbed_steps,omitempty"`
+	PerturbSkipped int `json:"perturb_skipped,omitempty"`
+	PerturbClipped int `json:"perturb_clipped,omitempty"`
 }
 
 // Result is a finished run.
@@ -162,6 +180,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			}
 		}()
 		for epoch := 0; epoch < cfg.Train.Epochs; epoch++ {
+			if opts.Hooks.BeforeEpoch != nil {
+				if err := opts.Hooks.BeforeEpoch(epoch); err != nil {
+					return err
+				}
+			}
 			st, err := runEpoch(ctx, epochArgs{cfg: cfg, m: m, opt: opt, loader: loader, aug: aug, epoch: epoch,
 				steps: steps, dev: opts.Device, hooks: opts.Hooks, gstep: &gstep})
 			if err != nil {
@@ -285,7 +308,7 @@ func runEpoch(ctx context.Context, a epochArgs) (Epoch, error) {
 		if err := a.opt.SetLearningRate(lr); err != nil {
 			return st, fmt.Errorf("train: set lr: %w", err)
 		}
-		loss, ok, err := step(a, b)
+		loss, ok, err := step(a, b, &st)
 		if err != nil {
 			return st, fmt.Errorf("train: epoch %d step %d: %w", a.epoch+1, i+1, err)
 		}
@@ -315,14 +338,10 @@ type stepResult struct {
 	correct int64
 }
 
-// step runs forward, backward and the optimiser on one batch. ok is false when the
-// loss was not finite (the update is skipped).
-func step(a epochArgs, b *datasets.Batch) (res stepResult, ok bool, err error) {
-	if a.hooks.BeforeStep != nil {
-		if err := a.hooks.BeforeStep(*a.gstep); err != nil {
-			return res, false, err
-		}
-	}
+// step runs forward, backward and the optimiser on one batch (after the
+// perturbed pass, when a.hooks.Perturb perturbs this step). ok is false when the
+// clean loss was not finite (the update is skipped).
+func step(a epochArgs, b *datasets.Batch, st *Epoch) (res stepResult, ok bool, err error) {
 	var s torch.Scope
 	defer s.Drop()
 	x, y, err := b.Tensors(a.dev)
@@ -331,6 +350,14 @@ func step(a epochArgs, b *datasets.Batch) (res stepResult, ok bool, err error) {
 	}
 	s.Keep(x)
 	s.Keep(y)
+	if err := a.opt.ZeroGrad(); err != nil {
+		return res, false, err
+	}
+	if p := a.hooks.Perturb; p != nil {
+		if err := perturbed(a, p, x, y, st); err != nil {
+			return res, false, err
+		}
+	}
 	logits, err := s.KeepErr(a.m.Forward(x, true, a.hooks.Forward))
 	if err != nil {
 		return res, false, err
@@ -344,33 +371,124 @@ func step(a epochArgs, b *datasets.Batch) (res stepResult, ok bool, err error) {
 		return res, false, err
 	}
 	if math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
-		ok = false
-	} else {
-		if err := a.opt.ZeroGrad(); err != nil {
-			return res, false, err
+		return res, false, nil
+	}
+	if err := loss.Backward(); err != nil {
+		return res, false, err
+	}
+	if err := a.opt.Step(); err != nil {
+		return res, false, err
+	}
+	if res.correct, err = countCorrect(logits, y); err != nil {
+		return res, false, err
+	}
+	return res, true, nil
+}
+
+// perturbed runs the perturbed pass of a fault-aware step: Apply, forward,
+// Lambda x loss backward, the finiteness check and clipping, Undo.
+func perturbed(a epochArgs, p *Perturbation, x, y *ts.Tensor, st *Epoch) (err error) {
+	on, err := p.Apply(*a.gstep)
+	if err != nil || !on {
+		return err
+	}
+	defer func() {
+		if uerr := p.Undo(*a.gstep); uerr != nil && err == nil {
+			err = uerr
 		}
-		if err := loss.Backward(); err != nil {
-			return res, false, err
+	}()
+	st.PerturbedSteps++
+	var s torch.Scope
+	defer s.Drop()
+	logits, err := s.KeepErr(a.m.Forward(x, true, a.hooks.Forward))
+	if err != nil {
+		return err
+	}
+	loss, err := s.KeepErr(logits.CrossEntropyLoss(y, ts.NewTensor(), 1, -100, a.cfg.Train.LabelSmoothing, false))
+	if err != nil {
+		return err
+	}
+	v, err := loss.Float64Value(nil)
+	if err != nil {
+		return err
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		st.PerturbSkipped++
+		return nil
+	}
+	lambda, err := s.KeepErr(ts.OfSlice([]float32{float32(p.Lambda)}))
+	if err != nil {
+		return err
+	}
+	scaled, err := s.KeepErr(loss.Mul(lambda, false))
+	if err != nil {
+		return err
+	}
+	if err := scaled.Backward(); err != nil {
+		return err
+	}
+	norm, err := gradNorm(a.m)
+	if err != nil {
+		return err
+	}
+	switch {
+	case math.IsNaN(norm) || math.IsInf(norm, 0):
+		st.PerturbSkipped++
+		return a.opt.ZeroGrad()
+	case p.MaxNorm > 0 && norm > p.MaxNorm:
+		st.PerturbClipped++
+		return scaleGrads(a.m, p.MaxNorm/norm)
+	}
+	return nil
+}
+
+// gradNorm is the global L2 norm of the trainable parameters' gradients (+Inf
+// or NaN when one is not finite).
+func gradNorm(m *model.Model) (float64, error) {
+	var sum float64
+	err := eachGrad(m, func(g *ts.Tensor) error {
+		n, err := g.Norm(false)
+		if err != nil {
+			return err
 		}
-		if a.hooks.AfterBackward != nil {
-			if err := a.hooks.AfterBackward(*a.gstep); err != nil {
-				return res, false, err
-			}
+		v, err := n.Float64Value(nil)
+		_ = n.Drop()
+		sum += v * v
+		return err
+	})
+	return math.Sqrt(sum), err
+}
+
+// scaleGrads multiplies every trainable parameter's gradient by f in place.
+func scaleGrads(m *model.Model, f float64) error {
+	k, err := ts.OfSlice([]float32{float32(f)})
+	if err != nil {
+		return err
+	}
+	defer k.Drop()
+	return eachGrad(m, func(g *ts.Tensor) error { return g.Mul_(k) })
+}
+
+// eachGrad calls fn with the defined gradient of every trainable parameter.
+func eachGrad(m *model.Model, fn func(g *ts.Tensor) error) error {
+	for _, p := range m.Params() {
+		if !p.Trainable {
+			continue
 		}
-		if err := a.opt.Step(); err != nil {
-			return res, false, err
+		g, err := p.Tensor.Grad(false)
+		if err != nil {
+			return fmt.Errorf("gradient of %s: %w", p.Name, err)
 		}
-		ok = true
-		if res.correct, err = countCorrect(logits, y); err != nil {
-			return res, false, err
+		def, err := g.Defined()
+		if err == nil && def {
+			err = fn(g)
+		}
+		_ = g.Drop()
+		if err != nil {
+			return fmt.Errorf("gradient of %s: %w", p.Name, err)
 		}
 	}
-	if a.hooks.AfterStep != nil {
-		if err := a.hooks.AfterStep(*a.gstep); err != nil {
-			return res, false, err
-		}
-	}
-	return res, ok, nil
+	return nil
 }
 
 // countCorrect counts rows whose argmax equals the label.

@@ -13,6 +13,7 @@ import (
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 func syntheticData(t testing.TB, n int) *Data {
@@ -146,5 +147,154 @@ func TestLRSchedules(t *testing.T) {
 		if got := LR(c, tc.step, 10); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("%s warmup %d step %d: lr %v, want %v", tc.schedule, tc.warmup, tc.step, got, tc.want)
 		}
+	}
+}
+
+// A perturbed step's update is that of clean + Lambda x perturbed loss: with a
+// perturbation that changes nothing, SGD moves the weights (1 + Lambda) times as
+// far as a clean step; a non-finite perturbed loss is dropped (and the model
+// restored); an oversized perturbed gradient is clipped to MaxNorm.
+func TestPerturbationAddsLambdaTimesPerturbedGradient(t *testing.T) {
+	cfg := tinyConfig("mlp")
+	cfg.Model.Hidden = []int{16}
+	cfg.Train.Epochs, cfg.Train.BatchSize, cfg.Train.Optimizer, cfg.Train.LR = 1, 128, configs.OptimizerSGD, 0.1
+	cfg.Train.Momentum, cfg.Train.Nesterov, cfg.Train.WeightDecay, cfg.Train.Schedule, cfg.Train.WarmupEpochs = 0, false, 0, configs.ScheduleNone, 0
+	cfg.Train.LabelSmoothing, cfg.Train.KeepBest = 0, false
+	data := syntheticData(t, 128) // one step
+	weights := func(m *model.Model) []float32 {
+		var all []float32
+		if err := torch.Do(func() error {
+			for _, p := range m.Params() {
+				v, err := torch.Float32s(p.Tensor)
+				if err != nil {
+					return err
+				}
+				all = append(all, v...)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return all
+	}
+	torch.ManualSeed(cfg.Runtime.Seed)
+	initial, err := model.New(SpecFor(cfg.Model, data.Train), gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0 := weights(initial)
+	var undone int
+	// run trains one step from the initial weights with the perturbation mk
+	// builds for the run's model and returns the weights' change.
+	run := func(mk func(m *model.Model) *Perturbation) ([]float32, Epoch) {
+		t.Helper()
+		m, err := model.New(SpecFor(cfg.Model, data.Train), gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := torch.Do(func() error {
+			return torch.NoGrad(func() error {
+				for _, q := range m.Params() {
+					src, err := initial.Param(q.Name)
+					if err != nil {
+						return err
+					}
+					if err := q.Tensor.CopyFrom(src); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var p *Perturbation
+		if mk != nil {
+			p = mk(m)
+		}
+		undone = 0
+		res, err := Run(context.Background(), Options{Config: cfg, Data: data, Device: gotch.CPU, Model: m, Hooks: Hooks{Perturb: p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := weights(res.Model)
+		d := make([]float32, len(w))
+		for i := range w {
+			d[i] = w[i] - w0[i]
+		}
+		return d, res.Epochs[0]
+	}
+	norm := func(d []float32) float64 {
+		var s float64
+		for _, x := range d {
+			s += float64(x) * float64(x)
+		}
+		return math.Sqrt(s)
+	}
+	clean, _ := run(nil)
+	gnorm := norm(clean) / cfg.Train.LR // the clean gradient's global norm
+	if gnorm == 0 {
+		t.Fatal("the clean step did not move the weights")
+	}
+	identity := func(lambda, maxNorm float64) func(*model.Model) *Perturbation {
+		return func(*model.Model) *Perturbation {
+			return &Perturbation{Lambda: lambda, MaxNorm: maxNorm, Apply: func(int64) (bool, error) { return true, nil },
+				Undo: func(int64) error { undone++; return nil }}
+		}
+	}
+	// poison sets fc1.weight to +Inf for the perturbed pass (a non-finite loss)
+	// and restores it.
+	poison := func(m *model.Model) *Perturbation {
+		var saved *ts.Tensor
+		return &Perturbation{Lambda: 1,
+			Apply: func(int64) (bool, error) {
+				return true, torch.NoGrad(func() error {
+					p, err := m.Param("fc1.weight")
+					if err != nil {
+						return err
+					}
+					if saved, err = p.DetachCopy(false); err != nil {
+						return err
+					}
+					return p.Fill_(ts.FloatScalar(math.Inf(1)))
+				})
+			},
+			Undo: func(int64) error {
+				undone++
+				return torch.NoGrad(func() error {
+					p, err := m.Param("fc1.weight")
+					if err != nil {
+						return err
+					}
+					defer saved.Drop()
+					return p.CopyFrom(saved)
+				})
+			}}
+	}
+	for _, tc := range []struct {
+		name    string
+		mk      func(*model.Model) *Perturbation
+		scale   float64 // expected update / clean update
+		skipped int
+		clipped int
+	}{
+		{"lambda 1", identity(1, 0), 2, 0, 0},
+		{"lambda 0.25", identity(0.25, 0), 1.25, 0, 0},
+		{"clipped", identity(1, 0.5*gnorm), 1.5, 0, 1},
+		{"norm below max", identity(1, 2*gnorm), 2, 0, 0},
+		{"non-finite", poison, 1, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ep := run(tc.mk)
+			if ep.PerturbedSteps != 1 || ep.PerturbSkipped != tc.skipped || ep.PerturbClipped != tc.clipped || undone != 1 {
+				t.Fatalf("epoch %+v, undone %d", ep, undone)
+			}
+			for i := range d {
+				want := tc.scale * float64(clean[i])
+				if math.Abs(float64(d[i])-want) > 1e-4*math.Abs(want)+1e-7 {
+					t.Fatalf("weight %d moved %g, want %g x %g", i, d[i], tc.scale, clean[i])
+				}
+			}
+		})
 	}
 }

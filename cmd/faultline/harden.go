@@ -37,7 +37,14 @@ func (a *app) hardenCommand() *cobra.Command {
    checkpoint's learning rate; each step carries, with probability
    --fault-prob, --faults-per-step transient weight bit flips (a --pool-share
    of them from the critical faults importance sampling finds on the clamped
-   model, the rest fresh), restored before the update.
+   model, the rest fresh). Such a step's gradient is that of clean + --lambda x
+   faulty loss on the same batch: the faulty pass runs first (its gradients
+   dropped when not finite, clipped to --max-grad-norm), the flips are undone,
+   the clean pass adds its gradients and the update lands on the clean
+   weights. With --refresh the clamps are re-profiled and the critical pool
+   searched again before every epoch after the first. --permanent FILE keeps a
+   known fault map on in every step (permanent-fault mode) and reports the
+   accuracy with it on, before and after.
 4. After: the same measurements on the saved hardened checkpoint.
 
 The recipe comes from the harden.* keys of the default preset, then --config
@@ -122,6 +129,14 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 	key("pool-budget", "harden.pool_budget")
 	f.Int("pool-images", def.PoolImages, "test images the critical pool is searched on")
 	key("pool-images", "harden.pool_images")
+	f.Float64("lambda", def.Lambda, "weight of the faulty pass: loss = clean + lambda x faulty, on the same batch")
+	key("lambda", "harden.lambda")
+	f.Float64("max-grad-norm", def.MaxGradNorm, "clip the faulty pass's gradients to this global L2 norm (0 = off)")
+	key("max-grad-norm", "harden.max_grad_norm")
+	f.Bool("refresh", def.Refresh, "re-profile the clamps and search the critical pool again before every epoch after the first")
+	key("refresh", "harden.refresh")
+	f.String("permanent", def.Permanent, "fault-list JSONL (inject's format) of weight faults kept on in every step: permanent-fault mode")
+	key("permanent", "harden.permanent")
 	f.Float64("vf-ratio", def.VFRatio, "DeepVigor+ channel sampling ratio of the before/after measurements")
 	key("vf-ratio", "harden.vf_ratio")
 	f.Int("vf-images", def.VFImages, "DeepVigor+ images")
@@ -161,6 +176,12 @@ func printHarden(a *app, r *harden.Report) {
 	if f := r.Recipe.FAT; f != nil {
 		fmt.Fprintf(w, "fault-aware training: %d epochs, lr %g, %d steps, %d faults injected (%d from a pool of %d critical), %d steps skipped (non-finite loss)\n",
 			f.Epochs, f.LR, f.Steps, f.Injected, f.FromPool, f.PoolSize, f.SkippedSteps)
+		fmt.Fprintf(w, "  loss = clean + %g x faulty: %d faulty passes, %d dropped (not finite), %d clipped to norm %g; %d refreshes of clamps and pool\n",
+			f.Lambda, f.FaultySteps, f.FaultySkipped, f.FaultyClipped, f.MaxGradNorm, f.Refreshes)
+		if p := f.Permanent; p != nil {
+			fmt.Fprintf(w, "  permanent faults (%s, %d faults): accuracy %.2f%% before, %.2f%% after fault-aware training\n",
+				p.File, p.Faults, 100*p.AccuracyBefore, 100*p.AccuracyAfter)
+		}
 	}
 	fmt.Fprintf(w, "%-28s %12s %12s\n", "", "before", "after")
 	fmt.Fprintf(w, "%-28s %11.2f%% %11.2f%%\n", "clean accuracy", 100*r.Before.CleanAccuracy, 100*r.After.CleanAccuracy)
