@@ -148,7 +148,7 @@ func TestStartsWithUnwritableHome(t *testing.T) {
 }
 
 func TestHelpForEveryCommand(t *testing.T) {
-	for _, c := range [][]string{{"--help"}, {"train", "--help"}, {"test", "--help"}, {"import", "--help"}, {"config", "show", "--help"}, {"version", "--help"}, {"inject", "--help"}, {"merge", "--help"}, {"importance", "--help"}, {"harden", "--help"}, {"eval", "vf", "--help"}} {
+	for _, c := range [][]string{{"--help"}, {"train", "--help"}, {"test", "--help"}, {"import", "--help"}, {"config", "show", "--help"}, {"version", "--help"}, {"inject", "--help"}, {"merge", "--help"}, {"importance", "--help"}, {"harden", "--help"}, {"eval", "vf", "--help"}, {"report", "--help"}} {
 		out, errs, code := cli(t, c...)
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%v: %d %s %s", c, code, out, errs)
