@@ -24,7 +24,7 @@ const GotchModule = "github.com/sugarme/gotch"
 
 // revision changes whenever the generator's output changes for the same input, so a
 // stale folder from an older generator is regenerated.
-const revision = "8"
+const revision = "9"
 
 // Options control Generate.
 type Options struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/libtch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // ParseDevice turns "cpu" or "cuda" (or "cuda:N") into a gotch device. CUDA on a
@@ -106,3 +107,8 @@ func RSSBytes() int64 {
 	}
 	return rss * int64(os.Getpagesize())
 }
+
+// LiveTensors returns the number of gotch tensors created and not yet freed, by
+// Drop or by a finalizer (for soak tests that prove no tensor leaks). It counts
+// gotch's own registry of tensors, so it sees every tensor, whoever created it.
+func LiveTensors() int { return ts.LiveTensors() }

@@ -311,6 +311,45 @@ func TestScopeDropsEverything(t *testing.T) {
 	})
 }
 
+// LiveTensors follows gotch's registry: up by one per tensor made, down by one per
+// Drop, and a second Drop of the same tensor changes nothing.
+func TestLiveTensorsCountsCreatedAndDropped(t *testing.T) {
+	do(t, func() error {
+		before := LiveTensors()
+		var made []*ts.Tensor
+		for i := 0; i < 7; i++ {
+			x, err := ts.Zeros([]int64{3}, gotch.Float, gotch.CPU)
+			if err != nil {
+				return err
+			}
+			made = append(made, x)
+		}
+		if got := LiveTensors() - before; got != 7 {
+			t.Errorf("after 7 tensors: %+d live", got)
+		}
+		for _, x := range made[:4] {
+			if err := x.Drop(); err != nil {
+				return err
+			}
+		}
+		if err := made[0].Drop(); err != nil {
+			return err
+		}
+		if got := LiveTensors() - before; got != 3 {
+			t.Errorf("after dropping 4 of 7 (one twice): %+d live", got)
+		}
+		for _, x := range made[4:] {
+			if err := x.Drop(); err != nil {
+				return err
+			}
+		}
+		if got := LiveTensors() - before; got != 0 {
+			t.Errorf("after dropping all: %+d live", got)
+		}
+		return nil
+	})
+}
+
 func TestHostCopies(t *testing.T) {
 	do(t, func() error {
 		x, err := FromFloat32([]float32{1.5, -2, 3, 4}, []int64{2, 2}, gotch.CPU)
