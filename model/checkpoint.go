@@ -1,12 +1,16 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/faultline/faultline/internal/atomicfile"
@@ -73,8 +77,18 @@ type Metadata struct {
 	Config        json.RawMessage `json:"config,omitempty"`
 	Software      Software        `json:"software"`
 	Params        []ParamInfo     `json:"params"`
+	// Files holds the size and SHA-256 of model.ot and model.npz as saved, so
+	// a checkpoint whose files come from different saves (a save killed half
+	// way) is caught on load. Checkpoints of older versions lack it.
+	Files map[string]FileSum `json:"files,omitempty"`
 	// Extra holds sections added by later stages (e.g. hardening bounds).
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+}
+
+// FileSum is one checkpoint file's size in bytes and SHA-256 (hex).
+type FileSum struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // CurrentSoftware describes this build and machine.
@@ -97,9 +111,13 @@ func (m *Model) paramInfos() ([]ParamInfo, error) {
 }
 
 // Save writes the checkpoint into dir (created if needed): model.ot, model.npz and
-// model.json, each atomically (temp file + rename), metadata last, so a directory
-// whose model.json exists holds a complete checkpoint. meta.Arch, Spec, Params,
-// Software, Kind and SchemaVersion are filled in from the model.
+// model.json, each atomically (temp file + rename). model.json, holding the sizes
+// and SHA-256 sums of the two weight files, is written last: a process killed
+// while saving over an older checkpoint can leave the old model.json beside new
+// weights, and [Load] reports such a torn checkpoint instead of using it (a
+// rerun of the save replaces it). A save that fails before model.ot is replaced
+// (e.g. a full disk) leaves the previous checkpoint as it was. meta.Arch, Spec,
+// Params, Files, Software, Kind and SchemaVersion are filled in from the model.
 func (m *Model) Save(dir string, meta Metadata) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("model: save: %w", err)
@@ -141,6 +159,14 @@ func (m *Model) Save(dir string, meta Metadata) error {
 		if err := m.SaveNPZ(filepath.Join(dir, NumpyFile), meta.Steps); err != nil {
 			return err
 		}
+		meta.Files = map[string]FileSum{}
+		for _, name := range []string{WeightsFile, NumpyFile} {
+			sum, err := sumFile(filepath.Join(dir, name))
+			if err != nil {
+				return fmt.Errorf("model: save: %w", err)
+			}
+			meta.Files[name] = sum
+		}
 		b, err := json.MarshalIndent(meta, "", "  ")
 		if err != nil {
 			return fmt.Errorf("model: metadata: %w", err)
@@ -180,6 +206,9 @@ func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
 	ot := filepath.Join(dir, WeightsFile)
 	if _, err := os.Stat(ot); err != nil {
 		return nil, meta, fmt.Errorf("model: checkpoint %s: %w", dir, err)
+	}
+	if err := VerifyFiles(dir, meta); err != nil {
+		return nil, meta, err
 	}
 	err = torch.Do(func() error {
 		infos, err := m.paramInfos()
@@ -223,6 +252,47 @@ func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
 		return nil, meta, err
 	}
 	return m, meta, nil
+}
+
+// VerifyFiles checks that the weight files in dir are the ones meta (read from
+// dir/model.json) was saved with: same size and SHA-256. A mismatch means the
+// files come from different saves, such as a save killed half way over an older
+// checkpoint; rerunning the command that wrote dir replaces them. Metadata
+// without file sums (older checkpoints) passes.
+func VerifyFiles(dir string, meta Metadata) error {
+	names := make([]string, 0, len(meta.Files))
+	for name := range meta.Files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		want := meta.Files[name]
+		p := filepath.Join(dir, name)
+		got, err := sumFile(p)
+		if err != nil {
+			return fmt.Errorf("model: checkpoint %s: %w", dir, err)
+		}
+		if got != want {
+			return fmt.Errorf("model: checkpoint %s is torn: %s (%d bytes, sha256 %.12s) is not the file %s was saved with (%d bytes, sha256 %.12s); an interrupted save? rerun the command that wrote it",
+				dir, p, got.Size, got.SHA256, MetadataFile, want.Size, want.SHA256)
+		}
+	}
+	return nil
+}
+
+// sumFile returns the size and SHA-256 of the file at p.
+func sumFile(p string) (FileSum, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return FileSum{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return FileSum{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	return FileSum{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // assign copies named tensors into the model's parameters. Every parameter must be

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -112,7 +113,26 @@ func TestCheckpointBadInputs(t *testing.T) {
 			}
 			b, _ := os.ReadFile(filepath.Join(tmp, WeightsFile))
 			os.WriteFile(filepath.Join(dir, WeightsFile), b, 0o644)
+			dropFileSums(t, dir) // as an older checkpoint: the tensors are checked
 		}, "missing"},
+		{"torn: weights of another save", func(t *testing.T, dir string) {
+			m2, err := New(fashion("lenet5"), gotch.CPU) // same shapes, other values
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmp := t.TempDir()
+			if err := m2.Save(tmp, Metadata{}); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(filepath.Join(tmp, WeightsFile))
+			os.WriteFile(filepath.Join(dir, WeightsFile), b, 0o644)
+		}, "torn"},
+		{"torn: npz of another save", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, NumpyFile)
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}, "model.npz"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,5 +149,54 @@ func TestCheckpointBadInputs(t *testing.T) {
 	}
 	if _, err := Import(fashion("lenet5"), filepath.Join(good, "x.bin")); err == nil {
 		t.Error("unknown weight format accepted")
+	}
+}
+
+// dropFileSums removes the files section from dir/model.json.
+func dropFileSums(t *testing.T, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, MetadataFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	delete(raw, "files")
+	if b, err = json.Marshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Save records each weight file's size and SHA-256 in model.json.
+func TestSaveRecordsFileSums(t *testing.T) {
+	m, err := New(fashion("lenet5"), gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir, Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := ReadMetadata(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{WeightsFile, NumpyFile} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := meta.Files[name]; sum.Size != fi.Size() || len(sum.SHA256) != 64 {
+			t.Errorf("files[%s] = %+v, the file has %d bytes", name, sum, fi.Size())
+		}
+	}
+	if err := VerifyFiles(dir, meta); err != nil {
+		t.Error(err)
 	}
 }

@@ -23,8 +23,9 @@ func ParseMetadata(b []byte, name string) (Metadata, error) {
 // schema version, the spec, the architecture named twice alike, one finite
 // normalisation (std > 0) per input channel or none, counts that are not
 // negative, an accuracy in [0,1], named tensors with unique names and
-// non-negative dimensions, and clamp sections holding finite ranges. Whether the
-// tensors and clamp sites match the architecture is checked by [Load].
+// non-negative dimensions, file sums (if any) of the two weight files only, and
+// clamp sections holding finite ranges. Whether the tensors and clamp sites match
+// the architecture, and the files their sums, is checked by [Load].
 func (meta *Metadata) Validate() error {
 	if meta.Kind != MetadataKind {
 		return fmt.Errorf("kind %q, want %q", meta.Kind, MetadataKind)
@@ -68,6 +69,14 @@ func (meta *Metadata) Validate() error {
 			}
 		}
 	}
+	for name, sum := range meta.Files {
+		if name != WeightsFile && name != NumpyFile {
+			return fmt.Errorf("files: %q is not a checkpoint file (%s, %s)", name, WeightsFile, NumpyFile)
+		}
+		if sum.Size < 0 || !isSHA256(sum.SHA256) {
+			return fmt.Errorf("files: %s: size %d, sha256 %q (want a size of at least 0 and 64 lowercase hex digits)", name, sum.Size, sum.SHA256)
+		}
+	}
 	for _, key := range []string{ClampsKey, WeightClampsKey} {
 		c, err := clampsFromMeta(*meta, key)
 		if err != nil {
@@ -80,4 +89,17 @@ func (meta *Metadata) Validate() error {
 		}
 	}
 	return nil
+}
+
+// isSHA256 reports whether s is a SHA-256 in lowercase hex.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

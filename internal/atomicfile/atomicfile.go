@@ -1,6 +1,11 @@
 // Package atomicfile writes files so that readers never see a half-written file:
 // the content goes to a temporary file in the same directory, is synced, and is then
 // renamed over the destination. A failed write leaves any previous file untouched.
+//
+// A temporary file is named .NAME.tmp-PID-RANDOM after the writing process. A
+// process killed while writing leaves its temporary file behind; the next write
+// of the same file removes the temporary files of writers that are no longer
+// running, so reruns after a crash do not accumulate them.
 package atomicfile
 
 import (
@@ -9,6 +14,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // Write creates or replaces path with what fill writes. The data is buffered, flushed,
@@ -16,7 +23,8 @@ import (
 // previous content of path (if any) is left as it was.
 func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	removeStale(dir, filepath.Base(path))
+	tmp, err := os.CreateTemp(dir, tempPrefix(filepath.Base(path))+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -55,6 +63,52 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		_, err := w.Write(data)
 		return err
 	})
+}
+
+// tempPrefix is how the temporary files of name begin.
+func tempPrefix(name string) string { return "." + name + ".tmp-" }
+
+// IsTemp reports whether name (a base name) is one of this package's temporary
+// files.
+func IsTemp(name string) bool {
+	_, _, ok := tempOwner(name)
+	return ok
+}
+
+// tempOwner parses a temporary file name .NAME.tmp-PID-RANDOM into NAME and PID.
+func tempOwner(name string) (target string, pid int, ok bool) {
+	if !strings.HasPrefix(name, ".") {
+		return "", 0, false
+	}
+	i := strings.LastIndex(name, ".tmp-")
+	if i < 1 {
+		return "", 0, false
+	}
+	pidStr, _, found := strings.Cut(name[i+len(".tmp-"):], "-")
+	pid, err := strconv.Atoi(pidStr)
+	if !found || err != nil || pid <= 0 {
+		return "", 0, false
+	}
+	return name[1:i], pid, true
+}
+
+// removeStale removes the temporary files of name in dir left by writers that
+// no longer run (killed mid-write). Errors are ignored: this is housekeeping.
+func removeStale(dir, name string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, globEscape(tempPrefix(name))+"*"))
+	for _, m := range matches {
+		target, pid, ok := tempOwner(filepath.Base(m))
+		if !ok || target != name || pid == os.Getpid() || running(pid) {
+			continue
+		}
+		_ = os.Remove(m)
+	}
+}
+
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`)
+	return r.Replace(s)
 }
 
 // syncDir makes the rename durable; errors are ignored on file systems that
