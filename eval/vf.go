@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -167,6 +168,10 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		o.BatchSize = 1024
 	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	// vf.json is written last: a directory holding one holds a finished run.
+	if err := os.Remove(filepath.Join(o.Out, VFFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	if _, err := torch.SetThreads(o.Threads); err != nil {
@@ -348,16 +353,17 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 	return val, nil
 }
 
-// write saves vf.json and vf.csv atomically.
+// write saves vf.csv and then vf.json, each atomically: vf.json last, so that
+// with RunVF removing the old one first, a vf.json always has its vf.csv.
 func (vf *VF) write(dir string) error {
 	b, err := json.MarshalIndent(vf, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, VFFile), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, VFCSVFile), 0o644, vf.writeCSV); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(dir, VFCSVFile), 0o644, vf.writeCSV); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, VFFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
 	return nil

@@ -108,6 +108,9 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// A run killed while writing campaign.json or cutting faults.jsonl left a
+	// temporary file that nothing else rewrites.
+	atomicfile.RemoveStale(c.Dir)
 	if err := c.claim(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package harden
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -264,6 +265,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("harden: %w", err)
+	}
+	// report.json is written last: a directory holding one holds a finished
+	// hardening, and a rerun (after a crash) redoes every step.
+	if err := os.Remove(filepath.Join(o.Out, ReportFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("harden: %w", err)
 	}
 	if _, err := torch.SetThreads(o.Threads); err != nil {

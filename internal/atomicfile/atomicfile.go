@@ -92,6 +92,18 @@ func tempOwner(name string) (target string, pid int, ok bool) {
 	return name[1:i], pid, true
 }
 
+// RemoveStale removes every temporary file in dir left by a writer that no
+// longer runs, for directories whose files are not all rewritten on a rerun.
+// Errors are ignored: this is housekeeping.
+func RemoveStale(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if target, _, ok := tempOwner(e.Name()); ok && !e.IsDir() {
+			removeStale(dir, target)
+		}
+	}
+}
+
 // removeStale removes the temporary files of name in dir left by writers that
 // no longer run (killed mid-write). Errors are ignored: this is housekeeping.
 func removeStale(dir, name string) {

@@ -59,3 +59,26 @@ func TestIsTemp(t *testing.T) {
 		}
 	}
 }
+
+// RemoveStale removes every dead writer's temporary file in a directory.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("cannot run true: %v", err)
+	}
+	dead := strconv.Itoa(cmd.Process.Pid)
+	names := map[string]bool{".a.json.tmp-" + dead + "-1": false, ".b.jsonl.tmp-" + dead + "-2": false,
+		".c.json.tmp-" + strconv.Itoa(os.Getpid()) + "-3": true, "d.json": true}
+	for name := range names {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	RemoveStale(dir)
+	for name, kept := range names {
+		if _, err := os.Stat(filepath.Join(dir, name)); kept != (err == nil) {
+			t.Errorf("%s: kept %v, want %v", name, err == nil, kept)
+		}
+	}
+}
