@@ -128,14 +128,15 @@ type Summary struct {
 	AccuracyDrop   float64     `json:"accuracy_drop"`
 	PerLayer       []Breakdown `json:"per_layer"`
 	PerBit         []Breakdown `json:"per_bit"`
-	// FaultsPerSecond repeats Timing.FaultsPerSecond at the top level.
-	FaultsPerSecond float64 `json:"faults_per_second"`
-	Timing          Timing  `json:"timing"`
+	// Timing is the one part that differs between two runs with the same seed,
+	// thread count and BLAS (summaries written before it also repeated
+	// faults_per_second at the top level; readers ignore it).
+	Timing Timing `json:"timing"`
 }
 
 // Summarise computes a campaign's summary from its faults (with outcomes).
 func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm Timing) Summary {
-	s := Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Campaign: h, Images: images, GoldenAccuracy: goldenAccuracy, Timing: tm, FaultsPerSecond: tm.FaultsPerSecond}
+	s := Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Campaign: h, Images: images, GoldenAccuracy: goldenAccuracy, Timing: tm}
 	layers := map[string]*Breakdown{}
 	bits := map[int]*Breakdown{}
 	var layerOrder []string

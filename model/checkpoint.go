@@ -72,7 +72,7 @@ type Metadata struct {
 	Steps         int64           `json:"steps"`
 	Seed          int64           `json:"seed"`
 	TestAccuracy  float64         `json:"test_accuracy"`
-	TrainSeconds  float64         `json:"train_seconds"`
+	Timing        Timing          `json:"timing"` // the only part that differs between runs
 	Source        string          `json:"source"` // "train", "import:<file>", "harden"
 	Config        json.RawMessage `json:"config,omitempty"`
 	Software      Software        `json:"software"`

@@ -6,6 +6,30 @@ import (
 	"math"
 )
 
+// Timing is how long making a checkpoint took: the only figures in model.json
+// that change from run to run.
+type Timing struct {
+	TrainSeconds float64 `json:"train_seconds"`
+}
+
+// UnmarshalJSON reads model.json, including the top-level train_seconds of
+// checkpoints written before the timing object (moved into Timing).
+func (meta *Metadata) UnmarshalJSON(b []byte) error {
+	type plain Metadata // without this method
+	var v struct {
+		plain
+		LegacyTrainSeconds *float64 `json:"train_seconds"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*meta = Metadata(v.plain)
+	if v.LegacyTrainSeconds != nil && meta.Timing == (Timing{}) {
+		meta.Timing.TrainSeconds = *v.LegacyTrainSeconds
+	}
+	return nil
+}
+
 // ParseMetadata decodes and checks model.json from b; name (the file) labels
 // errors. It accepts only what [Metadata.Validate] accepts.
 func ParseMetadata(b []byte, name string) (Metadata, error) {
@@ -54,8 +78,8 @@ func (meta *Metadata) Validate() error {
 		return fmt.Errorf("epochs %d, steps %d: negative", meta.Epochs, meta.Steps)
 	case !(meta.TestAccuracy >= 0 && meta.TestAccuracy <= 1):
 		return fmt.Errorf("test_accuracy %v outside [0,1]", meta.TestAccuracy)
-	case !(meta.TrainSeconds >= 0):
-		return fmt.Errorf("train_seconds %v is negative", meta.TrainSeconds)
+	case !(meta.Timing.TrainSeconds >= 0):
+		return fmt.Errorf("timing.train_seconds %v is negative", meta.Timing.TrainSeconds)
 	}
 	seen := make(map[string]bool, len(meta.Params))
 	for i, p := range meta.Params {

@@ -93,8 +93,10 @@ type Epoch struct {
 	TrainLoss     float64 `json:"train_loss"`
 	TrainAccuracy float64 `json:"train_accuracy"`
 	TestAccuracy  float64 `json:"test_accuracy"`
-	Seconds       float64 `json:"seconds"`
-	SkippedSteps  int     `json:"skipped_steps"` // non-finite losses
+	// Seconds is the epoch's wall time, kept out of the epoch's JSON (`train
+	// --json` prints it under timing) so the rest is identical between runs.
+	Seconds      float64 `json:"-"`
+	SkippedSteps int     `json:"skipped_steps"` // non-finite losses
 	// Perturbed steps (fault-aware training): how many there were, how many
 	// perturbed contributions were dropped as not finite, and how many clipped.
 	PerturbedSteps int `json:"perturbed_steps,omitempty"`
@@ -230,7 +232,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res.TrainSeconds = time.Since(began).Seconds()
 	meta.Arch, meta.Spec = m.Spec().Arch, m.Spec()
 	meta.Epochs, meta.Steps = len(res.Epochs), gstep
-	meta.TestAccuracy, meta.TrainSeconds = res.TestAccuracy, res.TrainSeconds
+	meta.TestAccuracy, meta.Timing.TrainSeconds = res.TestAccuracy, res.TrainSeconds
 	res.Meta = meta
 	if opts.Out != "" {
 		if err := m.Save(opts.Out, meta); err != nil {

@@ -229,7 +229,7 @@ func printSummary(a *app, s *fault.Summary, dir string) {
 	fmt.Fprintf(w, "critical faults (an SDC or DUE on any of their images): %d of %d, %.4f%% (95%% CI %.4f..%.4f%%)\n",
 		s.CriticalFaults, s.Faults, 100*s.CriticalFaultRate, 100*s.CriticalFaultRateCI[0], 100*s.CriticalFaultRateCI[1])
 	fmt.Fprintf(w, "accuracy %.2f%% golden, %.2f%% under faults; %.0f faults/s (injection alone)\n",
-		100*s.GoldenAccuracy, 100*s.FaultyAccuracy, s.FaultsPerSecond)
+		100*s.GoldenAccuracy, 100*s.FaultyAccuracy, s.Timing.FaultsPerSecond)
 	fmt.Fprintln(w, "per layer:")
 	for _, b := range s.PerLayer {
 		fmt.Fprintf(w, "  %-24s %8d faults  VF %.4f%%\n", b.Key, b.Faults, 100*b.VF)

@@ -53,7 +53,7 @@ func TestTrainTestImportEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(b, &meta); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"arch", "dataset", "epochs", "seed", "test_accuracy", "train_seconds"} {
+	for _, k := range []string{"arch", "dataset", "epochs", "seed", "test_accuracy", "timing"} {
 		if _, ok := meta[k]; !ok {
 			t.Errorf("model.json lacks %q", k)
 		}

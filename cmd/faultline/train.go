@@ -42,8 +42,14 @@ DIR/model.json (metadata: arch, dataset, epochs, seed, test_accuracy, ...).`,
 				return err
 			}
 			if asJSON {
+				// timings apart, under "timing": the rest is identical between runs
+				epochSeconds := make([]float64, len(res.Epochs))
+				for i, e := range res.Epochs {
+					epochSeconds[i] = e.Seconds
+				}
 				return json.NewEncoder(a.stdout).Encode(map[string]any{"checkpoint": out, "arch": res.Meta.Arch,
-					"test_accuracy": res.TestAccuracy, "epochs": res.Epochs, "train_seconds": res.TrainSeconds})
+					"test_accuracy": res.TestAccuracy, "epochs": res.Epochs,
+					"timing": map[string]any{"train_seconds": res.TrainSeconds, "epoch_seconds": epochSeconds}})
 			}
 			fmt.Fprintf(a.stdout, "test accuracy %.2f%% (%s, %d epochs, %s); checkpoint in %s\n", 100*res.TestAccuracy,
 				res.Meta.Arch, len(res.Epochs), progress.FormatDuration(secs(res.TrainSeconds)), out)
