@@ -167,7 +167,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 1024
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+	if err := atomicfile.CheckDir(o.Out); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	// vf.json is written last: a directory holding one holds a finished run.

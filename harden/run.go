@@ -264,6 +264,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	if err := atomicfile.CheckDir(o.Out); err != nil {
+		return nil, fmt.Errorf("harden: %w", err)
+	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("harden: %w", err)
 	}

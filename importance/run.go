@@ -256,7 +256,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+	if err := atomicfile.CheckDir(o.Out); err != nil {
 		return nil, fmt.Errorf("importance: %w", err)
 	}
 	if _, err := torch.SetThreads(o.Threads); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/faultline/faultline/configs"
 	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/atomicfile"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
@@ -123,6 +124,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if err := checkSchedule(cfg.Train); err != nil {
 		return nil, err
+	}
+	if opts.Out != "" {
+		if err := atomicfile.CheckDir(opts.Out); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
 	data := opts.Data
 	if data == nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/faultline/faultline/internal/testfs"
@@ -86,5 +87,32 @@ func TestInjectReadOnlyOut(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(ro, "keep.txt")); err != nil || string(b) != "kept" {
 		t.Errorf("keep.txt: %q, %v", b, err)
+	}
+}
+
+// TestReadOnlyOutFailsBeforeWork: train, eval vf and harden check their --out
+// before the long work, so a read-only output directory fails at once, with a
+// one-line error naming it (not after an hour of training).
+func TestReadOnlyOutFailsBeforeWork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ckpt := testckpt.Trained(t, 200)
+	ro := testfs.ReadOnly(t, func(string) {})
+	out := filepath.Join(ro, "x")
+	for _, args := range [][]string{
+		{"train", "--preset", "lenet5-fashion", "--dataset", "synthetic", "--train-limit", "200", "--test-limit", "100", "--epochs", "50"},
+		{"eval", "vf", "--checkpoint", ckpt, "--dataset", "synthetic"},
+		{"harden", "--checkpoint", ckpt, "--dataset", "synthetic"},
+		{"importance", "--checkpoint", ckpt, "--dataset", "synthetic"},
+	} {
+		start := time.Now()
+		code, text := runChild(t, append(args, "--threads", "1", "--quiet", "--out", out)...)
+		oneLineError(t, code, text, out)
+		// 50 epochs or a whole analysis would take minutes; the check takes
+		// the start-up time of the process.
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%s: failed only after %v", args[0], d)
+		}
 	}
 }

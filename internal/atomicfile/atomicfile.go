@@ -134,3 +134,25 @@ func syncDir(dir string) error {
 	_ = d.Sync()
 	return nil
 }
+
+// CheckDir creates dir (and its parents) when missing and checks that a file can
+// be created in it, so a long run learns that its output directory is read-only
+// or not a directory before it starts, not when it saves.
+func CheckDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".faultline-probe-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	err = f.Close()
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -116,3 +116,24 @@ func TestWriteDiskFull(t *testing.T) {
 		t.Errorf("after the failures: %v", err)
 	}
 }
+
+func TestCheckDir(t *testing.T) {
+	fresh := filepath.Join(t.TempDir(), "a", "b")
+	if err := CheckDir(fresh); err != nil {
+		t.Fatalf("a new nested directory: %v", err)
+	}
+	if ents, err := os.ReadDir(fresh); err != nil || len(ents) != 0 {
+		t.Fatalf("the probe left %v (%v)", ents, err)
+	}
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(file); err == nil || !strings.Contains(err.Error(), file) {
+		t.Errorf("a regular file as the directory: %v", err)
+	}
+	ro := testfs.ReadOnly(t, func(string) {})
+	if err := CheckDir(ro); err == nil || !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), ro) {
+		t.Errorf("a read-only directory: %v", err)
+	}
+}
