@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 func (a *app) configCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Show and check configuration"}
 	var cf configFlags
+	var showJSON, keysJSON, presetsJSON bool
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print the effective configuration (preset < --config file < FAULTLINE_* < flags) as YAML",
@@ -22,6 +24,9 @@ func (a *app) configCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if showJSON {
+				return json.NewEncoder(a.stdout).Encode(cfg)
+			}
 			b, err := cfg.YAML()
 			if err != nil {
 				return err
@@ -31,11 +36,24 @@ func (a *app) configCommand() *cobra.Command {
 		},
 	}
 	addConfigFlags(show.Flags(), &cf)
+	show.Flags().BoolVar(&showJSON, "json", false, "print the configuration as JSON instead of YAML")
 	keys := &cobra.Command{
 		Use:   "keys",
 		Short: "List every configuration key with its environment variable",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if keysJSON {
+				type key struct {
+					Key     string   `json:"key"`
+					Env     string   `json:"env"`
+					Choices []string `json:"choices,omitempty"`
+				}
+				var all []key
+				for _, k := range configs.Keys() {
+					all = append(all, key{Key: k, Env: configs.EnvVar(k), Choices: configs.Choices(k)})
+				}
+				return json.NewEncoder(a.stdout).Encode(all)
+			}
 			for _, k := range configs.Keys() {
 				line := fmt.Sprintf("%-24s %s", k, configs.EnvVar(k))
 				if c := configs.Choices(k); c != nil {
@@ -51,12 +69,17 @@ func (a *app) configCommand() *cobra.Command {
 		Short: "List the embedded presets",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if presetsJSON {
+				return json.NewEncoder(a.stdout).Encode(configs.Presets())
+			}
 			for _, p := range configs.Presets() {
 				fmt.Fprintln(a.stdout, p)
 			}
 			return nil
 		},
 	}
+	keys.Flags().BoolVar(&keysJSON, "json", false, "print the keys as a JSON array of {key, env, choices}")
+	presets.Flags().BoolVar(&presetsJSON, "json", false, "print the preset names as a JSON array")
 	cmd.AddCommand(show, keys, presets)
 	return cmd
 }

@@ -15,7 +15,7 @@ func (a *app) importCommand() *cobra.Command {
 		arch, weights, out, dataset, dir string
 		width                            float64
 		hidden                           []int
-		batchNorm                        bool
+		batchNorm, asJSON                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import --arch NAME --weights FILE --out DIR",
@@ -66,6 +66,10 @@ data set and recorded.`,
 			if err := m.Save(out, meta); err != nil {
 				return err
 			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(map[string]any{"arch": arch, "weights": weights, "dataset": data.Name,
+					"test_accuracy": acc, "checkpoint": out})
+			}
 			fmt.Fprintf(a.stdout, "imported %s from %s: test accuracy %.2f%% on %s; checkpoint in %s\n", arch, weights, 100*acc, data.Name, out)
 			return nil
 		},
@@ -78,6 +82,7 @@ data set and recorded.`,
 	f.StringVar(&dir, "data-dir", "", "data set directory")
 	f.Float64Var(&width, "width", 1, "channel width multiplier the weights were trained with (default: the preset's)")
 	f.IntSliceVar(&hidden, "hidden", nil, "mlp hidden sizes (default: the preset's)")
+	f.BoolVar(&asJSON, "json", false, `print {"arch", "weights", "dataset", "test_accuracy", "checkpoint"} as JSON`)
 	f.BoolVar(&batchNorm, "batch-norm", false, "vgg11 with BatchNorm (default: the preset's)")
 	return cmd
 }

@@ -246,7 +246,10 @@ func printSummary(a *app, s *fault.Summary, dir string) {
 }
 
 func (a *app) mergeCommand() *cobra.Command {
-	var out string
+	var (
+		out    string
+		asJSON bool
+	)
 	cmd := &cobra.Command{
 		Use:   "merge --out DIR SHARD_DIR...",
 		Short: "Combine the shard directories of a campaign into one result",
@@ -263,10 +266,14 @@ the result the unsharded campaign writes: the same faults.jsonl and summary.json
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(s)
+			}
 			printSummary(a, s, out)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the merged summary as JSON")
 	return cmd
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/spf13/cobra"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,5 +246,33 @@ func TestPyTorchAccuracyOfExportedNPZ(t *testing.T) {
 	}
 	if clamped.Accuracy != pyClamped.Accuracy || clamped.Images != pyClamped.Images {
 		t.Errorf("clamped: faultline test %+v, PyTorch with the clamps %+v", clamped, pyClamped)
+	}
+}
+
+// Every command that does something has --json (a machine-readable result on
+// stdout) and inherits --quiet; the config listings print valid JSON with it.
+func TestEveryCommandHasJSONAndQuiet(t *testing.T) {
+	a := &app{stdout: io.Discard, stderr: io.Discard}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Runnable() && c.Name() != "help" && c.Name() != "completion" && c.Parent() != nil && c.Parent().Name() != "completion" {
+			if c.Flags().Lookup("json") == nil {
+				t.Errorf("%s has no --json", c.CommandPath())
+			}
+			if c.InheritedFlags().Lookup("quiet") == nil {
+				t.Errorf("%s has no --quiet", c.CommandPath())
+			}
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(a.rootCommand())
+	for _, args := range [][]string{{"config", "show", "--json"}, {"config", "keys", "--json"}, {"config", "presets", "--json"}} {
+		out, errs, code := cli(t, args...)
+		var v any
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
+			t.Errorf("%v: exit %d, not JSON: %q %s", args, code, out, errs)
+		}
 	}
 }
