@@ -24,11 +24,13 @@ test: setup-test
 	$(GO) vet ./...
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
-# The main job on the embedded default: train LeNet-5 on Fashion-MNIST, find its
-# critical weight faults by importance sampling, harden it (range restriction and
-# fault-aware training), print the before/after table and write the HTML report.
+# The main job on the embedded default: train LeNet-5 on Fashion-MNIST, a uniform
+# weight fault-injection campaign (per-bit SDC rates), its critical weight faults by
+# importance sampling, harden it (range restriction and fault-aware training),
+# print the before/after table and write the HTML report.
 demo: build
 	$(BIN) train --preset lenet5-fashion --out $(DEMO_DIR)/lenet5
+	$(BIN) inject --checkpoint $(DEMO_DIR)/lenet5 --target weights --faults 20000 --out $(DEMO_DIR)/inject
 	$(BIN) importance --checkpoint $(DEMO_DIR)/lenet5 --target weights --budget 1000 --out $(DEMO_DIR)/importance
 	$(BIN) harden --checkpoint $(DEMO_DIR)/lenet5 --out $(DEMO_DIR)/lenet5-hardened
 	$(BIN) report --in $(DEMO_DIR) --out $(DEMO_DIR)/report.html
