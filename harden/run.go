@@ -189,7 +189,7 @@ type FATRecipe struct {
 	FaultProb     float64 `json:"fault_prob"`
 	FaultsPerStep int     `json:"faults_per_step"`
 	PoolShare     float64 `json:"pool_share"`
-	PoolSize      int     `json:"pool_size"` // critical weight faults found
+	PoolSize      int     `json:"pool_size"` // critical weight faults in the pool last searched (refreshed every epoch with Refresh)
 	Steps         int64   `json:"steps"`
 	Injected      int64   `json:"faults_injected"`
 	FromPool      int64   `json:"faults_from_pool"`

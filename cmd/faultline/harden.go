@@ -174,7 +174,7 @@ func printHarden(a *app, r *harden.Report) {
 		fmt.Fprintf(w, "weight range restriction: %d layers' weights clamped to their range\n", len(r.Recipe.WeightClamps))
 	}
 	if f := r.Recipe.FAT; f != nil {
-		fmt.Fprintf(w, "fault-aware training: %d epochs, lr %g, %d steps, %d faults injected (%d from a pool of %d critical), %d steps skipped (non-finite loss)\n",
+		fmt.Fprintf(w, "fault-aware training: %d epochs, lr %g, %d steps, %d faults injected (%d from the critical pool; %d in its last search), %d steps skipped (non-finite loss)\n",
 			f.Epochs, f.LR, f.Steps, f.Injected, f.FromPool, f.PoolSize, f.SkippedSteps)
 		fmt.Fprintf(w, "  loss = clean + %g x faulty: %d faulty passes, %d dropped (not finite), %d clipped to norm %g; %d refreshes of clamps and pool\n",
 			f.Lambda, f.FaultySteps, f.FaultySkipped, f.FaultyClipped, f.MaxGradNorm, f.Refreshes)
