@@ -92,6 +92,13 @@ func Load(dirs []string) (*Set, error) {
 	return s, nil
 }
 
+// inputOnlyKinds are faultline files that hold no result to draw (a campaign's
+// header: its result is the summary.json beside it), with the note the Inputs
+// table gives them. They are not reported as unknown.
+var inputOnlyKinds = map[string]string{
+	"faultline.fault_campaign_header": "campaign header: its results are in the summary.json beside it",
+}
+
 // read decodes one file and files it under its kind.
 func (s *Set) read(path string) error {
 	data, err := os.ReadFile(path)
@@ -120,6 +127,10 @@ func (s *Set) add(path string, data []byte) error {
 		return nil
 	}
 	in.Kind = h.Kind
+	if note, ok := inputOnlyKinds[h.Kind]; ok {
+		in.Note = note
+		return nil
+	}
 	versions, known := knownKinds[h.Kind]
 	if !known {
 		in.Note = "skipped: unknown kind " + h.Kind

@@ -304,7 +304,7 @@ func TestOnlyFoundSections(t *testing.T) {
 	if err := Render(&b, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Sections left out", "Before and after hardening: needs a harden report", "skipped: unknown kind faultline.fault_campaign_header"} {
+	for _, want := range []string{"Sections left out", "Before and after hardening: needs a harden report", "campaign header: its results are in the summary.json beside it"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}

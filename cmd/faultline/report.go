@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/faultline/faultline/report"
 	"github.com/spf13/cobra"
@@ -49,7 +50,7 @@ skipped.`,
 			}
 			if !a.quiet {
 				for _, in := range sum.Inputs {
-					if !in.Used && in.Note != "" {
+					if !in.Used && strings.HasPrefix(in.Note, "skipped") {
 						fmt.Fprintf(a.stderr, "report: %s: %s\n", in.Path, in.Note)
 					}
 				}
