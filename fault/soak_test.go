@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -84,11 +85,10 @@ func median(v []float64) float64 {
 // of live gotch tensors and the throughput, and checks that after the first tenth
 // (warm-up: allocator pools, Go heap growth) the RSS stays flat, the tensor count
 // does not grow at all (every tensor a batch creates is dropped), and the last
-// tenth runs within 10% of the first tenth's throughput. Throughput is the median
-// of the per-block rates inside a tenth (faults of the block over the wall time
-// since the previous block ended, injection, JSON and fsync included), which a
-// burst of other work on the machine moves less than a mean; the rate per CPU
-// second of this process, which such work hardly moves, is printed beside it. It runs only with
+// tenth runs at no less than 90% of the first tenth's throughput: its faults over its wall
+// time (injection, JSON and fsync included). The median of the per-block rates and
+// the rate per CPU second of this process are printed beside it. Other work on the
+// machine moves the wall-time rate, so measure on a quiet machine. It runs only with
 // FAULTLINE_SOAK=1 (`make soak`).
 func TestSoakFaultCampaign(t *testing.T) {
 	if os.Getenv("FAULTLINE_SOAK") == "" {
@@ -107,7 +107,7 @@ func TestSoakFaultCampaign(t *testing.T) {
 		// time, well under 8 MiB), measured at a few MiB. A leak too small for this
 		// bound is still caught by the tensor count, which must not grow at all.
 		rssBound = 32 << 20
-		// The last tenth's throughput must be within this fraction of the first's.
+		// The last tenth may run at most this fraction slower than the first.
 		slowdown = 0.10
 	)
 	ckpt := "../runs/lenet5"
@@ -194,20 +194,28 @@ func TestSoakFaultCampaign(t *testing.T) {
 		rssMax, tensorsMax = max(rssMax, x.rssMax), max(tensorsMax, x.tensorsMax)
 	}
 	rssEnd := d[9].rssEnd
-	ratio := d[9].median / warm.median
+	// Throughput of a tenth: its faults over its wall time. (The median of the
+	// per-block rates, printed beside it, is no steadier: block rates are spread
+	// wide and a tenth's median jumps between their clusters.)
+	rate := func(x soakDecile) float64 { return float64(x.faults) / x.wall.Seconds() }
+	ratio := rate(d[9]) / rate(warm)
 	t.Logf("after the first tenth: RSS %+.1f MiB at the end, %+.1f MiB at most (bound %.0f MiB); live tensors %+d at most",
 		mib(rssEnd-warm.rssEnd), mib(rssMax-warm.rssEnd), mib(rssBound), tensorsMax-warm.tEnd)
-	t.Logf("last/first tenth throughput (median of blocks): %.3f (%.0f vs %.0f faults/s); per CPU second %.3f",
-		ratio, d[9].median, warm.median, d[9].cpuMedian/warm.cpuMedian)
+	t.Logf("last/first tenth throughput: %.3f (%.0f vs %.0f faults/s); median of blocks %.3f; per CPU second %.3f",
+		ratio, rate(d[9]), rate(warm), d[9].median/warm.median, d[9].cpuMedian/warm.cpuMedian)
 	if grow := rssMax - warm.rssEnd; grow > rssBound {
 		t.Errorf("RSS grew by up to %.1f MiB after the first tenth (bound %.0f MiB)", mib(grow), mib(rssBound))
 	}
 	if tensorsMax > warm.tEnd {
 		t.Errorf("live tensors grew from %d (end of the first tenth) to %d", warm.tEnd, tensorsMax)
 	}
-	if math.Abs(ratio-1) > slowdown {
-		t.Errorf("last tenth runs at %.3f of the first tenth's throughput (%.0f vs %.0f faults/s); want within %.0f%%",
-			ratio, d[9].median, warm.median, 100*slowdown)
+	// The check is one-sided: a slowdown over time is the defect (a leak that
+	// makes the allocator or a cache slower), a faster last tenth is not. On this
+	// 2-core VM tenths vary by up to +-25% even per CPU second, so a last tenth
+	// above 1.1 happens and says nothing.
+	if ratio < 1-slowdown {
+		t.Errorf("last tenth runs at %.3f of the first tenth's throughput (%.0f vs %.0f faults/s); want at least %.2f",
+			ratio, rate(d[9]), rate(warm), 1-slowdown)
 	}
 }
 
@@ -221,7 +229,8 @@ func cpuTime() time.Duration {
 }
 
 // mixedFaults returns n faults alternating between uniform single-bit weight
-// faults (even IDs) and uniform activation faults at layer outputs (odd IDs). The
+// faults (even IDs) and uniform activation faults at layer outputs (odd IDs), in a
+// seeded random order. The
 // activation space of a small model can hold fewer faults than n/2, so those come
 // from consecutive plans with different seeds, each at most the space's size.
 func mixedFaults(m *model.Model, n int64) (func(int64) Fault, error) {
@@ -242,12 +251,17 @@ func mixedFaults(m *model.Model, n int64) (func(int64) Fault, error) {
 		}
 		acts = append(acts, p)
 	}
+	// A plan may list its faults in index order (layer by layer), and a fault's
+	// cost depends on its layer: shuffled, every tenth of the run gets the same
+	// mix, so a change of throughput over time means a slowdown, not other work.
+	rng := rand.New(rand.NewPCG(7, 11))
+	wPerm, aPerm := rng.Perm(int(n-n/2)), rng.Perm(int(n/2))
 	return func(i int64) Fault {
 		var f Fault
 		if i%2 == 0 {
-			f = w.Fault(i / 2)
+			f = w.Fault(int64(wPerm[i/2]))
 		} else {
-			j := i / 2
+			j := int64(aPerm[i/2])
 			f = acts[j/per].Fault(j % per)
 		}
 		f.ID = i
