@@ -85,7 +85,7 @@ func median(v []float64) float64 {
 // of live gotch tensors and the throughput, and checks that after the first tenth
 // (warm-up: allocator pools, Go heap growth) the RSS stays flat, the tensor count
 // does not grow at all (every tensor a batch creates is dropped), and the last
-// tenth runs at no less than 90% of the first tenth's throughput: its faults over its wall
+// tenth runs within 10% of the first tenth's throughput: its faults over its wall
 // time (injection, JSON and fsync included). The median of the per-block rates and
 // the rate per CPU second of this process are printed beside it. Other work on the
 // machine moves the wall-time rate, so measure on a quiet machine. It runs only with
@@ -107,7 +107,7 @@ func TestSoakFaultCampaign(t *testing.T) {
 		// time, well under 8 MiB), measured at a few MiB. A leak too small for this
 		// bound is still caught by the tensor count, which must not grow at all.
 		rssBound = 32 << 20
-		// The last tenth may run at most this fraction slower than the first.
+		// The last tenth's throughput must be within this fraction of the first's.
 		slowdown = 0.10
 	)
 	ckpt := "../runs/lenet5"
@@ -117,10 +117,14 @@ func TestSoakFaultCampaign(t *testing.T) {
 	}
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	start := time.Now()
-	threads, err := torch.SetThreads(0)
+	// One libtorch thread: with two, the time libtorch's worker spends spinning
+	// and waiting swings with whatever else the 2-core machine runs, and with it
+	// the throughput of a tenth, even per CPU second.
+	threads, err := torch.SetThreads(1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer torch.SetThreads(0)
 	cd, err := LoadCheckpoint(ckpt, "", "", gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
@@ -209,13 +213,9 @@ func TestSoakFaultCampaign(t *testing.T) {
 	if tensorsMax > warm.tEnd {
 		t.Errorf("live tensors grew from %d (end of the first tenth) to %d", warm.tEnd, tensorsMax)
 	}
-	// The check is one-sided: a slowdown over time is the defect (a leak that
-	// makes the allocator or a cache slower), a faster last tenth is not. On this
-	// 2-core VM tenths vary by up to +-25% even per CPU second, so a last tenth
-	// above 1.1 happens and says nothing.
-	if ratio < 1-slowdown {
-		t.Errorf("last tenth runs at %.3f of the first tenth's throughput (%.0f vs %.0f faults/s); want at least %.2f",
-			ratio, rate(d[9]), rate(warm), 1-slowdown)
+	if math.Abs(ratio-1) > slowdown {
+		t.Errorf("last tenth runs at %.3f of the first tenth's throughput (%.0f vs %.0f faults/s); want within %.0f%%",
+			ratio, rate(d[9]), rate(warm), 100*slowdown)
 	}
 }
 
