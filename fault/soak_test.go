@@ -85,7 +85,7 @@ func median(v []float64) float64 {
 // of live gotch tensors and the throughput, and checks that after the first tenth
 // (warm-up: allocator pools, Go heap growth) the RSS stays flat, the tensor count
 // does not grow at all (every tensor a batch creates is dropped), and the last
-// tenth runs within 10% of the first tenth's throughput: its faults over its wall
+// tenth runs no more than 10% slower than the first tenth: throughput is its faults over its wall
 // time (injection, JSON and fsync included). The median of the per-block rates and
 // the rate per CPU second of this process are printed beside it. Other work on the
 // machine moves the wall-time rate, so measure on a quiet machine. It runs only with
@@ -107,7 +107,7 @@ func TestSoakFaultCampaign(t *testing.T) {
 		// time, well under 8 MiB), measured at a few MiB. A leak too small for this
 		// bound is still caught by the tensor count, which must not grow at all.
 		rssBound = 32 << 20
-		// The last tenth's throughput must be within this fraction of the first's.
+		// The last tenth may run at most this fraction slower than the first.
 		slowdown = 0.10
 	)
 	ckpt := "../runs/lenet5"
@@ -213,9 +213,12 @@ func TestSoakFaultCampaign(t *testing.T) {
 	if tensorsMax > warm.tEnd {
 		t.Errorf("live tensors grew from %d (end of the first tenth) to %d", warm.tEnd, tensorsMax)
 	}
-	if math.Abs(ratio-1) > slowdown {
-		t.Errorf("last tenth runs at %.3f of the first tenth's throughput (%.0f vs %.0f faults/s); want within %.0f%%",
-			ratio, rate(d[9]), rate(warm), 100*slowdown)
+	// One-sided: a slowdown over time is the defect (a leak that makes the
+	// allocator or a cache slower). A faster last tenth is not, and happens: the
+	// first tenth can still be warming up (2 runs in 5 measured 1.22 and 1.14).
+	if ratio < 1-slowdown {
+		t.Errorf("last tenth runs at %.3f of the first tenth's throughput (%.0f vs %.0f faults/s); want at least %.2f",
+			ratio, rate(d[9]), rate(warm), 1-slowdown)
 	}
 }
 
