@@ -267,9 +267,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := atomicfile.CheckDir(o.Out); err != nil {
 		return nil, fmt.Errorf("harden: %w", err)
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("harden: %w", err)
-	}
 	// report.json is written last: a directory holding one holds a finished
 	// hardening, and a rerun (after a crash) redoes every step.
 	if err := os.Remove(filepath.Join(o.Out, ReportFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -625,9 +622,7 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 		if err != nil {
 			return err
 		}
-		if o.PoolShare > 0 {
-			f.pool, fr.PoolSize = pool, len(pool)
-		}
+		f.pool, fr.PoolSize = pool, len(pool) // both stay empty at pool share 0
 		o.phase("fault-aware training")
 		return nil
 	}

@@ -366,16 +366,11 @@ func step(a epochArgs, b *datasets.Batch, st *Epoch) (res stepResult, ok bool, e
 			return res, false, err
 		}
 	}
-	logits, err := s.KeepErr(a.m.Forward(x, true, a.hooks.Forward))
+	logits, loss, err := lossOn(a, &s, x, y)
 	if err != nil {
 		return res, false, err
 	}
-	loss, err := s.KeepErr(logits.CrossEntropyLoss(y, ts.NewTensor(), 1, -100, a.cfg.Train.LabelSmoothing, false))
-	if err != nil {
-		return res, false, err
-	}
-	res.loss, err = loss.Float64Value(nil)
-	if err != nil {
+	if res.loss, err = loss.Float64Value(nil); err != nil {
 		return res, false, err
 	}
 	if math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
@@ -393,6 +388,16 @@ func step(a epochArgs, b *datasets.Batch, st *Epoch) (res stepResult, ok bool, e
 	return res, true, nil
 }
 
+// lossOn runs the training-mode forward pass on x and the cross-entropy loss
+// against y; both tensors are kept in s.
+func lossOn(a epochArgs, s *torch.Scope, x, y *ts.Tensor) (logits, loss *ts.Tensor, err error) {
+	if logits, err = s.KeepErr(a.m.Forward(x, true, a.hooks.Forward)); err != nil {
+		return nil, nil, err
+	}
+	loss, err = s.KeepErr(logits.CrossEntropyLoss(y, ts.NewTensor(), 1, -100, a.cfg.Train.LabelSmoothing, false))
+	return logits, loss, err
+}
+
 // perturbed runs the perturbed pass of a fault-aware step: Apply, forward,
 // Lambda x loss backward, the finiteness check and clipping, Undo.
 func perturbed(a epochArgs, p *Perturbation, x, y *ts.Tensor, st *Epoch) (err error) {
@@ -408,11 +413,7 @@ func perturbed(a epochArgs, p *Perturbation, x, y *ts.Tensor, st *Epoch) (err er
 	st.PerturbedSteps++
 	var s torch.Scope
 	defer s.Drop()
-	logits, err := s.KeepErr(a.m.Forward(x, true, a.hooks.Forward))
-	if err != nil {
-		return err
-	}
-	loss, err := s.KeepErr(logits.CrossEntropyLoss(y, ts.NewTensor(), 1, -100, a.cfg.Train.LabelSmoothing, false))
+	_, loss, err := lossOn(a, &s, x, y)
 	if err != nil {
 		return err
 	}
