@@ -163,7 +163,7 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 			c.OnProgress(nDone, total, float64(nDone)/injectTime.Seconds())
 		}
 	}
-	all, err := ReadFaults(filepath.Join(c.Dir, FaultsFile))
+	sm, err := summariseFile(filepath.Join(c.Dir, FaultsFile))
 	if err != nil {
 		return nil, err
 	}
@@ -171,11 +171,26 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 	if injectTime > 0 {
 		tm.FaultsPerSecond = float64(nDone) / injectTime.Seconds()
 	}
-	s := Summarise(*h, all, h.GoldenAccuracy, h.Images, tm)
+	s := sm.summary(*h, h.GoldenAccuracy, h.Images, tm)
 	if err := writeJSON(filepath.Join(c.Dir, SummaryFile), s); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// summariseFile streams a fault list into a summariser.
+func summariseFile(path string) (*summariser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("fault: %w", err)
+	}
+	defer f.Close()
+	sm := newSummariser()
+	err = EachFault(f, path, func(x *Fault) error {
+		sm.add(x)
+		return nil
+	})
+	return sm, err
 }
 
 // appendBlock appends a finished block to faults.jsonl (out) and syncs it. A

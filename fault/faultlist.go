@@ -26,6 +26,18 @@ func ReadFaults(path string) ([]Fault, error) {
 // present, must be consistent (see [Outcome.Validate]).
 func ParseFaults(r io.Reader, name string) ([]Fault, error) {
 	var out []Fault
+	err := EachFault(r, name, func(f *Fault) error {
+		out = append(out, *f)
+		return nil
+	})
+	return out, err
+}
+
+// EachFault streams a fault list (JSONL) from r, calling fn with each fault in
+// file order, so that lists too large to hold in memory can be summarised. The
+// fault is reused after fn returns. Parsing is as [ParseFaults]; an error from
+// fn stops the walk and is returned as is.
+func EachFault(r io.Reader, name string, fn func(*Fault) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	line := 0
@@ -37,14 +49,16 @@ func ParseFaults(r io.Reader, name string) ([]Fault, error) {
 		}
 		x, err := parseFault(b)
 		if err != nil {
-			return nil, fmt.Errorf("fault: %s line %d: %w", name, line, err)
+			return fmt.Errorf("fault: %s line %d: %w", name, line, err)
 		}
-		out = append(out, x)
+		if err := fn(&x); err != nil {
+			return err
+		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("fault: %s line %d: %w", name, line+1, err)
+		return fmt.Errorf("fault: %s line %d: %w", name, line+1, err)
 	}
-	return out, nil
+	return nil
 }
 
 // parseFault decodes and checks one line of a fault list.

@@ -1,7 +1,11 @@
 package fault
 
 import (
+	"bytes"
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -160,4 +164,48 @@ func repeatOutcomes(a Outcome, na int, b Outcome, nb int) []Outcome {
 		out = append(out, b)
 	}
 	return out
+}
+
+// The streamed summary of a faults.jsonl equals the summary of the same faults in
+// memory, field for field (per layer and per bit included).
+func TestSummaryStreamedEqualsInMemory(t *testing.T) {
+	var faults []Fault
+	layers := []string{"conv1", "conv2", "fc1"}
+	for i := range 300 {
+		o := &Outcome{Images: 4, Masked: 4}
+		switch i % 7 {
+		case 0:
+			o.Masked, o.SDC, o.Misclassified = 2, 2, 2
+		case 3:
+			o.Masked, o.DUE, o.Misclassified, o.Top5 = 3, 1, 1, 1
+		}
+		faults = append(faults, Fault{ID: int64(i), Target: Weight, Layer: layers[i%3], Param: "weight",
+			Index: []int64{int64(i % 5)}, Kind: BitFlip, Bits: []int{i % 32}, DType: Float32, Duration: Transient, Outcome: o})
+	}
+	path := filepath.Join(t.TempDir(), FaultsFile)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range faults {
+		if err := enc.Encode(&faults[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := Header{Images: 4, Faults: int64(len(faults)), ImagesPerFault: 4}
+	want := Summarise(h, faults, 0.9, 4, Timing{})
+	sm, err := summariseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sm.summary(h, 0.9, 4, Timing{})
+	a, _ := json.Marshal(want)
+	b, _ := json.Marshal(got)
+	if !bytes.Equal(a, b) {
+		t.Errorf("streamed summary differs:\n%s\nin memory:\n%s", b, a)
+	}
+	if want.Faults != 300 || want.SDC == 0 || want.DUE == 0 || len(want.PerLayer) != 3 || len(want.PerBit) != 32 {
+		t.Errorf("summary does not cover the faults: %+v", want)
+	}
 }

@@ -136,35 +136,58 @@ type Summary struct {
 
 // Summarise computes a campaign's summary from its faults (with outcomes).
 func Summarise(h Header, faults []Fault, goldenAccuracy float64, images int, tm Timing) Summary {
-	s := Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Campaign: h, Images: images, GoldenAccuracy: goldenAccuracy, Timing: tm}
-	layers := map[string]*Breakdown{}
-	bits := map[int]*Breakdown{}
-	var layerOrder []string
-	var total Breakdown
-	var misclassified int64
+	sm := newSummariser()
 	for i := range faults {
-		f := &faults[i]
-		o := f.Outcome
-		if o == nil {
-			continue
-		}
-		total.add(o)
-		s.Masked += int64(o.Masked)
-		s.Top5 += int64(o.Top5)
-		misclassified += int64(o.Misclassified)
-		if layers[f.Layer] == nil {
-			layers[f.Layer] = &Breakdown{Key: f.Layer}
-			layerOrder = append(layerOrder, f.Layer)
-		}
-		layers[f.Layer].add(o)
-		if len(f.Bits) == 1 {
-			b := f.Bits[0]
-			if bits[b] == nil {
-				bits[b] = &Breakdown{Key: strconv.Itoa(b)}
-			}
-			bits[b].add(o)
-		}
+		sm.add(&faults[i])
 	}
+	return sm.summary(h, goldenAccuracy, images, tm)
+}
+
+// summariser accumulates a summary one fault at a time, so that a campaign's
+// faults.jsonl can be summarised as a stream (a million faults held in memory
+// took over a gigabyte).
+type summariser struct {
+	layers        map[string]*Breakdown
+	bits          map[int]*Breakdown
+	layerOrder    []string
+	total         Breakdown
+	masked, top5  int64
+	misclassified int64
+}
+
+func newSummariser() *summariser {
+	return &summariser{layers: map[string]*Breakdown{}, bits: map[int]*Breakdown{}}
+}
+
+// add counts one fault; faults without an outcome are skipped.
+func (sm *summariser) add(f *Fault) {
+	o := f.Outcome
+	if o == nil {
+		return
+	}
+	sm.total.add(o)
+	sm.masked += int64(o.Masked)
+	sm.top5 += int64(o.Top5)
+	sm.misclassified += int64(o.Misclassified)
+	if sm.layers[f.Layer] == nil {
+		sm.layers[f.Layer] = &Breakdown{Key: f.Layer}
+		sm.layerOrder = append(sm.layerOrder, f.Layer)
+	}
+	sm.layers[f.Layer].add(o)
+	if len(f.Bits) == 1 {
+		b := f.Bits[0]
+		if sm.bits[b] == nil {
+			sm.bits[b] = &Breakdown{Key: strconv.Itoa(b)}
+		}
+		sm.bits[b].add(o)
+	}
+}
+
+// summary finishes the accumulated counts into a Summary.
+func (sm *summariser) summary(h Header, goldenAccuracy float64, images int, tm Timing) Summary {
+	s := Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Campaign: h, Images: images, GoldenAccuracy: goldenAccuracy, Timing: tm}
+	s.Masked, s.Top5 = sm.masked, sm.top5
+	total, misclassified, layers, bits, layerOrder := &sm.total, sm.misclassified, sm.layers, sm.bits, sm.layerOrder
 	total.finish()
 	s.Faults, s.Pairs, s.SDC, s.DUE = total.Faults, total.Pairs, total.SDC, total.DUE
 	s.SDCRate, s.DUERate, s.VF, s.VFCI95 = total.SDCRate, total.DUERate, total.VF, total.VFCI95
