@@ -94,6 +94,14 @@ type Options struct {
 	Out            string
 	// OnProgress reports injections done of total, per phase.
 	OnProgress func(phase string, done, total int64)
+	// block overrides the injections per block (default 2^18 / images), the
+	// unit of progress and of the journal; for tests.
+	block int
+	// onBlock, when set, hears of every block, replayed or injected; for tests.
+	onBlock func(phase string, replayed bool)
+	// OnResume, when set, is told how many injections an interrupted run into
+	// Out recorded in its journal (JournalFile); they are replayed, not rerun.
+	OnResume func(injections int64)
 }
 
 func (o *Options) defaults() error {
@@ -259,11 +267,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := atomicfile.CheckDir(o.Out); err != nil {
 		return nil, fmt.Errorf("importance: %w", err)
 	}
-	if _, err := torch.SetThreads(o.Threads); err != nil {
+	threads, err := torch.SetThreads(o.Threads)
+	if err != nil {
 		return nil, err
 	}
 	var sum *Summary
-	err := torch.Do(func() error {
+	var jn *journal
+	err = torch.Do(func() error {
 		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 		if err != nil {
 			return err
@@ -311,20 +321,30 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return err
 		}
+		jh, err := newJournalHeader(&o, threads, ld.Dataset, hash, ev.Len())
+		if err != nil {
+			return err
+		}
+		if jn, err = openJournal(o.Out, jh); err != nil {
+			return err
+		}
+		if n := jn.recorded(); n > 0 && o.OnResume != nil {
+			o.OnResume(n)
+		}
 		tInj := time.Now()
 		golden := ev.Accuracy()
 		var is []draw
 		var strata []stratum
 		if o.Stratify {
 			strata = q.strata()
-			is, err = runStratified(ctx, inj, ev, sp, q, strata, golden, o, rng)
+			is, err = runStratified(ctx, inj, ev, sp, q, strata, golden, o, rng, jn)
 		} else {
-			is, err = inject(ctx, inj, ev, sp, isKeys, golden, o, func(k int64) float64 { return q.prob(k) }, "importance")
+			is, err = inject(ctx, inj, ev, sp, isKeys, golden, o, func(k int64) float64 { return q.prob(k) }, "importance", jn)
 		}
 		if err != nil {
 			return err
 		}
-		uni, err := inject(ctx, inj, ev, sp, uKeys, golden, o, func(int64) float64 { return q.p() }, "uniform")
+		uni, err := inject(ctx, inj, ev, sp, uKeys, golden, o, func(int64) float64 { return q.p() }, "uniform", jn)
 		if err != nil {
 			return err
 		}
@@ -347,6 +367,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		sum.Timing = Timing{Sensitivity: tSens.Seconds(), Injection: time.Since(tInj).Seconds(), Total: time.Since(start).Seconds()}
 		return write(o.Out, sum, ranked, is, uni)
 	})
+	if jn != nil {
+		// Kept while the results are not written: a rerun resumes from it.
+		if cerr := jn.close(err == nil); err == nil && cerr != nil {
+			err = fmt.Errorf("importance: %w", cerr)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -375,12 +401,21 @@ func drawKeys(n int, distinct bool, space int64, next func() int64) ([]int64, er
 	return keys, nil
 }
 
-// inject runs the faults of keys on the evaluation set in blocks.
+// blockSize is the injections per block: about 2^18 fault x image pairs.
+func blockSize(o Options, images int) int {
+	if o.block > 0 {
+		return o.block
+	}
+	return max(1, (1<<18)/images)
+}
+
+// inject runs the faults of keys on the evaluation set in blocks, replaying the
+// blocks the journal recorded and recording the others.
 func inject(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *space, keys []int64, golden float64,
-	o Options, prob func(int64) float64, phase string) ([]draw, error) {
+	o Options, prob func(int64) float64, phase string, jn *journal) ([]draw, error) {
 	ds := make([]draw, len(keys))
 	p := 1 / float64(sp.faults())
-	block := max(1, (1<<18)/ev.Len())
+	block := blockSize(o, ev.Len())
 	if o.OnProgress != nil {
 		o.OnProgress(phase, 0, int64(len(keys)))
 	}
@@ -395,8 +430,29 @@ func inject(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *spa
 			ds[i].w = ds[i].p / ds[i].q
 			fs = append(fs, &ds[i].f)
 		}
-		if err := inj.RunBatched(ev, fs); err != nil {
-			return nil, fmt.Errorf("importance: %s: %w", phase, err)
+		outs, replayed, err := jn.replay(phase, keys[lo:hi])
+		if err != nil {
+			return nil, err
+		}
+		if o.onBlock != nil {
+			o.onBlock(phase, replayed)
+		}
+		if replayed {
+			for i := lo; i < hi; i++ {
+				oc := outs[i-lo]
+				ds[i].f.Outcome = &oc
+			}
+		} else {
+			if err := inj.RunBatched(ev, fs); err != nil {
+				return nil, fmt.Errorf("importance: %s: %w", phase, err)
+			}
+			outs := make([]fault.Outcome, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				outs = append(outs, *ds[i].f.Outcome)
+			}
+			if err := jn.record(phase, keys[lo:hi], outs); err != nil {
+				return nil, err
+			}
 		}
 		for i := lo; i < hi; i++ {
 			oc := ds[i].f.Outcome
@@ -525,9 +581,9 @@ func estimates(sp *space, ds []draw) Estimates {
 // runStratified draws and injects the importance-sampled faults stratum by
 // stratum: the pilot, then the Neyman-allocated rest.
 func runStratified(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *space, q *proposal, strata []stratum,
-	golden float64, o Options, rng *rand.Rand) ([]draw, error) {
+	golden float64, o Options, rng *rand.Rand, jn *journal) ([]draw, error) {
 	return stratifiedDraws(o.Budget, o.Allocation == Neyman, q, strata, rng, func(keys []int64, phase string) ([]draw, error) {
-		return inject(ctx, inj, ev, sp, keys, golden, o, func(k int64) float64 { return q.prob(k) }, phase)
+		return inject(ctx, inj, ev, sp, keys, golden, o, func(k int64) float64 { return q.prob(k) }, phase, jn)
 	})
 }
 

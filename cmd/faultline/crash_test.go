@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/importance"
 	"github.com/faultline/faultline/internal/atomicfile"
 	"github.com/faultline/faultline/internal/npz"
 	"github.com/faultline/faultline/internal/torch"
@@ -53,7 +54,7 @@ func crashIterations(t *testing.T) int {
 	return 2
 }
 
-// TestSoakCrash kills train, inject, eval vf and harden with SIGKILL at seeded
+// TestSoakCrash kills train, inject, importance, eval vf and harden with SIGKILL at seeded
 // random moments spread over an uninterrupted run's duration, checks that every
 // file left behind is complete (or a documented temporary or resumable one),
 // reruns the command into the same --out and requires the result to equal the
@@ -98,6 +99,10 @@ func TestSoakCrash(t *testing.T) {
 		{name: "inject", resumes: true, args: func(out string) []string {
 			return []string{"inject", "--checkpoint", ckpt, "--faults", "4000", "--block", "250", "--images", "50",
 				"--threads", "1", "--seed", "5", "--out", out, "-q"}
+		}},
+		{name: "importance", resumes: true, args: func(out string) []string {
+			return []string{"importance", "--checkpoint", ckpt, "--mode", "estimate", "--budget", "3000", "--images", "40",
+				"--sens-batches", "1", "--threads", "1", "--seed", "6", "--out", out, "-q"}
 		}},
 		{name: "eval-vf", args: vfArgs("4"), stale: func(t *testing.T, out string) {
 			if _, err := os.Stat(otherVF); err != nil {
@@ -248,8 +253,8 @@ func checkComplete(dir string, resumes, stale bool) error {
 				if len(l) == 0 {
 					continue
 				}
-				if !bytes.HasSuffix(l, []byte("\n")) && resumes && d.Name() == "faults.jsonl" && i == len(lines)-1 {
-					continue // a block cut by the kill, dropped on resume
+				if !bytes.HasSuffix(l, []byte("\n")) && (resumes && d.Name() == "faults.jsonl" || d.Name() == importance.JournalFile) && i == len(lines)-1 {
+					continue // a block cut by the kill, dropped on resume (importance's journal also under harden)
 				}
 				if !bytes.HasSuffix(l, []byte("\n")) || !json.Valid(l) {
 					return fmt.Errorf("%s: line %d is not complete JSON", p, i+1)
