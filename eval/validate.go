@@ -123,9 +123,15 @@ func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvig
 	return n
 }
 
+// onRun, when set, hears of every list of faults validation injects; for tests.
+var onRun func(n int)
+
 // run injects faults in blocks and returns the fraction of fault x image pairs
 // that were SDC or DUE.
 func (v *validator) run(ctx context.Context, faults []fault.Fault) (float64, error) {
+	if onRun != nil {
+		onRun(len(faults))
+	}
 	var bad, pairs int64
 	for lo := 0; lo < len(faults); lo += v.block {
 		if err := ctx.Err(); err != nil {
@@ -155,6 +161,15 @@ func (v *validator) run(ctx context.Context, faults []fault.Fault) (float64, err
 		return 0, nil
 	}
 	return float64(bad) / float64(pairs), nil
+}
+
+// skip counts n faults as done without running them (a unit taken from the
+// journal).
+func (v *validator) skip(n int) {
+	v.done += int64(n)
+	if v.progress != nil {
+		v.progress(v.done, v.total)
+	}
 }
 
 func (v *validator) fault(f fault.Fault) fault.Fault {

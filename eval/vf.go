@@ -62,6 +62,10 @@ type VFOptions struct {
 	Out              string
 	// OnProgress reports phase ("analysis" or "validation") progress.
 	OnProgress func(phase string, done, total int64)
+	// OnResume, when set, is told how many analysed channels and validated
+	// units an interrupted run into Out recorded in its journal (JournalFile);
+	// they are taken over, not computed again.
+	OnResume func(channels, units int)
 }
 
 // VF is vf.json.
@@ -174,10 +178,12 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 	if err := os.Remove(filepath.Join(o.Out, VFFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	if _, err := torch.SetThreads(o.Threads); err != nil {
+	threads, err := torch.SetThreads(o.Threads)
+	if err != nil {
 		return nil, err
 	}
 	var vf *VF
+	var jn *vfJournal
 	err = torch.Do(func() error {
 		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 		if err != nil {
@@ -196,9 +202,16 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 			return err
 		}
 		defer ev.Drop()
+		if jn, err = openVFJournal(&o, threads, ld.Dataset, tail); err != nil {
+			return err
+		}
+		if c, u := jn.recorded(); c+u > 0 && o.OnResume != nil {
+			o.OnResume(c, u)
+		}
 		res, err := deepvigor.Analyze(ctx, ld.Model, ev.X, ev.Golden, deepvigor.Options{
 			Activations: acts, Weights: weights, Semantics: o.Semantics, TailCheck: tail,
 			SamplingRatio: o.Ratio, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
+			Resume: jn,
 			OnProgress: func(done, total int) {
 				if o.OnProgress != nil {
 					o.OnProgress("analysis", int64(done), int64(total))
@@ -220,18 +233,24 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		vf.Timing.Analysis = analysis.Seconds()
 		if o.Validate > 0 {
 			vstart := time.Now()
-			if vf.Validation, err = validate(ctx, inj, ev, ld.Model, res, o, acts, weights); err != nil {
+			if vf.Validation, err = validate(ctx, inj, ev, ld.Model, res, o, acts, weights, jn); err != nil {
 				return err
 			}
 			vf.Timing.Validation = time.Since(vstart).Seconds()
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		vf.Timing.Total = time.Since(start).Seconds()
+		err = vf.write(o.Out)
 	}
-	vf.Timing.Total = time.Since(start).Seconds()
-	if err := vf.write(o.Out); err != nil {
+	if jn != nil {
+		// Kept until vf.json is written: a rerun resumes from it.
+		if cerr := jn.j.Close(err == nil); err == nil && cerr != nil {
+			err = fmt.Errorf("eval: %w", cerr)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return vf, nil
@@ -295,7 +314,7 @@ func mvf(layers []deepvigor.Layer, convOnly bool) MVF {
 
 // validate runs FI on a share of the analysed channels (must run on the torch
 // thread).
-func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *model.Model, r *deepvigor.Result, o VFOptions, acts, weights bool) (*Validation, error) {
+func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *model.Model, r *deepvigor.Result, o VFOptions, acts, weights bool, jn *vfJournal) (*Validation, error) {
 	sites := map[string]model.Site{}
 	for _, s := range m.Sites() {
 		sites[s.Name] = s
@@ -313,31 +332,52 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 		s := sites[l.Name]
 		for _, ch := range plan[i] {
 			if weights {
+				// The faults are drawn even for a recorded unit: the draws of
+				// the units after it must not change.
 				fs := v.weightFaults(s, ch.Index)
-				fi, err := v.run(ctx, fs)
-				if err != nil {
-					return nil, err
+				u := Unit{Target: "weights", Layer: l.Name, Channel: ch.Index, DV: *ch.CVFWeights, Faults: int64(len(fs))}
+				if rec, ok := jn.unit(u); ok {
+					u.FI = rec.FI
+					v.skip(len(fs))
+				} else {
+					var err error
+					if u.FI, err = v.run(ctx, fs); err != nil {
+						return nil, err
+					}
+					if err := jn.recordUnit(u); err != nil {
+						return nil, err
+					}
 				}
-				val.Units = append(val.Units, Unit{Target: "weights", Layer: l.Name, Channel: ch.Index, DV: *ch.CVFWeights, FI: fi, Faults: int64(len(fs))})
-				wdv, wfi = append(wdv, *ch.CVFWeights), append(wfi, fi)
+				val.Units = append(val.Units, u)
+				wdv, wfi = append(wdv, u.DV), append(wfi, u.FI)
 			}
 			if acts {
 				for k := range min(o.ValidateNeurons, len(ch.Positions)) {
 					pos := ch.Positions[k]
 					mac := v.macFaults(s, ch.Index, pos)
-					fi, err := v.run(ctx, mac)
-					if err != nil {
-						return nil, err
-					}
 					outs := v.outputFaults(s, ch.Index, pos)
-					fo, err := v.run(ctx, outs)
-					if err != nil {
-						return nil, err
-					}
 					p := pos
-					val.Units = append(val.Units, Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &p,
-						DV: ch.NVF[k], FI: fi, FIOutput: &fo, Faults: int64(len(mac) + len(outs))})
-					adv, afi, ofi = append(adv, ch.NVF[k]), append(afi, fi), append(ofi, fo)
+					u := Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &p,
+						DV: ch.NVF[k], Faults: int64(len(mac) + len(outs))}
+					if rec, ok := jn.unit(u); ok && rec.FIOutput != nil {
+						u.FI, u.FIOutput = rec.FI, rec.FIOutput
+						v.skip(len(mac) + len(outs))
+					} else {
+						fi, err := v.run(ctx, mac)
+						if err != nil {
+							return nil, err
+						}
+						fo, err := v.run(ctx, outs)
+						if err != nil {
+							return nil, err
+						}
+						u.FI, u.FIOutput = fi, &fo
+						if err := jn.recordUnit(u); err != nil {
+							return nil, err
+						}
+					}
+					val.Units = append(val.Units, u)
+					adv, afi, ofi = append(adv, u.DV), append(afi, u.FI), append(ofi, *u.FIOutput)
 				}
 			}
 		}

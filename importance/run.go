@@ -272,7 +272,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	var sum *Summary
-	var jn *journal
+	var jn *replayLog
 	err = torch.Do(func() error {
 		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 		if err != nil {
@@ -412,7 +412,7 @@ func blockSize(o Options, images int) int {
 // inject runs the faults of keys on the evaluation set in blocks, replaying the
 // blocks the journal recorded and recording the others.
 func inject(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *space, keys []int64, golden float64,
-	o Options, prob func(int64) float64, phase string, jn *journal) ([]draw, error) {
+	o Options, prob func(int64) float64, phase string, jn *replayLog) ([]draw, error) {
 	ds := make([]draw, len(keys))
 	p := 1 / float64(sp.faults())
 	block := blockSize(o, ev.Len())
@@ -581,7 +581,7 @@ func estimates(sp *space, ds []draw) Estimates {
 // runStratified draws and injects the importance-sampled faults stratum by
 // stratum: the pilot, then the Neyman-allocated rest.
 func runStratified(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *space, q *proposal, strata []stratum,
-	golden float64, o Options, rng *rand.Rand, jn *journal) ([]draw, error) {
+	golden float64, o Options, rng *rand.Rand, jn *replayLog) ([]draw, error) {
 	return stratifiedDraws(o.Budget, o.Allocation == Neyman, q, strata, rng, func(keys []int64, phase string) ([]draw, error) {
 		return inject(ctx, inj, ev, sp, keys, golden, o, func(k int64) float64 { return q.prob(k) }, phase, jn)
 	})

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/eval"
 	"github.com/faultline/faultline/importance"
 	"github.com/faultline/faultline/internal/atomicfile"
 	"github.com/faultline/faultline/internal/npz"
@@ -104,7 +105,7 @@ func TestSoakCrash(t *testing.T) {
 			return []string{"importance", "--checkpoint", ckpt, "--mode", "estimate", "--budget", "3000", "--images", "40",
 				"--sens-batches", "1", "--threads", "1", "--seed", "6", "--out", out, "-q"}
 		}},
-		{name: "eval-vf", args: vfArgs("4"), stale: func(t *testing.T, out string) {
+		{name: "eval-vf", resumes: true, args: vfArgs("4"), stale: func(t *testing.T, out string) {
 			if _, err := os.Stat(otherVF); err != nil {
 				if _, err := runCLI(bin, vfArgs("5")(otherVF), 0); err != nil {
 					t.Fatalf("eval vf (stale run): %v", err)
@@ -253,7 +254,7 @@ func checkComplete(dir string, resumes, stale bool) error {
 				if len(l) == 0 {
 					continue
 				}
-				if !bytes.HasSuffix(l, []byte("\n")) && (resumes && d.Name() == "faults.jsonl" || d.Name() == importance.JournalFile) && i == len(lines)-1 {
+				if !bytes.HasSuffix(l, []byte("\n")) && (resumes && d.Name() == "faults.jsonl" || d.Name() == importance.JournalFile || d.Name() == eval.JournalFile) && i == len(lines)-1 {
 					continue // a block cut by the kill, dropped on resume (importance's journal also under harden)
 				}
 				if !bytes.HasSuffix(l, []byte("\n")) || !json.Valid(l) {

@@ -83,6 +83,12 @@ clamps. Compare runs only with identical settings.`,
 				}
 				return "targets"
 			})
+			o.OnResume = func(channels, units int) {
+				if !a.quiet {
+					fmt.Fprintf(a.stderr, "eval vf: resuming: %d analysed channels and %d validated units recorded in %s are taken over\n",
+						channels, units, filepath.Join(o.Out, eval.JournalFile))
+				}
+			}
 			vf, err := eval.RunVF(cmd.Context(), o)
 			finish()
 			if err != nil {

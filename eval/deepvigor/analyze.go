@@ -70,6 +70,29 @@ type Options struct {
 	MaxBatch int
 	// OnProgress is called after each group of targets with targets done and total.
 	OnProgress func(done, total int)
+	// Resume, when set, lets an interrupted analysis go on where it stopped:
+	// channels it holds are taken from it instead of being analysed again, and
+	// every channel analysed is recorded in it.
+	Resume ChannelLog
+}
+
+// ChannelLog keeps analysed channels across runs (see Options.Resume).
+type ChannelLog interface {
+	// Lookup returns the recorded result of a layer's channel, if any.
+	Lookup(layer string, channel int) (ChannelResult, bool)
+	// Record keeps a finished channel's result.
+	Record(layer string, r ChannelResult) error
+}
+
+// ChannelResult is one analysed channel and the work it took: what an
+// analysis needs to take the channel over without analysing it again.
+type ChannelResult struct {
+	Channel        int       `json:"channel"`
+	Positions      []int     `json:"positions"`
+	NVF            []float64 `json:"nvf,omitempty"`
+	CVFWeights     *float64  `json:"cvf_weights,omitempty"`
+	ImageForwards  int64     `json:"image_forwards"`
+	ImageBackwards int64     `json:"image_backwards"`
 }
 
 // DefaultPerOctave is Exact semantics' grid resolution.
@@ -449,6 +472,23 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 			return nil, err
 		}
 		ch := Channel{Index: c, Positions: p.positions[k], Stratum: p.stratum[k]}
+		if rec, ok := a.recorded(s.Name, c, p.positions[k]); ok {
+			if a.o.Activations {
+				ch.NVF = rec.NVF
+				v := mean(rec.NVF)
+				ch.CVFActivations = &v
+				a.progress(len(rec.NVF))
+			}
+			if a.o.Weights {
+				ch.CVFWeights = rec.CVFWeights
+				a.progress(1)
+			}
+			r.imageForwards += rec.ImageForwards
+			r.imageBackwards += rec.ImageBackwards
+			l.ChannelVFs = append(l.ChannelVFs, ch)
+			continue
+		}
+		f0, b0 := r.imageForwards, r.imageBackwards
 		if a.o.Activations {
 			nvf, err := a.activations(srch, ops, w, c, p.positions[k])
 			if err != nil {
@@ -465,6 +505,13 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 			}
 			ch.CVFWeights = &v
 		}
+		if a.o.Resume != nil {
+			err := a.o.Resume.Record(s.Name, ChannelResult{Channel: c, Positions: ch.Positions, NVF: ch.NVF, CVFWeights: ch.CVFWeights,
+				ImageForwards: r.imageForwards - f0, ImageBackwards: r.imageBackwards - b0})
+			if err != nil {
+				return nil, err
+			}
+		}
 		l.ChannelVFs = append(l.ChannelVFs, ch)
 	}
 	l.ImageForwards += r.imageForwards
@@ -473,6 +520,20 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	a.res.BatchForwards += (r.imageForwards + int64(b) - 1) / int64(b)
 	a.aggregate(l)
 	return l, nil
+}
+
+// recorded returns the channel's result from Options.Resume when it holds one
+// for the same positions and targets (anything else is analysed again).
+func (a *analyzer) recorded(layer string, c int, pos []int) (ChannelResult, bool) {
+	if a.o.Resume == nil {
+		return ChannelResult{}, false
+	}
+	rec, ok := a.o.Resume.Lookup(layer, c)
+	if !ok || !slices.Equal(rec.Positions, pos) || a.o.Weights != (rec.CVFWeights != nil) ||
+		a.o.Activations != (len(rec.NVF) > 0) || a.o.Activations && len(rec.NVF) != len(pos) {
+		return ChannelResult{}, false
+	}
+	return rec, true
 }
 
 func mean(xs []float64) float64 {

@@ -1,0 +1,143 @@
+package eval
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/internal/journal"
+	"github.com/faultline/faultline/model"
+)
+
+// JournalFile, in the output directory, records every analysed channel and every
+// validated unit as it finishes, so that an interrupted `eval vf` (killed, out
+// of time) resumes where it stopped: a rerun with the same arguments takes the
+// recorded channels and units over instead of computing them again, and writes
+// what an uninterrupted run writes. It is removed once vf.json is written.
+const JournalFile = "journal.jsonl"
+
+// vfJournalHeader is the journal's first line: what the recorded results depend
+// on. A rerun resumes only when its header is the same.
+type vfJournalHeader struct {
+	Kind             string                 `json:"kind"`
+	SchemaVersion    int                    `json:"schema_version"`
+	Checkpoint       string                 `json:"checkpoint"`
+	ModelSHA256      string                 `json:"model_json_sha256"` // of model.json, which holds the weights' sums
+	Dataset          string                 `json:"dataset"`
+	Images           int                    `json:"images"`
+	Device           string                 `json:"device"`
+	Threads          int                    `json:"threads"`
+	Target           string                 `json:"target"`
+	Ratio            float64                `json:"sampling_ratio"`
+	Semantics        deepvigor.Semantics    `json:"semantics"`
+	TailCheck        bool                   `json:"tail_check"`
+	Seed             int64                  `json:"seed"`
+	Layers           []string               `json:"layers"`
+	PerOctave        int                    `json:"thresholds_per_octave"`
+	WeightErrors     deepvigor.WeightErrors `json:"weight_errors"`
+	Validate         float64                `json:"validate"`
+	ValidateNeurons  int                    `json:"validate_neurons"`
+	ValidateOperands int                    `json:"validate_operands"`
+	BatchSize        int                    `json:"batch_size"`
+}
+
+// vfRecord is one line after the header: an analysed channel or a validated unit.
+type vfRecord struct {
+	Phase   string                   `json:"phase"` // analysis or validation
+	Layer   string                   `json:"layer,omitempty"`
+	Channel *deepvigor.ChannelResult `json:"channel,omitempty"`
+	Unit    *Unit                    `json:"unit,omitempty"`
+}
+
+type channelKey struct {
+	layer   string
+	channel int
+}
+
+type unitKey struct {
+	target, layer     string
+	channel, position int
+}
+
+// vfJournal is an open journal: the records of an earlier run, by key, and the
+// file to record this run's in. It is the analysis's deepvigor.ChannelLog.
+type vfJournal struct {
+	j        *journal.Journal
+	channels map[channelKey]deepvigor.ChannelResult
+	units    map[unitKey]Unit
+}
+
+// openVFJournal opens o.Out's journal for this run; a journal of a run with
+// other arguments is an error naming the first that differs.
+func openVFJournal(o *VFOptions, threads int, dataset string, tail bool) (*vfJournal, error) {
+	b, err := os.ReadFile(filepath.Join(o.Checkpoint, model.MetadataFile))
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	h := vfJournalHeader{Kind: "faultline.vf_journal", SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: hex.EncodeToString(sum[:]),
+		Dataset: dataset, Images: o.Images, Device: fmt.Sprint(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio,
+		Semantics: o.Semantics, TailCheck: tail, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
+		Validate: o.Validate, ValidateNeurons: o.ValidateNeurons, ValidateOperands: o.ValidateOperands, BatchSize: o.BatchSize}
+	j, err := journal.Open(filepath.Join(o.Out, JournalFile), "eval", h)
+	if err != nil {
+		return nil, err
+	}
+	jn := &vfJournal{j: j, channels: map[channelKey]deepvigor.ChannelResult{}, units: map[unitKey]Unit{}}
+	for _, line := range j.Records() {
+		var r vfRecord
+		if err := json.Unmarshal(line, &r); err != nil {
+			break
+		}
+		switch {
+		case r.Phase == "analysis" && r.Channel != nil:
+			jn.channels[channelKey{r.Layer, r.Channel.Channel}] = *r.Channel
+		case r.Phase == "validation" && r.Unit != nil:
+			jn.units[keyOf(*r.Unit)] = *r.Unit
+		}
+	}
+	return jn, nil
+}
+
+func keyOf(u Unit) unitKey {
+	pos := -1
+	if u.Position != nil {
+		pos = *u.Position
+	}
+	return unitKey{u.Target, u.Layer, u.Channel, pos}
+}
+
+// Lookup returns a recorded channel.
+func (jn *vfJournal) Lookup(layer string, channel int) (deepvigor.ChannelResult, bool) {
+	r, ok := jn.channels[channelKey{layer, channel}]
+	return r, ok
+}
+
+// Record appends an analysed channel.
+func (jn *vfJournal) Record(layer string, r deepvigor.ChannelResult) error {
+	if err := jn.j.Append(vfRecord{Phase: "analysis", Layer: layer, Channel: &r}); err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	return nil
+}
+
+// unit returns a recorded validation unit with the given fault count.
+func (jn *vfJournal) unit(u Unit) (Unit, bool) {
+	r, ok := jn.units[keyOf(u)]
+	return r, ok && r.Faults == u.Faults
+}
+
+// recordUnit appends a validated unit.
+func (jn *vfJournal) recordUnit(u Unit) error {
+	if err := jn.j.Append(vfRecord{Phase: "validation", Unit: &u}); err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	return nil
+}
+
+// recorded counts the journal's channels and units from an earlier run.
+func (jn *vfJournal) recorded() (channels, units int) { return len(jn.channels), len(jn.units) }

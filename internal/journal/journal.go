@@ -1,0 +1,138 @@
+// Package journal keeps the progress of a long run in a JSON-lines file, so that
+// a run that was killed (or stopped, or ran out of disk) resumes where it
+// stopped instead of starting over. The first line is a header describing the
+// run: a rerun resumes only when its header is byte for byte the same. Every
+// later line is one record, appended and synced to disk as work finishes; a
+// last line cut short by a kill is dropped when the journal is opened again.
+package journal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/faultline/faultline/internal/atomicfile"
+)
+
+// Journal is an open journal: its recorded lines and the file to append to.
+type Journal struct {
+	path    string
+	out     *os.File
+	records [][]byte
+}
+
+// Open opens the journal at path for a run described by header (a struct that
+// marshals to a JSON object). When the file exists, its header must be the same
+// (else the error names the first field that differs) and its complete records
+// are kept, a cut last line dropped; otherwise a journal with just the header is
+// written. what names the command in errors.
+func Open(path, what string, header any) (*Journal, error) {
+	h, err := json.Marshal(header)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{path: path}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := atomicfile.WriteFile(path, append(h, '\n'), 0o644); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", what, err)
+	default:
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			return nil, fmt.Errorf("%s: %s has no complete header line; remove it to start over", what, path)
+		}
+		if prev := data[:nl]; !bytes.Equal(prev, h) {
+			return nil, fmt.Errorf("%s: %s is the journal of another run (%s); rerun with the same arguments to resume, or remove it to start over",
+				what, path, diff(prev, h))
+		}
+		keep := nl + 1
+		for keep < len(data) {
+			end := bytes.IndexByte(data[keep:], '\n')
+			if end < 0 || !json.Valid(data[keep:keep+end]) {
+				break // cut short by a kill
+			}
+			j.records = append(j.records, data[keep:keep+end])
+			keep += end + 1
+		}
+		if keep != len(data) {
+			if err := atomicfile.WriteFile(path, data[:keep], 0o644); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+		}
+	}
+	if j.out, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return j, nil
+}
+
+// diff names the first top-level field of two JSON objects that differs.
+func diff(a, b []byte) string {
+	var ma, mb map[string]json.RawMessage
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return "unreadable header"
+	}
+	keys := make([]string, 0, len(ma)+len(mb))
+	for k := range ma {
+		keys = append(keys, k)
+	}
+	for k := range mb {
+		if _, ok := ma[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !bytes.Equal(ma[k], mb[k]) {
+			return fmt.Sprintf("%s: %s before, %s now", k, orNone(ma[k]), orNone(mb[k]))
+		}
+	}
+	return "?"
+}
+
+func orNone(b []byte) string {
+	if b == nil {
+		return "none"
+	}
+	return string(b)
+}
+
+// Records returns the records found when the journal was opened, in order.
+func (j *Journal) Records() [][]byte { return j.records }
+
+// Path is the journal's file.
+func (j *Journal) Path() string { return j.path }
+
+// Append records v (marshalled to one JSON line) and syncs it to disk.
+func (j *Journal) Append(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := j.out.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("%s: %w (a rerun resumes from the records before it)", j.path, err)
+	}
+	if err := j.out.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// Close closes the journal; with remove (the run's results are written) it
+// also deletes it.
+func (j *Journal) Close(remove bool) error {
+	err := j.out.Close()
+	if remove {
+		if e := os.Remove(j.path); e != nil && !errors.Is(e, os.ErrNotExist) {
+			return e
+		}
+	}
+	return err
+}
