@@ -1,15 +1,13 @@
 package eval
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/faultline/faultline/eval/deepvigor"
 	"github.com/faultline/faultline/internal/journal"
+	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 )
 
@@ -26,7 +24,7 @@ type vfJournalHeader struct {
 	Kind             string                 `json:"kind"`
 	SchemaVersion    int                    `json:"schema_version"`
 	Checkpoint       string                 `json:"checkpoint"`
-	ModelSHA256      string                 `json:"model_json_sha256"` // of model.json, which holds the weights' sums
+	ModelSHA256      string                 `json:"checkpoint_sha256"` // model.ContentSHA256
 	Dataset          string                 `json:"dataset"`
 	Images           int                    `json:"images"`
 	Device           string                 `json:"device"`
@@ -74,16 +72,15 @@ type vfJournal struct {
 // openVFJournal opens o.Out's journal for this run; a journal of a run with
 // other arguments is an error naming the first that differs.
 func openVFJournal(o *VFOptions, threads int, dataset string, tail bool) (*vfJournal, error) {
-	b, err := os.ReadFile(filepath.Join(o.Checkpoint, model.MetadataFile))
+	sum, err := model.ContentSHA256(o.Checkpoint)
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(b)
-	h := vfJournalHeader{Kind: "faultline.vf_journal", SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: hex.EncodeToString(sum[:]),
-		Dataset: dataset, Images: o.Images, Device: fmt.Sprint(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio,
+	h := vfJournalHeader{Kind: "faultline.vf_journal", SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: sum,
+		Dataset: dataset, Images: o.Images, Device: torch.DeviceName(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio,
 		Semantics: o.Semantics, TailCheck: tail, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 		Validate: o.Validate, ValidateNeurons: o.ValidateNeurons, ValidateOperands: o.ValidateOperands, BatchSize: o.BatchSize}
-	j, err := journal.Open(filepath.Join(o.Out, JournalFile), "eval", h)
+	j, err := journal.Open(filepath.Join(o.Out, JournalFile), "eval", h, o.ReplaceJournal)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,9 @@ type VFOptions struct {
 	Out              string
 	// OnProgress reports phase ("analysis" or "validation") progress.
 	OnProgress func(phase string, done, total int64)
+	// ReplaceJournal starts a new journal over one of a run with other
+	// arguments instead of refusing to (for callers that restart, like harden).
+	ReplaceJournal bool
 	// OnResume, when set, is told how many analysed channels and validated
 	// units an interrupted run into Out recorded in its journal (JournalFile);
 	// they are taken over, not computed again.

@@ -367,7 +367,7 @@ func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
 	}
 	phase := "vf " + filepath.Base(dir)
 	o.phase(phase)
-	s.VF, err = eval.RunVF(ctx, eval.VFOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir, Device: o.Device,
+	s.VF, err = eval.RunVF(ctx, eval.VFOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir, Device: o.Device, ReplaceJournal: true,
 		Threads: o.Threads, Target: "both", Ratio: o.VFRatio, Images: o.VFImages, Semantics: deepvigor.Exact, TailCheck: "on",
 		Seed: o.Seed, Out: filepath.Join(dir, "vf"),
 		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})
@@ -664,7 +664,7 @@ func searchPool(ctx context.Context, o Options, m *model.Model, meta model.Metad
 	if err := m.Save(stage, meta); err != nil {
 		return nil, err
 	}
-	_, err := importance.Run(ctx, importance.Options{Checkpoint: stage, Dataset: o.Dataset, DataDir: o.DataDir,
+	_, err := importance.Run(ctx, importance.Options{Checkpoint: stage, Dataset: o.Dataset, DataDir: o.DataDir, ReplaceJournal: true,
 		Device: o.Device, Threads: o.Threads, Target: importance.Weights, Mode: importance.SearchMode,
 		Budget: o.PoolBudget, Tau: 0.05, Images: o.PoolImages, Alpha: 0.1, ScoreFloor: 1, Seed: o.Seed, Out: isDir,
 		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})

@@ -1,16 +1,14 @@
 package importance
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/journal"
+	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 )
 
@@ -30,7 +28,7 @@ type journalHeader struct {
 	Kind          string  `json:"kind"`
 	SchemaVersion int     `json:"schema_version"`
 	Checkpoint    string  `json:"checkpoint"`
-	ModelSHA256   string  `json:"model_json_sha256"` // of model.json, which holds the weights' sums
+	ModelSHA256   string  `json:"checkpoint_sha256"` // model.ContentSHA256
 	Dataset       string  `json:"dataset"`
 	ImagesSHA256  string  `json:"images_sha256"`
 	Images        int     `json:"images"`
@@ -71,13 +69,12 @@ type replayLog struct {
 
 // newJournalHeader describes a run for its journal.
 func newJournalHeader(o *Options, threads int, dataset, imagesHash string, images int) (journalHeader, error) {
-	b, err := os.ReadFile(filepath.Join(o.Checkpoint, model.MetadataFile))
+	sum, err := model.ContentSHA256(o.Checkpoint)
 	if err != nil {
-		return journalHeader{}, fmt.Errorf("importance: %w", err)
+		return journalHeader{}, err
 	}
-	sum := sha256.Sum256(b)
-	return journalHeader{Kind: journalKind, SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: hex.EncodeToString(sum[:]),
-		Dataset: dataset, ImagesSHA256: imagesHash, Images: images, Device: fmt.Sprint(o.Device), Threads: threads,
+	return journalHeader{Kind: journalKind, SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: sum,
+		Dataset: dataset, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(o.Device), Threads: threads,
 		Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha, Score: o.Score,
 		ScoreFloor: o.ScoreFloor, Cap: o.Cap, SensBatches: o.SensBatches, SensBatchSize: o.SensBatchSize,
 		Seed: o.Seed, BatchSize: o.BatchSize, Block: blockSize(*o, images), Stratify: o.Stratify, Allocation: string(o.Allocation)}, nil
@@ -86,8 +83,8 @@ func newJournalHeader(o *Options, threads int, dataset, imagesHash string, image
 // openJournal opens dir's journal for h (see [journal.Open]). Recorded blocks
 // are kept up to the first that does not parse or whose outcomes are not
 // consistent.
-func openJournal(dir string, h journalHeader) (*replayLog, error) {
-	j, err := journal.Open(filepath.Join(dir, JournalFile), "importance", h)
+func openJournal(dir string, h journalHeader, replace bool) (*replayLog, error) {
+	j, err := journal.Open(filepath.Join(dir, JournalFile), "importance", h, replace)
 	if err != nil {
 		return nil, err
 	}

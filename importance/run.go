@@ -99,6 +99,9 @@ type Options struct {
 	block int
 	// onBlock, when set, hears of every block, replayed or injected; for tests.
 	onBlock func(phase string, replayed bool)
+	// ReplaceJournal starts a new journal over one of a run with other
+	// arguments instead of refusing to (for callers that restart, like harden).
+	ReplaceJournal bool
 	// OnResume, when set, is told how many injections an interrupted run into
 	// Out recorded in its journal (JournalFile); they are replayed, not rerun.
 	OnResume func(injections int64)
@@ -325,7 +328,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return err
 		}
-		if jn, err = openJournal(o.Out, jh); err != nil {
+		if jn, err = openJournal(o.Out, jh, o.ReplaceJournal); err != nil {
 			return err
 		}
 		if n := jn.recorded(); n > 0 && o.OnResume != nil {

@@ -280,6 +280,35 @@ func VerifyFiles(dir string, meta Metadata) error {
 	return nil
 }
 
+// ContentSHA256 identifies what a checkpoint computes: the SHA-256 of its
+// metadata without the timing (the metadata holds the weight files' sums, the
+// architecture and extras such as clamp bounds), and of model.ot itself when the
+// metadata holds no sums (checkpoints written before them). Two saves of the
+// same training run (same seed) have the same content SHA-256 though their
+// model.json differ in timing. Resumable commands record it to refuse resuming
+// on another checkpoint.
+func ContentSHA256(dir string) (string, error) {
+	meta, err := ReadMetadata(dir)
+	if err != nil {
+		return "", err
+	}
+	meta.Timing = Timing{}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write(b)
+	if len(meta.Files) == 0 {
+		s, err := sumFile(filepath.Join(dir, WeightsFile))
+		if err != nil {
+			return "", fmt.Errorf("model: %w", err)
+		}
+		h.Write([]byte(s.SHA256))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // sumFile returns the size and SHA-256 of the file at p.
 func sumFile(p string) (FileSum, error) {
 	f, err := os.Open(p)

@@ -22,55 +22,75 @@ type Journal struct {
 	path    string
 	out     *os.File
 	records [][]byte
+	end     int // offset after the last complete record read
 }
 
 // Open opens the journal at path for a run described by header (a struct that
 // marshals to a JSON object). When the file exists, its header must be the same
 // (else the error names the first field that differs) and its complete records
 // are kept, a cut last line dropped; otherwise a journal with just the header is
-// written. what names the command in errors.
-func Open(path, what string, header any) (*Journal, error) {
+// written. what names the command in errors. With replace, a journal of
+// another run is not an error but replaced by a new one (for callers that
+// restart rather than resume when their arguments change).
+func Open(path, what string, header any, replace bool) (*Journal, error) {
 	h, err := json.Marshal(header)
 	if err != nil {
 		return nil, err
 	}
 	j := &Journal{path: path}
 	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if err := atomicfile.WriteFile(path, append(h, '\n'), 0o644); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-	case err != nil:
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", what, err)
-	default:
+	}
+	fresh := err != nil // no journal
+	if !fresh {
 		nl := bytes.IndexByte(data, '\n')
-		if nl < 0 {
-			return nil, fmt.Errorf("%s: %s has no complete header line; remove it to start over", what, path)
-		}
-		if prev := data[:nl]; !bytes.Equal(prev, h) {
-			return nil, fmt.Errorf("%s: %s is the journal of another run (%s); rerun with the same arguments to resume, or remove it to start over",
-				what, path, diff(prev, h))
-		}
-		keep := nl + 1
-		for keep < len(data) {
-			end := bytes.IndexByte(data[keep:], '\n')
-			if end < 0 || !json.Valid(data[keep:keep+end]) {
-				break // cut short by a kill
-			}
-			j.records = append(j.records, data[keep:keep+end])
-			keep += end + 1
-		}
-		if keep != len(data) {
-			if err := atomicfile.WriteFile(path, data[:keep], 0o644); err != nil {
+		switch {
+		case nl >= 0 && bytes.Equal(data[:nl], h):
+			j.keep(data, nl+1)
+			if err := j.cut(data); err != nil {
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}
+		case replace:
+			fresh = true
+		case nl < 0:
+			return nil, fmt.Errorf("%s: %s has no complete header line; remove it to start over", what, path)
+		default:
+			return nil, fmt.Errorf("%s: %s is the journal of another run (%s); rerun with the same arguments to resume, or remove it to start over",
+				what, path, diff(data[:nl], h))
+		}
+	}
+	if fresh {
+		if err := atomicfile.WriteFile(path, append(h, '\n'), 0o644); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	if j.out, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return j, nil
+}
+
+// keep collects the complete records of data from offset off on, up to a line
+// cut short by a kill (or one that is not JSON).
+func (j *Journal) keep(data []byte, off int) {
+	j.end = off
+	for j.end < len(data) {
+		n := bytes.IndexByte(data[j.end:], '\n')
+		if n < 0 || !json.Valid(data[j.end:j.end+n]) {
+			return
+		}
+		j.records = append(j.records, data[j.end:j.end+n])
+		j.end += n + 1
+	}
+}
+
+// cut drops what follows the complete records from the file.
+func (j *Journal) cut(data []byte) error {
+	if j.end == len(data) {
+		return nil
+	}
+	return atomicfile.WriteFile(j.path, data[:j.end], 0o644)
 }
 
 // diff names the first top-level field of two JSON objects that differs.

@@ -18,7 +18,7 @@ type rec struct {
 
 func TestJournal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.jsonl")
-	j, err := Open(path, "test", header{"k", 1})
+	j, err := Open(path, "test", header{"k", 1}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestJournal(t *testing.T) {
 			if err := os.WriteFile(p, append(b, c.tail...), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			j, err := Open(p, "test", header{"k", 1})
+			j, err := Open(p, "test", header{"k", 1}, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestJournal(t *testing.T) {
 				t.Fatal(err)
 			}
 			j.Close(false)
-			j, err = Open(p, "test", header{"k", 1})
+			j, err = Open(p, "test", header{"k", 1}, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,13 +73,23 @@ func TestJournal(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Open(path, "test", header{"k", 2}); err == nil || !strings.Contains(err.Error(), "seed: 1 before, 2 now") {
+	if _, err := Open(path, "test", header{"k", 2}, false); err == nil || !strings.Contains(err.Error(), "seed: 1 before, 2 now") {
 		t.Errorf("another header: %v, want the seed named", err)
 	}
+	// replace: another run's journal is started over.
+	j, err = Open(path, "test", header{"k", 2}, true)
+	if err != nil || len(j.Records()) != 0 {
+		t.Fatalf("replace: %v, records %q", err, j.Records())
+	}
+	j.Close(false)
+	if j, err = Open(path, "test", header{"k", 2}, false); err != nil || len(j.Records()) != 0 {
+		t.Fatalf("after replacing: %v", err)
+	}
+	j.Close(false)
 	if err := os.WriteFile(path, []byte(`{"kind":"k"`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path, "test", header{"k", 1}); err == nil || !strings.Contains(err.Error(), "no complete header") {
+	if _, err := Open(path, "test", header{"k", 1}, false); err == nil || !strings.Contains(err.Error(), "no complete header") {
 		t.Errorf("cut header: %v", err)
 	}
 }

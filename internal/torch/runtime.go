@@ -37,6 +37,14 @@ func ParseDevice(s string) (gotch.Device, error) {
 	return gotch.CPU, fmt.Errorf("device %q: want cpu or cuda", s)
 }
 
+// DeviceName is ParseDevice's inverse: "cpu" or "cuda:N".
+func DeviceName(d gotch.Device) string {
+	if d.IsCuda() {
+		return fmt.Sprintf("cuda:%d", d.Value)
+	}
+	return "cpu"
+}
+
 // SetThreads sets libtorch's intra-op thread count (0 means the number of cores)
 // and returns the count in force.
 func SetThreads(n int) (int, error) {

@@ -276,8 +276,11 @@ func TestThreadsAndSeed(t *testing.T) {
 }
 
 func TestParseDevice(t *testing.T) {
-	if d, err := ParseDevice("cpu"); err != nil || d != gotch.CPU {
+	if d, err := ParseDevice("cpu"); err != nil || d != gotch.CPU || DeviceName(d) != "cpu" {
 		t.Errorf("cpu: %v %v", d, err)
+	}
+	if n := DeviceName(gotch.CudaBuilder(1)); n != "cuda:1" {
+		t.Errorf("DeviceName(cuda 1) = %q", n)
 	}
 	for _, bad := range []string{"tpu", "cuda:x", "cuda:-1"} {
 		if _, err := ParseDevice(bad); err == nil {
