@@ -1,15 +1,16 @@
 package fault
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"time"
 
 	"github.com/faultline/faultline/internal/atomicfile"
@@ -315,7 +316,6 @@ func Merge(dir string, shards []string) (*Summary, error) {
 	}
 	var h0 Header
 	seen := map[int]string{}
-	var all []Fault
 	var tm Timing
 	for i, d := range shards {
 		b, err := os.ReadFile(filepath.Join(d, HeaderFile))
@@ -337,11 +337,6 @@ func Merge(dir string, shards []string) (*Summary, error) {
 		} else if a, b := mustJSON(h0), mustJSON(cmp); !bytes.Equal(a, b) {
 			return nil, fmt.Errorf("fault: merge: %s is from another campaign (%s)", d, diffField(h0, cmp))
 		}
-		fs, err := ReadFaults(filepath.Join(d, FaultsFile))
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, fs...)
 		var s Summary
 		if b, err := os.ReadFile(filepath.Join(d, SummaryFile)); err == nil && json.Unmarshal(b, &s) == nil {
 			tm.InjectSeconds += s.Timing.InjectSeconds
@@ -351,15 +346,6 @@ func Merge(dir string, shards []string) (*Summary, error) {
 	if len(seen) != h0.Shards {
 		return nil, fmt.Errorf("fault: merge: %d of %d shards given", len(seen), h0.Shards)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
-	for i := range all {
-		if all[i].ID != int64(i) {
-			return nil, fmt.Errorf("fault: merge: fault %d missing or repeated (an unfinished shard?)", i)
-		}
-	}
-	if int64(len(all)) != h0.Faults {
-		return nil, fmt.Errorf("fault: merge: %d faults, the campaign has %d (an unfinished shard?)", len(all), h0.Faults)
-	}
 	h0.Shard, h0.Shards = 0, 1
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -367,24 +353,109 @@ func Merge(dir string, shards []string) (*Summary, error) {
 	if err := writeJSON(filepath.Join(dir, HeaderFile), h0); err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	for i := range all {
-		if err := enc.Encode(&all[i]); err != nil {
+	// The shards' faults, merged by ID as a stream (each shard's file is in ID
+	// order): memory does not grow with the campaign.
+	readers := make([]*faultReader, len(shards))
+	for i, d := range shards {
+		r, err := openFaultReader(filepath.Join(d, FaultsFile))
+		if err != nil {
 			return nil, err
 		}
+		defer r.f.Close()
+		readers[i] = r
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, FaultsFile), buf.Bytes(), 0o644); err != nil {
+	sm := newSummariser()
+	var n int64
+	err := atomicfile.Write(filepath.Join(dir, FaultsFile), 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		enc := json.NewEncoder(bw)
+		for {
+			var low *faultReader
+			for _, r := range readers {
+				if r.ok && (low == nil || r.cur.ID < low.cur.ID) {
+					low = r
+				}
+			}
+			if low == nil {
+				break
+			}
+			if low.cur.ID != n {
+				return fmt.Errorf("fault: merge: fault %d missing or repeated (an unfinished shard?)", n)
+			}
+			if err := enc.Encode(&low.cur); err != nil {
+				return err
+			}
+			sm.add(&low.cur)
+			n++
+			if err := low.next(); err != nil {
+				return err
+			}
+		}
+		if n != h0.Faults {
+			return fmt.Errorf("fault: merge: %d faults, the campaign has %d (an unfinished shard?)", n, h0.Faults)
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		os.Remove(filepath.Join(dir, HeaderFile)) // no campaign.json without its faults
 		return nil, err
 	}
 	if tm.InjectSeconds > 0 {
-		tm.FaultsPerSecond = float64(len(all)) / tm.InjectSeconds
+		tm.FaultsPerSecond = float64(n) / tm.InjectSeconds
 	}
-	s := Summarise(h0, all, h0.GoldenAccuracy, h0.Images, tm)
+	s := sm.summary(h0, h0.GoldenAccuracy, h0.Images, tm)
 	if err := writeJSON(filepath.Join(dir, SummaryFile), s); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// faultReader reads a fault list one fault at a time (cur, while ok).
+type faultReader struct {
+	f    *os.File
+	sc   *bufio.Scanner
+	name string
+	line int
+	cur  Fault
+	ok   bool
+}
+
+// openFaultReader opens a fault list and reads its first fault.
+func openFaultReader(path string) (*faultReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("fault: %w", err)
+	}
+	r := &faultReader{f: f, sc: bufio.NewScanner(f), name: path}
+	r.sc.Buffer(make([]byte, 64<<10), 16<<20)
+	if err := r.next(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// next reads the next fault, checked as ParseFaults checks it; ok turns false
+// at the end.
+func (r *faultReader) next() error {
+	for r.sc.Scan() {
+		r.line++
+		b := bytes.TrimSpace(r.sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		x, err := parseFault(b)
+		if err != nil {
+			return fmt.Errorf("fault: %s line %d: %w", r.name, r.line, err)
+		}
+		r.cur, r.ok = x, true
+		return nil
+	}
+	r.ok = false
+	if err := r.sc.Err(); err != nil {
+		return fmt.Errorf("fault: %s line %d: %w", r.name, r.line+1, err)
+	}
+	return nil
 }
 
 func mustJSON(v any) []byte {

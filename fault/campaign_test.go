@@ -104,6 +104,27 @@ func TestCampaignResumeShardMergeReplay(t *testing.T) {
 	if _, err := Merge(filepath.Join(root, "merged-bad"), dirs[:2]); err == nil {
 		t.Error("merging 2 of 3 shards worked")
 	}
+	// A shard that lost its last fault: refused, nothing left behind.
+	cut := filepath.Join(root, "shard-cut")
+	if err := os.MkdirAll(cut, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{HeaderFile, SummaryFile, FaultsFile} {
+		b := read(t, filepath.Join(dirs[1], f))
+		if f == FaultsFile {
+			b = b[:bytes.LastIndexByte(b[:len(b)-1], '\n')+1]
+		}
+		if err := os.WriteFile(filepath.Join(cut, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := filepath.Join(root, "merged-cut")
+	if _, err := Merge(bad, []string{dirs[0], cut, dirs[2]}); err == nil || !strings.Contains(err.Error(), "missing or repeated") && !strings.Contains(err.Error(), "an unfinished shard") {
+		t.Errorf("merging a shard without its last fault: %v", err)
+	}
+	if es, _ := os.ReadDir(bad); len(es) != 0 {
+		t.Errorf("a failed merge left %d files", len(es))
+	}
 	merged := filepath.Join(root, "merged")
 	if _, err := Merge(merged, dirs); err != nil {
 		t.Fatal(err)
