@@ -200,7 +200,8 @@ type FATRecipe struct {
 	FaultySteps   int `json:"faulty_steps"`
 	FaultySkipped int `json:"faulty_skipped"`
 	FaultyClipped int `json:"faulty_clipped"`
-	// Refreshes counts the per-epoch refreshes of the clamps and the pool.
+	// Refreshes counts the per-epoch refreshes of the clamps and the pool (none
+	// when there are neither clamps nor a pool to refresh).
 	Refreshes int `json:"refreshes"`
 	// Permanent is the permanent-fault mode's record, when it was on.
 	Permanent *PermanentRecipe `json:"permanent,omitempty"`
@@ -600,8 +601,8 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 	o.phase("fault-aware training")
 	total := int64(o.Epochs) * int64((data.Train.Len()+c.Train.BatchSize-1)/max(1, c.Train.BatchSize))
 	refresh := func(epoch int) error {
-		if epoch == 0 || !o.Refresh {
-			return nil
+		if epoch == 0 || !o.Refresh || !o.Clamps && o.PoolShare == 0 {
+			return nil // nothing to refresh without clamps and a pool
 		}
 		fr.Refreshes++
 		if o.Clamps {
