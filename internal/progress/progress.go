@@ -29,6 +29,7 @@ type Bar struct {
 	start    time.Time
 	lastDraw time.Time
 	lastLine int // last percentage decile logged (plain mode)
+	lastDone int // done at the last plain line
 	now      func() time.Time
 }
 
@@ -37,12 +38,13 @@ type Bar struct {
 func New(w io.Writer, tty, quiet bool, label string, total int, unit string) *Bar {
 	b := &Bar{w: w, tty: tty, quiet: quiet, label: label, total: total, unit: unit, now: time.Now, lastLine: -1}
 	b.start = b.now()
+	b.lastDraw = b.start
 	return b
 }
 
 // Update draws the bar at done units with an extra status text (e.g. the loss).
 // On a terminal it redraws at most 10 times a second; otherwise it prints a line
-// at every 10% step.
+// at every 10% step, and at least every PlainEvery while done advances.
 func (b *Bar) Update(done int, status string) {
 	if b.quiet || b.total <= 0 {
 		return
@@ -63,11 +65,19 @@ func (b *Bar) Update(done int, status string) {
 		return
 	}
 	decile := int(frac * 10)
-	if decile > b.lastLine && decile < 10 && decile > 0 {
-		b.lastLine = decile
+	step := decile > b.lastLine && decile < 10 && decile > 0
+	// Long work also logs a line a minute between the 10% steps.
+	slow := done > b.lastDone && done < b.total && now.Sub(b.lastDraw) >= PlainEvery
+	if step || slow {
+		b.lastLine = max(b.lastLine, decile)
+		b.lastDraw, b.lastDone = now, done
 		fmt.Fprintf(b.w, "%s %3.0f%% %d/%d %s\n", b.label, frac*100, done, b.total, b.stats(done, now, status))
 	}
 }
+
+// PlainEvery is the longest gap between two plain progress lines while work
+// advances.
+const PlainEvery = time.Minute
 
 func (b *Bar) stats(done int, now time.Time, status string) string {
 	el := now.Sub(b.start).Seconds()
@@ -79,7 +89,11 @@ func (b *Bar) stats(done int, now time.Time, status string) string {
 	if rate > 0 {
 		eta = FormatDuration(time.Duration(float64(b.total-done) / rate * float64(time.Second)))
 	}
-	s := fmt.Sprintf("%.0f %s/s ETA %s", rate, b.unit, eta)
+	r := fmt.Sprintf("%.0f", rate)
+	if rate < 10 {
+		r = fmt.Sprintf("%.2g", rate) // 2.6, 0.31: slow work still shows its rate
+	}
+	s := fmt.Sprintf("%s %s/s ETA %s", r, b.unit, eta)
 	if status != "" {
 		s = status + " " + s
 	}

@@ -25,6 +25,38 @@ func TestPlainLinesEveryTenPercent(t *testing.T) {
 	}
 }
 
+// Slow work logs a line a minute between the 10% steps, with its rate to two
+// digits.
+func TestPlainLinesEveryMinuteWhenSlow(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(&buf, false, false, "validation", 1000, "faults")
+	clock := b.start
+	b.now = func() time.Time { return clock }
+	for i := 1; i <= 50; i++ { // 5% in 5 minutes
+		clock = clock.Add(6 * time.Second)
+		b.Update(i, "")
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines in 5 minutes, want 5:\n%s", len(lines), buf.String())
+	}
+	if !strings.Contains(lines[0], "1% 10/1000 0.17 faults/s ETA 1h39m") {
+		t.Errorf("first line %q", lines[0])
+	}
+	// No line while nothing advances; the first advance after a stall logs.
+	buf.Reset()
+	clock = clock.Add(10 * time.Minute)
+	b.Update(50, "")
+	if buf.Len() != 0 {
+		t.Errorf("a line without progress: %q", buf.String())
+	}
+	b.Update(51, "")
+	b.Update(52, "")
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Errorf("%d lines after a stall, want 1: %q", n, buf.String())
+	}
+}
+
 func TestQuietAndTTY(t *testing.T) {
 	var buf bytes.Buffer
 	New(&buf, true, true, "x", 10, "f").Update(5, "")
