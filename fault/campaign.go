@@ -258,43 +258,46 @@ func diffField(a, b Header) string {
 // returns the blocks done.
 func (c *Campaign) resume() (map[int64]bool, error) {
 	path := filepath.Join(c.Dir, FaultsFile)
-	data, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return map[int64]bool{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// Read as a stream: a campaign of millions of faults need not fit in memory.
+	r := bufio.NewReaderSize(f, 1<<20)
 	done := map[int64]bool{}
-	blocks := c.blocks()
-	keep := 0
-	pos := 0
-	for _, b := range blocks {
+	var keep, pos int64
+blocks:
+	for _, b := range c.blocks() {
 		lo, hi := c.blockRange(b)
-		end := pos
-		ok := true
 		for id := lo; id < hi; id++ {
-			nl := bytes.IndexByte(data[end:], '\n')
-			if nl < 0 {
-				ok = false
-				break
+			line, err := r.ReadBytes('\n')
+			pos += int64(len(line))
+			if err != nil { // io.EOF: a line cut short, or the end
+				break blocks
 			}
-			var f Fault
-			if err := json.Unmarshal(data[end:end+nl], &f); err != nil || f.ID != id || f.Outcome == nil {
-				ok = false
-				break
+			var x Fault
+			if err := json.Unmarshal(line, &x); err != nil || x.ID != id || x.Outcome == nil {
+				break blocks
 			}
-			end += nl + 1
-		}
-		if !ok {
-			break
 		}
 		done[b] = true
-		pos, keep = end, end
+		keep = pos
 	}
-	if keep != len(data) {
-		if err := atomicfile.WriteFile(path, data[:keep], 0o644); err != nil {
-			return nil, err
+	if keep != st.Size() {
+		// Drop the cut block; the blocks before it stay as they are.
+		if err := f.Truncate(keep); err != nil {
+			return nil, fmt.Errorf("fault: %s: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("fault: sync %s: %w", path, err)
 		}
 	}
 	return done, nil
