@@ -360,12 +360,16 @@ func Merge(dir string, shards []string) (*Summary, error) {
 	// order): memory does not grow with the campaign.
 	readers := make([]*faultReader, len(shards))
 	for i, d := range shards {
-		r, err := openFaultReader(filepath.Join(d, FaultsFile))
+		path := filepath.Join(d, FaultsFile)
+		f, err := os.Open(path)
 		if err != nil {
+			return nil, fmt.Errorf("fault: %w", err)
+		}
+		defer f.Close()
+		readers[i] = newFaultReader(f, path)
+		if err := readers[i].next(); err != nil {
 			return nil, err
 		}
-		defer r.f.Close()
-		readers[i] = r
 	}
 	sm := newSummariser()
 	var n int64
@@ -411,54 +415,6 @@ func Merge(dir string, shards []string) (*Summary, error) {
 		return nil, err
 	}
 	return &s, nil
-}
-
-// faultReader reads a fault list one fault at a time (cur, while ok).
-type faultReader struct {
-	f    *os.File
-	sc   *bufio.Scanner
-	name string
-	line int
-	cur  Fault
-	ok   bool
-}
-
-// openFaultReader opens a fault list and reads its first fault.
-func openFaultReader(path string) (*faultReader, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("fault: %w", err)
-	}
-	r := &faultReader{f: f, sc: bufio.NewScanner(f), name: path}
-	r.sc.Buffer(make([]byte, 64<<10), 16<<20)
-	if err := r.next(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return r, nil
-}
-
-// next reads the next fault, checked as ParseFaults checks it; ok turns false
-// at the end.
-func (r *faultReader) next() error {
-	for r.sc.Scan() {
-		r.line++
-		b := bytes.TrimSpace(r.sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		x, err := parseFault(b)
-		if err != nil {
-			return fmt.Errorf("fault: %s line %d: %w", r.name, r.line, err)
-		}
-		r.cur, r.ok = x, true
-		return nil
-	}
-	r.ok = false
-	if err := r.sc.Err(); err != nil {
-		return fmt.Errorf("fault: %s line %d: %w", r.name, r.line+1, err)
-	}
-	return nil
 }
 
 func mustJSON(v any) []byte {

@@ -38,25 +38,54 @@ func ParseFaults(r io.Reader, name string) ([]Fault, error) {
 // fault is reused after fn returns. Parsing is as [ParseFaults]; an error from
 // fn stops the walk and is returned as is.
 func EachFault(r io.Reader, name string, fn func(*Fault) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
+	fr := newFaultReader(r, name)
+	for {
+		if err := fr.next(); err != nil {
+			return err
+		}
+		if !fr.ok {
+			return nil
+		}
+		if err := fn(&fr.cur); err != nil {
+			return err
+		}
+	}
+}
+
+// faultReader reads a fault list one fault at a time (cur, while ok).
+type faultReader struct {
+	sc   *bufio.Scanner
+	name string
+	line int
+	cur  Fault
+	ok   bool
+}
+
+func newFaultReader(r io.Reader, name string) *faultReader {
+	fr := &faultReader{sc: bufio.NewScanner(r), name: name}
+	fr.sc.Buffer(make([]byte, 64<<10), 16<<20)
+	return fr
+}
+
+// next reads the next fault, checked as ParseFaults checks it; ok turns false
+// at the end.
+func (r *faultReader) next() error {
+	for r.sc.Scan() {
+		r.line++
+		b := bytes.TrimSpace(r.sc.Bytes())
 		if len(b) == 0 {
 			continue
 		}
 		x, err := parseFault(b)
 		if err != nil {
-			return fmt.Errorf("fault: %s line %d: %w", name, line, err)
+			return fmt.Errorf("fault: %s line %d: %w", r.name, r.line, err)
 		}
-		if err := fn(&x); err != nil {
-			return err
-		}
+		r.cur, r.ok = x, true
+		return nil
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("fault: %s line %d: %w", name, line+1, err)
+	r.ok = false
+	if err := r.sc.Err(); err != nil {
+		return fmt.Errorf("fault: %s line %d: %w", r.name, r.line+1, err)
 	}
 	return nil
 }
