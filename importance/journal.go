@@ -126,9 +126,9 @@ func (jn *replayLog) replay(phase string, keys []int64) ([]fault.Outcome, bool, 
 	return b.Outcomes, true, nil
 }
 
-// record appends a block and syncs it to disk. Blocks after a replayed block
-// that failed to parse are not recorded over it: the journal then holds
-// recorded blocks past the cursor only when the run diverged (an error above).
+// record appends a block and syncs it to disk. (Should a recorded block ever
+// fail its checks on reading, replay stops there and the blocks after it are
+// injected again: work is lost, results are not wrong.)
 func (jn *replayLog) record(phase string, keys []int64, outcomes []fault.Outcome) error {
 	if err := jn.j.Append(journalBlock{Phase: phase, Keys: keys, Outcomes: outcomes}); err != nil {
 		return fmt.Errorf("importance: %w", err)
