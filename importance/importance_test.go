@@ -269,3 +269,30 @@ func TestRankPostStratifiesByBitClass(t *testing.T) {
 		t.Errorf("fault counts %+v", got)
 	}
 }
+
+// The split-half tau is 1 when every draw of a unit gives the same value (the
+// halves rank the units alike) and near 0 when values are noise.
+func TestSplitHalf(t *testing.T) {
+	const units = 40
+	sp := &space{target: Weights, elems: 2 * units, layers: []layerSpace{{site: model.Site{Name: "fc"}, n: 2 * units, unit: 2}}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	draws := func(y func(u int64) float64) []draw {
+		var ds []draw
+		for range 4000 {
+			e := rng.Int64N(2 * units)
+			ds = append(ds, draw{key: e*Bits + 30, p: 1, q: 1, y: y(e / 2), stratum: -1})
+		}
+		return ds
+	}
+	sh := splitHalf(sp, draws(func(u int64) float64 { return float64(u) / units }))
+	if sh == nil || sh.Draws != 2000 || sh.Units != units || sh.KendallTau != 1 {
+		t.Errorf("values set by the unit: %+v, want tau 1 over %d units", sh, units)
+	}
+	sh = splitHalf(sp, draws(func(int64) float64 { return rng.Float64() }))
+	if math.Abs(sh.KendallTau) > 0.3 {
+		t.Errorf("noise: tau %.3f, want near 0", sh.KendallTau)
+	}
+	if splitHalf(sp, nil) != nil {
+		t.Error("no draws: a split-half result")
+	}
+}

@@ -219,6 +219,11 @@ type Summary struct {
 	Protection []ProtectionPoint    `json:"protection"`
 	// Stability compares the ranking with CompareRanking's.
 	Stability *Stability `json:"ranking_stability,omitempty"`
+	// SplitHalf is the ranking's stability within the run: Kendall's tau-b
+	// between the rankings of the even and the odd IS draws. It reads how
+	// stable a ranking of half the budget is (two runs of the whole budget
+	// agree at least as well), without a second run.
+	SplitHalf *SplitHalf `json:"ranking_split_half,omitempty"`
 	// Note says how to read the estimates in search mode.
 	Note     string         `json:"note,omitempty"`
 	Software model.Software `json:"software"`
@@ -231,6 +236,38 @@ type Stability struct {
 	Other      string  `json:"other"`
 	Units      int     `json:"units"`
 	KendallTau float64 `json:"kendall_tau"`
+}
+
+// SplitHalf is Kendall's tau-b between the unit scores of two halves of a
+// run's importance-sampled draws (even and odd draws), over every unit.
+type SplitHalf struct {
+	Draws      int     `json:"draws_per_half"`
+	Units      int     `json:"units"`
+	KendallTau float64 `json:"kendall_tau"`
+}
+
+// splitHalf ranks the even and the odd draws apart and compares the scores.
+func splitHalf(sp *space, ds []draw) *SplitHalf {
+	if len(ds) < 4 {
+		return nil
+	}
+	var even, odd []draw
+	for i, d := range ds {
+		if i%2 == 0 {
+			even = append(even, d)
+		} else {
+			odd = append(odd, d)
+		}
+	}
+	a, b := rankDraws(sp, even), rankDraws(sp, odd)
+	sa, sb := make([]float64, len(a)), make([]float64, len(b))
+	for _, u := range a {
+		sa[u.key] = *u.Score
+	}
+	for _, u := range b {
+		sb[u.key] = *u.Score
+	}
+	return &SplitHalf{Draws: len(odd), Units: len(a), KendallTau: KendallTau(sa, sb)}
 }
 
 // Estimates are one sampler's estimates.
@@ -361,6 +398,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		summarise(sum, sp, strata, is, uni)
 		ranked := rankDraws(sp, is)
+		sum.SplitHalf = splitHalf(sp, is)
 		sum.Protection = protection(sp, ranked, keysOf(uni), ysOf(uni), o.Seed)
 		if o.CompareRanking != "" {
 			if sum.Stability, err = compareRanking(o.CompareRanking, ranked); err != nil {

@@ -145,6 +145,9 @@ func printImportance(a *app, s *importance.Summary, dir string) {
 		fmt.Fprintf(w, "protecting %.0f%% of the elements: VF %.4f%% by the ranking, %.4f%% by a random one (unprotected %.4f%%)\n",
 			100*p.Share, 100*p.Ranked, 100*p.Random, 100*s.Protection[0].Ranked)
 	}
+	if sh := s.SplitHalf; sh != nil {
+		fmt.Fprintf(w, "ranking, even vs odd IS draws (%d each): Kendall tau %.3f over %d units\n", sh.Draws, sh.KendallTau, sh.Units)
+	}
 	if st := s.Stability; st != nil {
 		fmt.Fprintf(w, "ranking vs %s: Kendall tau %.3f over %d units\n", st.Other, st.KendallTau, st.Units)
 	}
