@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/journal"
 	"github.com/faultline/faultline/internal/torch"
 )
 
@@ -109,6 +110,12 @@ func (c *Campaign) Run(ctx context.Context, inj *Injector, ev *EvalSet, setup ti
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// One run at a time per directory: two would interleave their blocks.
+	unlock, err := journal.Lock(c.Dir, "fault")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// A run killed while writing campaign.json or cutting faults.jsonl left a
 	// temporary file that nothing else rewrites.
 	atomicfile.RemoveStale(c.Dir)

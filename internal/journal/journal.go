@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/faultline/faultline/internal/atomicfile"
 )
@@ -22,7 +24,28 @@ type Journal struct {
 	path    string
 	out     *os.File
 	records [][]byte
-	end     int // offset after the last complete record read
+	end     int    // offset after the last complete record read
+	unlock  func() // releases the lock on the journal's directory
+}
+
+// Lock takes an exclusive lock on directory dir for this process, so that two
+// runs never write into one output directory at once (the second would
+// interleave its records with the first's). The kernel drops the lock when the
+// process ends, however it ends. A directory locked by another process is an
+// error that says so.
+func Lock(dir, what string) (unlock func(), err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: another run is writing into %s; wait for it to finish or stop it", what, dir)
+		}
+		return nil, fmt.Errorf("%s: lock %s: %w", what, dir, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // Open opens the journal at path for a run described by header (a struct that
@@ -37,6 +60,21 @@ func Open(path, what string, header any, replace bool) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := Lock(filepath.Dir(path), what)
+	if err != nil {
+		return nil, err
+	}
+	j, err := open(path, what, h, replace)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	j.unlock = unlock
+	return j, nil
+}
+
+// open is Open once the directory is locked.
+func open(path, what string, h []byte, replace bool) (*Journal, error) {
 	j := &Journal{path: path}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -148,6 +186,7 @@ func (j *Journal) Append(v any) error {
 // Close closes the journal; with remove (the run's results are written) it
 // also deletes it.
 func (j *Journal) Close(remove bool) error {
+	defer j.unlock()
 	err := j.out.Close()
 	if remove {
 		if e := os.Remove(j.path); e != nil && !errors.Is(e, os.ErrNotExist) {

@@ -30,6 +30,10 @@ func TestJournal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A second run into the same directory while this one is open: refused.
+	if _, err := Open(path, "test", header{"k", 1}, false); err == nil || !strings.Contains(err.Error(), "another run is writing into") {
+		t.Errorf("second open of a journal in use: %v", err)
+	}
 	j.Close(false)
 	for _, c := range []struct {
 		name, tail string // appended to the three records
