@@ -123,12 +123,22 @@ func (j *Journal) keep(data []byte, off int) {
 	}
 }
 
-// cut drops what follows the complete records from the file.
+// cut drops what follows the complete records from the file, by truncating
+// it as a campaign's resume does: the records before stay as they are, and it
+// needs no disk space.
 func (j *Journal) cut(data []byte) error {
 	if j.end == len(data) {
 		return nil
 	}
-	return atomicfile.WriteFile(j.path, data[:j.end], 0o644)
+	f, err := os.OpenFile(j.path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(int64(j.end)); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // diff names the first top-level field of two JSON objects that differs.
