@@ -338,18 +338,9 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 				// The faults are drawn even for a recorded unit: the draws of
 				// the units after it must not change.
 				fs := v.weightFaults(s, ch.Index)
-				u := Unit{Target: "weights", Layer: l.Name, Channel: ch.Index, DV: *ch.CVFWeights, Faults: int64(len(fs))}
-				if rec, ok := jn.unit(u); ok {
-					u.FI = rec.FI
-					v.skip(len(fs))
-				} else {
-					var err error
-					if u.FI, err = v.run(ctx, fs); err != nil {
-						return nil, err
-					}
-					if err := jn.recordUnit(u); err != nil {
-						return nil, err
-					}
+				u, err := v.unit(ctx, jn, Unit{Target: "weights", Layer: l.Name, Channel: ch.Index, DV: *ch.CVFWeights}, fs)
+				if err != nil {
+					return nil, err
 				}
 				val.Units = append(val.Units, u)
 				wdv, wfi = append(wdv, u.DV), append(wfi, u.FI)
@@ -357,27 +348,10 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 			if acts {
 				for k := range min(o.ValidateNeurons, len(ch.Positions)) {
 					pos := ch.Positions[k]
-					mac := v.macFaults(s, ch.Index, pos)
-					outs := v.outputFaults(s, ch.Index, pos)
-					p := pos
-					u := Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &p,
-						DV: ch.NVF[k], Faults: int64(len(mac) + len(outs))}
-					if rec, ok := jn.unit(u); ok && rec.FIOutput != nil {
-						u.FI, u.FIOutput = rec.FI, rec.FIOutput
-						v.skip(len(mac) + len(outs))
-					} else {
-						fi, err := v.run(ctx, mac)
-						if err != nil {
-							return nil, err
-						}
-						fo, err := v.run(ctx, outs)
-						if err != nil {
-							return nil, err
-						}
-						u.FI, u.FIOutput = fi, &fo
-						if err := jn.recordUnit(u); err != nil {
-							return nil, err
-						}
+					mac, outs := v.macFaults(s, ch.Index, pos), v.outputFaults(s, ch.Index, pos)
+					u, err := v.unit(ctx, jn, Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &pos, DV: ch.NVF[k]}, mac, outs)
+					if err != nil {
+						return nil, err
 					}
 					val.Units = append(val.Units, u)
 					adv, afi, ofi = append(adv, u.DV), append(afi, u.FI), append(ofi, *u.FIOutput)
@@ -394,6 +368,33 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 		val.MAECVF, val.MaxCVF, val.SpearmanCVF = &val.Weights.MAE, &val.Weights.Max, val.Weights.Spearman
 	}
 	return val, nil
+}
+
+// unit fills u's FI results from its fault lists: FI from the first list and,
+// with a second (activations' stored-output faults), FIOutput. A unit the
+// journal holds with the same fault count is taken over and its faults only
+// counted; otherwise the lists are injected and the unit recorded.
+func (v *validator) unit(ctx context.Context, jn *vfJournal, u Unit, lists ...[]fault.Fault) (Unit, error) {
+	for _, l := range lists {
+		u.Faults += int64(len(l))
+	}
+	if rec, ok := jn.unit(u); ok && (len(lists) == 1 || rec.FIOutput != nil) {
+		u.FI, u.FIOutput = rec.FI, rec.FIOutput
+		v.skip(int(u.Faults))
+		return u, nil
+	}
+	fis := make([]float64, len(lists))
+	for i, l := range lists {
+		var err error
+		if fis[i], err = v.run(ctx, l); err != nil {
+			return u, err
+		}
+	}
+	u.FI = fis[0]
+	if len(lists) > 1 {
+		u.FIOutput = &fis[1]
+	}
+	return u, jn.recordUnit(u)
 }
 
 // write saves vf.csv and then vf.json, each atomically: vf.json last, so that
