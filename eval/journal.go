@@ -8,7 +8,6 @@ import (
 	"github.com/faultline/faultline/eval/deepvigor"
 	"github.com/faultline/faultline/internal/journal"
 	"github.com/faultline/faultline/internal/torch"
-	"github.com/faultline/faultline/model"
 )
 
 // JournalFile, in the output directory, records every analysed channel and every
@@ -21,11 +20,7 @@ const JournalFile = "journal.jsonl"
 // vfJournalHeader is the journal's first line: what the recorded results depend
 // on. A rerun resumes only when its header is the same.
 type vfJournalHeader struct {
-	Kind             string                 `json:"kind"`
-	SchemaVersion    int                    `json:"schema_version"`
-	Checkpoint       string                 `json:"checkpoint"`
-	ModelSHA256      string                 `json:"checkpoint_sha256"` // model.ContentSHA256
-	Dataset          string                 `json:"dataset"`
+	journal.Source
 	Images           int                    `json:"images"`
 	Device           string                 `json:"device"`
 	Threads          int                    `json:"threads"`
@@ -72,12 +67,11 @@ type vfJournal struct {
 // openVFJournal opens o.Out's journal for this run; a journal of a run with
 // other arguments is an error naming the first that differs.
 func openVFJournal(o *VFOptions, threads int, dataset string, tail bool) (*vfJournal, error) {
-	sum, err := model.ContentSHA256(o.Checkpoint)
+	src, err := journal.NewSource("faultline.vf_journal", o.Checkpoint, dataset)
 	if err != nil {
 		return nil, err
 	}
-	h := vfJournalHeader{Kind: "faultline.vf_journal", SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: sum,
-		Dataset: dataset, Images: o.Images, Device: torch.DeviceName(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio,
+	h := vfJournalHeader{Source: src, Images: o.Images, Device: torch.DeviceName(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio,
 		Semantics: o.Semantics, TailCheck: tail, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 		Validate: o.Validate, ValidateNeurons: o.ValidateNeurons, ValidateOperands: o.ValidateOperands, BatchSize: o.BatchSize}
 	j, err := journal.Open(filepath.Join(o.Out, JournalFile), "eval", h, o.ReplaceJournal)

@@ -9,7 +9,6 @@ import (
 	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/journal"
 	"github.com/faultline/faultline/internal/torch"
-	"github.com/faultline/faultline/model"
 )
 
 // JournalFile, in the output directory, records the outcome of every block of
@@ -25,11 +24,7 @@ const journalKind = "faultline.importance_journal"
 // journalHeader is the journal's first line: what the recorded outcomes depend
 // on. A rerun resumes only when its header is the same.
 type journalHeader struct {
-	Kind          string  `json:"kind"`
-	SchemaVersion int     `json:"schema_version"`
-	Checkpoint    string  `json:"checkpoint"`
-	ModelSHA256   string  `json:"checkpoint_sha256"` // model.ContentSHA256
-	Dataset       string  `json:"dataset"`
+	journal.Source
 	ImagesSHA256  string  `json:"images_sha256"`
 	Images        int     `json:"images"`
 	Device        string  `json:"device"`
@@ -69,12 +64,11 @@ type replayLog struct {
 
 // newJournalHeader describes a run for its journal.
 func newJournalHeader(o *Options, threads int, dataset, imagesHash string, images int) (journalHeader, error) {
-	sum, err := model.ContentSHA256(o.Checkpoint)
+	src, err := journal.NewSource(journalKind, o.Checkpoint, dataset)
 	if err != nil {
 		return journalHeader{}, err
 	}
-	return journalHeader{Kind: journalKind, SchemaVersion: 1, Checkpoint: o.Checkpoint, ModelSHA256: sum,
-		Dataset: dataset, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(o.Device), Threads: threads,
+	return journalHeader{Source: src, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(o.Device), Threads: threads,
 		Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha, Score: o.Score,
 		ScoreFloor: o.ScoreFloor, Cap: o.Cap, SensBatches: o.SensBatches, SensBatchSize: o.SensBatchSize,
 		Seed: o.Seed, BatchSize: o.BatchSize, Block: blockSize(*o, images), Stratify: o.Stratify, Allocation: string(o.Allocation)}, nil

@@ -17,7 +17,29 @@ import (
 	"syscall"
 
 	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/model"
 )
+
+// Source heads a journal header: the kind of journal and what the run reads,
+// the checkpoint (by path and content) and the data set. Embedded first in a
+// command's header, its fields lead the header line.
+type Source struct {
+	Kind             string `json:"kind"`
+	SchemaVersion    int    `json:"schema_version"`
+	Checkpoint       string `json:"checkpoint"`
+	CheckpointSHA256 string `json:"checkpoint_sha256"` // model.ContentSHA256
+	Dataset          string `json:"dataset"`
+}
+
+// NewSource describes a run of journal kind (schema version 1) on the
+// checkpoint in dir and the data set.
+func NewSource(kind, dir, dataset string) (Source, error) {
+	sum, err := model.ContentSHA256(dir)
+	if err != nil {
+		return Source{}, err
+	}
+	return Source{Kind: kind, SchemaVersion: 1, Checkpoint: dir, CheckpointSHA256: sum, Dataset: dataset}, nil
+}
 
 // Journal is an open journal: its recorded lines and the file to append to.
 type Journal struct {
