@@ -97,6 +97,8 @@ func TestRunVFResumesFromJournal(t *testing.T) {
 			firstVal = done
 		}
 	}
+	replayed := map[string]int64{}
+	o.OnReplay = func(phase string, n int64) { replayed[phase] += n }
 	var ran int64
 	onRun = func(n int) { ran += int64(n) }
 	defer func() { onRun = nil }()
@@ -107,6 +109,11 @@ func TestRunVFResumesFromJournal(t *testing.T) {
 	if units == 0 || firstVal <= 0 || ran == 0 || ran >= vf.Validation.Faults {
 		t.Errorf("the last run took over %d validated units, its validation progress began at %d, and it injected %d of the %d faults",
 			units, firstVal, ran, vf.Validation.Faults)
+	}
+	// Every analysis target was taken over (both stops came after the
+	// analysis's half), and the validation's replayed and injected faults add up.
+	if replayed["analysis"] == 0 || replayed["validation"]+ran != vf.Validation.Faults {
+		t.Errorf("OnReplay: %d analysis targets, %d validation faults replayed; %d injected of %d", replayed["analysis"], replayed["validation"], ran, vf.Validation.Faults)
 	}
 	if _, err := os.Stat(jpath); !os.IsNotExist(err) {
 		t.Errorf("journal left after vf.json was written: %v", err)

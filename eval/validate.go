@@ -81,6 +81,7 @@ type validator struct {
 	rng      *rand.Rand
 	sampled  bool
 	progress func(done, total int64)
+	replay   func(n int64) // faults of a unit taken from the journal
 	done     int64
 	total    int64
 }
@@ -166,6 +167,9 @@ func (v *validator) run(ctx context.Context, faults []fault.Fault) (float64, err
 // skip counts n faults as done without running them (a unit taken from the
 // journal).
 func (v *validator) skip(n int) {
+	if v.replay != nil {
+		v.replay(int64(n))
+	}
 	v.done += int64(n)
 	if v.progress != nil {
 		v.progress(v.done, v.total)

@@ -62,6 +62,10 @@ type VFOptions struct {
 	Out              string
 	// OnProgress reports phase ("analysis" or "validation") progress.
 	OnProgress func(phase string, done, total int64)
+	// OnReplay, when set, is told of the units of a phase (analysis targets,
+	// validation faults) taken from the journal, before the OnProgress that
+	// counts them (so progress rates can leave them out).
+	OnReplay func(phase string, n int64)
 	// ReplaceJournal starts a new journal over one of a run with other
 	// arguments instead of refusing to (for callers that restart, like harden).
 	ReplaceJournal bool
@@ -215,6 +219,11 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 			Activations: acts, Weights: weights, Semantics: o.Semantics, TailCheck: tail,
 			SamplingRatio: o.Ratio, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 			Resume: jn,
+			OnReplay: func(n int) {
+				if o.OnReplay != nil {
+					o.OnReplay("analysis", int64(n))
+				}
+			},
 			OnProgress: func(done, total int) {
 				if o.OnProgress != nil {
 					o.OnProgress("analysis", int64(done), int64(total))
@@ -328,6 +337,9 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 		total: faultsOf(r, sites, plan, o.ValidateNeurons, o.ValidateOperands, acts, weights)}
 	if o.OnProgress != nil {
 		v.progress = func(done, total int64) { o.OnProgress("validation", done, total) }
+	}
+	if o.OnReplay != nil {
+		v.replay = func(n int64) { o.OnReplay("validation", n) }
 	}
 	val := &Validation{Fraction: o.Validate, NeuronsPerChannel: o.ValidateNeurons, MaxOperands: o.ValidateOperands}
 	var wdv, wfi, adv, afi, ofi []float64

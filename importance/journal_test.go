@@ -113,6 +113,8 @@ func TestRunResumesFromJournal(t *testing.T) {
 	n := injected(&o)
 	blocks := map[bool]int{}
 	o.onBlock = func(_ string, replayed bool) { blocks[replayed]++ }
+	var replayedReported int64
+	o.OnReplay = func(_ string, k int64) { replayedReported += k }
 	if _, err := Run(context.Background(), o); err != nil {
 		t.Fatalf("resumed run: %v", err)
 	}
@@ -121,6 +123,9 @@ func TestRunResumesFromJournal(t *testing.T) {
 	}
 	if int64(100*blocks[true]) != resumed || blocks[true]+blocks[false] != 24 {
 		t.Errorf("resumed run: %d blocks replayed, %d injected; want %d replayed of 24", blocks[true], blocks[false], resumed/100)
+	}
+	if replayedReported != resumed {
+		t.Errorf("OnReplay reported %d replayed injections, want the %d recorded", replayedReported, resumed)
 	}
 	if *n != 2400 {
 		t.Errorf("the resumed run reported %d injections done, want 2400 (replayed ones included)", *n)

@@ -94,6 +94,10 @@ type Options struct {
 	Out            string
 	// OnProgress reports injections done of total, per phase.
 	OnProgress func(phase string, done, total int64)
+	// OnReplay, when set, is told of the injections of a phase replayed from the
+	// journal, before the OnProgress that counts them (so progress rates can
+	// leave them out).
+	OnReplay func(phase string, injections int64)
 	// block overrides the injections per block (default 2^18 / images), the
 	// unit of progress and of the journal; for tests.
 	block int
@@ -479,6 +483,9 @@ func inject(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, sp *spa
 			o.onBlock(phase, replayed)
 		}
 		if replayed {
+			if o.OnReplay != nil {
+				o.OnReplay(phase, int64(hi-lo))
+			}
 			for i := lo; i < hi; i++ {
 				oc := outs[i-lo]
 				ds[i].f.Outcome = &oc

@@ -77,7 +77,7 @@ clamps. Compare runs only with identical settings.`,
 				return err
 			}
 			var finish func()
-			o.OnProgress, finish = a.phaseBars(func(phase string) string {
+			o.OnProgress, o.OnReplay, finish = a.phaseBars(func(phase string) string {
 				if phase == "validation" {
 					return "faults"
 				}

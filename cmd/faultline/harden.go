@@ -73,7 +73,7 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 			if r.Device, err = torch.ParseDevice(device); err != nil {
 				return err
 			}
-			update, finish := a.phaseBars(func(phase string) string {
+			update, _, finish := a.phaseBars(func(phase string) string {
 				switch {
 				case strings.Contains(phase, "ber"):
 					return "trials"

@@ -63,7 +63,7 @@ by criticality (DIR2/ranking.json, DIR2/ranking.csv).`,
 				return err
 			}
 			var finish func()
-			o.OnProgress, finish = a.phaseBars(func(string) string { return "faults" })
+			o.OnProgress, o.OnReplay, finish = a.phaseBars(func(string) string { return "faults" })
 			o.OnResume = func(n int64) {
 				if !a.quiet {
 					fmt.Fprintf(a.stderr, "importance: resuming: %d injections recorded in %s are replayed\n", n, filepath.Join(o.Out, importance.JournalFile))

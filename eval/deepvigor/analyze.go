@@ -70,6 +70,9 @@ type Options struct {
 	MaxBatch int
 	// OnProgress is called after each group of targets with targets done and total.
 	OnProgress func(done, total int)
+	// OnReplay, when set, is told of the targets of a channel taken from Resume,
+	// before the OnProgress that counts them.
+	OnReplay func(targets int)
 	// Resume, when set, lets an interrupted analysis go on where it stopped:
 	// channels it holds are taken from it instead of being analysed again, and
 	// every channel analysed is recorded in it.
@@ -473,6 +476,16 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 		}
 		ch := Channel{Index: c, Positions: p.positions[k], Stratum: p.stratum[k]}
 		if rec, ok := a.recorded(s.Name, c, p.positions[k]); ok {
+			if a.o.OnReplay != nil {
+				n := 0
+				if a.o.Activations {
+					n += len(rec.NVF)
+				}
+				if a.o.Weights {
+					n++
+				}
+				a.o.OnReplay(n)
+			}
 			if a.o.Activations {
 				ch.NVF = rec.NVF
 				v := mean(rec.NVF)

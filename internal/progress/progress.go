@@ -30,6 +30,7 @@ type Bar struct {
 	lastDraw time.Time
 	lastLine int // last percentage decile logged (plain mode)
 	lastDone int // done at the last plain line
+	replayed int // units taken over from an earlier run (Replayed)
 	now      func() time.Time
 }
 
@@ -75,6 +76,12 @@ func (b *Bar) Update(done int, status string) {
 	}
 }
 
+// Replayed tells the bar that n of the units it counts were taken over from an
+// earlier run without work (a resumed run's journal): the rate and ETA leave
+// them out, so a resumed run does not show the replay's speed as its own. Call
+// it before or after the Update that counts them.
+func (b *Bar) Replayed(n int) { b.replayed += n }
+
 // PlainEvery is the longest gap between two plain progress lines while work
 // advances.
 const PlainEvery = time.Minute
@@ -83,7 +90,7 @@ func (b *Bar) stats(done int, now time.Time, status string) string {
 	el := now.Sub(b.start).Seconds()
 	rate := 0.0
 	if el > 0 {
-		rate = float64(done) / el
+		rate = float64(max(done-b.replayed, 0)) / el
 	}
 	eta := "?"
 	if rate > 0 {

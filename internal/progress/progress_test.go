@@ -78,3 +78,24 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// A resumed run's replayed units jump ahead at once; the rate and ETA count only
+// the units worked for.
+func TestReplayedUnitsLeftOutOfTheRate(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(&buf, false, false, "importance", 1000, "faults")
+	clock := b.start
+	b.now = func() time.Time { return clock }
+	b.Replayed(500)
+	b.Update(500, "") // the replay, at once
+	for i := 1; i <= 100; i++ {
+		clock = clock.Add(time.Second) // then 1 fault/s
+		b.Update(500+i, "")
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, "60% 600/1000 1 faults/s ETA 6m40s") {
+		t.Errorf("last line %q, want the rate of the 100 worked faults (1/s) and 400 s to go\n%s", last, buf.String())
+	}
+	// Without Replayed the replay would show as 6 faults/s and ETA 1m07s.
+}
