@@ -18,8 +18,95 @@ func (a *app) evalCommand() *cobra.Command {
 		Short: "Evaluate a checkpoint's vulnerability (DeepVigor+ vulnerability factors)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(a.evalVFCommand())
+	cmd.AddCommand(a.evalVFCommand(), a.evalCompareCommand())
 	return cmd
+}
+
+func (a *app) evalCompareCommand() *cobra.Command {
+	var (
+		complete  string
+		tolerance float64
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "compare --complete DIR SAMPLED_DIR...",
+		Short: "Compare sampled DeepVigor+ analyses with the complete one, layer by layer",
+		Long: `compare sets sampled eval vf runs (--sampling-ratio < 1) beside a complete one
+(--sampling-ratio 1) of the same checkpoint, images and settings: per layer and
+target, the absolute LVF difference and whether the sampled run's 95% interval
+holds the complete LVF; then, per target over every run and layer, the mean and
+largest difference, how many stay under --tolerance (0.005 = 0.5 pp) and how many
+intervals hold the complete LVF. Arguments are run directories or vf.json files.
+Runs with other settings (tail check, semantics, images, ...) are refused.`,
+		Example: `  faultline eval vf --checkpoint runs/lenet5 --sampling-ratio 1 --tail-check on --out runs/vf-full
+  for s in 1 2 3; do faultline eval vf --checkpoint runs/lenet5 --tail-check on --seed $s --out runs/vf-s$s; done
+  faultline eval compare --complete runs/vf-full runs/vf-s1 runs/vf-s2 runs/vf-s3`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if complete == "" {
+				return fmt.Errorf("eval compare: --complete DIR is required (a run with --sampling-ratio 1)")
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("eval compare: give at least one sampled run directory")
+			}
+			c, err := eval.Compare(complete, args, tolerance)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(c)
+			}
+			printComparison(a, c)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&complete, "complete", "", "the complete analysis (eval vf --sampling-ratio 1): its directory or vf.json")
+	f.Float64Var(&tolerance, "tolerance", eval.DefaultTolerance, "LVF difference to count under, as a fraction (0.005 = 0.5 pp)")
+	f.BoolVar(&asJSON, "json", false, "print the comparison as JSON")
+	return cmd
+}
+
+// printComparison prints, per layer and target, the complete LVF and the
+// sampled runs' differences, then the per-target summary.
+func printComparison(a *app, c *eval.Comparison) {
+	w := a.stdout
+	fmt.Fprintf(w, "eval compare: %d sampled runs against %s (tolerance %.2f pp)\n", len(c.Runs), c.Complete, 100*c.Tolerance)
+	fmt.Fprintf(w, "%-18s %-12s %12s %14s %14s %8s\n", "layer", "target", "complete LVF", "mean |diff|", "max |diff|", "in CI")
+	for _, l := range c.Layers {
+		for _, t := range []string{"activations", "weights"} {
+			var n, with, in int
+			var sum, most float64
+			for _, r := range c.Runs {
+				for _, d := range r.Layers {
+					if d.Layer != l.Name || d.Target != t {
+						continue
+					}
+					n++
+					sum += d.Diff
+					most = max(most, d.Diff)
+					if d.InCI != nil {
+						with++
+						if *d.InCI {
+							in++
+						}
+					}
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			want := l.LVFWeights
+			if t == "activations" {
+				want = l.LVFActivations
+			}
+			fmt.Fprintf(w, "%-18s %-12s %11.3f%% %11.3f pp %11.3f pp %8s\n", l.Name, t, 100**want, 100*sum/float64(n), 100*most, fmt.Sprintf("%d/%d", in, with))
+		}
+	}
+	for _, s := range c.Summary {
+		fmt.Fprintf(w, "%s: %d layer x run cases, mean |diff| %.3f pp, largest %.3f pp at %s; %d of %d under %.2f pp; the interval held the complete LVF in %d of %d\n",
+			s.Target, s.Cases, 100*s.MeanDiff, 100*s.MaxDiff, s.MaxAt, s.UnderTolerance, s.Cases, 100*c.Tolerance, s.InCI, s.WithCI)
+	}
 }
 
 func (a *app) evalVFCommand() *cobra.Command {

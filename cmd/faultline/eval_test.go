@@ -84,3 +84,48 @@ func TestEvalVFBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// eval compare on the vf.json files in testdata/compare: a complete run
+// (conv1 2.0%, fc1 1.0%) and two sampled seeds (conv1 off by 0.3 and 0.9 pp, fc1
+// by 0 and 0.2 pp; seed 2's intervals miss).
+func TestEvalCompare(t *testing.T) {
+	td := filepath.Join("testdata", "compare")
+	out, errs, code := cli(t, "eval", "compare", "--complete", filepath.Join(td, "complete"), filepath.Join(td, "seed1"), filepath.Join(td, "seed2", "vf.json"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"conv1              weights            2.000%       0.600 pp       0.900 pp      1/2",
+		"fc1                weights            1.000%       0.100 pp       0.200 pp      1/2",
+		"weights: 4 layer x run cases, mean |diff| 0.350 pp, largest 0.900 pp at conv1 (testdata/compare/seed2/vf.json); 3 of 4 under 0.50 pp; the interval held the complete LVF in 2 of 4",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	js, _, code := cli(t, "eval", "compare", "--json", "--tolerance", "0.001", "--complete", filepath.Join(td, "complete"), filepath.Join(td, "seed1"))
+	var c struct {
+		Kind    string `json:"kind"`
+		Summary []struct {
+			Cases int `json:"cases"`
+			Under int `json:"under_tolerance"`
+		} `json:"summary"`
+	}
+	if code != 0 || json.Unmarshal([]byte(js), &c) != nil || c.Kind != "faultline.vf_sampling_comparison" || len(c.Summary) != 1 || c.Summary[0].Cases != 2 || c.Summary[0].Under != 1 {
+		t.Errorf("--json: exit %d, %s", code, js)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval", "compare", filepath.Join(td, "seed1")}, "--complete DIR is required"},
+		{[]string{"eval", "compare", "--complete", filepath.Join(td, "complete")}, "at least one sampled run"},
+		{[]string{"eval", "compare", "--complete", filepath.Join(td, "seed1"), filepath.Join(td, "seed2")}, "sampling ratio 0.1; the complete analysis has 1"},
+		{[]string{"eval", "compare", "--complete", filepath.Join(td, "complete"), filepath.Join(td, "none")}, "none"},
+	} {
+		_, errs, code := cli(t, tc.args...)
+		if code == 0 || !strings.Contains(errs, tc.want) || strings.Contains(errs, "goroutine") {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errs, tc.want)
+		}
+	}
+}
