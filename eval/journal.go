@@ -26,6 +26,7 @@ type vfJournalHeader struct {
 	Threads          int                    `json:"threads"`
 	Target           string                 `json:"target"`
 	Ratio            float64                `json:"sampling_ratio"`
+	Precision        float64                `json:"lvf_precision,omitempty"`
 	Semantics        deepvigor.Semantics    `json:"semantics"`
 	TailCheck        bool                   `json:"tail_check"`
 	Seed             int64                  `json:"seed"`
@@ -46,9 +47,12 @@ type vfRecord struct {
 	Unit    *Unit                    `json:"unit,omitempty"`
 }
 
+// channelKey is a channel analysed at some positions (fmt.Sprint of them): a
+// layer drawn again under Precision may hold a channel at other positions.
 type channelKey struct {
-	layer   string
-	channel int
+	layer     string
+	channel   int
+	positions string
 }
 
 type unitKey struct {
@@ -71,7 +75,7 @@ func openVFJournal(o *VFOptions, threads int, dataset string, tail bool) (*vfJou
 	if err != nil {
 		return nil, err
 	}
-	h := vfJournalHeader{Source: src, Images: o.Images, Device: torch.DeviceName(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio,
+	h := vfJournalHeader{Source: src, Images: o.Images, Device: torch.DeviceName(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio, Precision: o.Precision,
 		Semantics: o.Semantics, TailCheck: tail, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 		Validate: o.Validate, ValidateNeurons: o.ValidateNeurons, ValidateOperands: o.ValidateOperands, BatchSize: o.BatchSize}
 	j, err := journal.Open(filepath.Join(o.Out, JournalFile), "eval", h, o.ReplaceJournal)
@@ -86,7 +90,7 @@ func openVFJournal(o *VFOptions, threads int, dataset string, tail bool) (*vfJou
 		}
 		switch {
 		case r.Phase == "analysis" && r.Channel != nil:
-			jn.channels[channelKey{r.Layer, r.Channel.Channel}] = *r.Channel
+			jn.channels[channelKey{r.Layer, r.Channel.Channel, fmt.Sprint(r.Channel.Positions)}] = *r.Channel
 		case r.Phase == "validation" && r.Unit != nil:
 			jn.units[keyOf(*r.Unit)] = *r.Unit
 		}
@@ -102,9 +106,9 @@ func keyOf(u Unit) unitKey {
 	return unitKey{u.Target, u.Layer, u.Channel, pos}
 }
 
-// Lookup returns a recorded channel.
-func (jn *vfJournal) Lookup(layer string, channel int) (deepvigor.ChannelResult, bool) {
-	r, ok := jn.channels[channelKey{layer, channel}]
+// Lookup returns a recorded channel analysed at these positions.
+func (jn *vfJournal) Lookup(layer string, channel int, positions []int) (deepvigor.ChannelResult, bool) {
+	r, ok := jn.channels[channelKey{layer, channel, fmt.Sprint(positions)}]
 	return r, ok
 }
 

@@ -39,20 +39,24 @@ func vfOutputs(t *testing.T, dir string) (csv, js []byte) {
 // resumes from its journal each time: the recorded channels and units are taken
 // over (the rerun says how many, and its progress starts there), and the final
 // vf.json and vf.csv equal an uninterrupted run's; then the journal is gone. A
-// journal of other arguments is refused, naming the field.
+// journal of other arguments is refused, naming the field. The precision target
+// draws some layers twice, so channels at two sets of positions are taken over.
 func TestRunVFResumesFromJournal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model; skipped in -short mode")
 	}
 	ckpt := testckpt.Trained(t, 300)
 	base := VFOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Target: "both", Ratio: 0.2, Images: 10,
-		Semantics: deepvigor.Exact, TailCheck: "on", Seed: 3, Validate: 0.5, ValidateOperands: 8}
+		Precision: 0.004, Semantics: deepvigor.Exact, TailCheck: "on", Seed: 3, Validate: 0.5, ValidateOperands: 8}
 	ref := base
 	ref.Out = filepath.Join(t.TempDir(), "ref")
 	if _, err := RunVF(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
 	wantCSV, wantJSON := vfOutputs(t, ref.Out)
+	if !bytes.Contains(wantJSON, []byte(`"draws":2`)) {
+		t.Fatal("no layer was drawn twice; the precision target should widen one")
+	}
 
 	o := base
 	o.Out = filepath.Join(t.TempDir(), "run")

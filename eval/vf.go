@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -42,12 +43,15 @@ type VFOptions struct {
 	Threads    int
 	Target     string  // activations, weights or both
 	Ratio      float64 // channel sampling ratio in (0, 1]
-	Images     int     // the first N test images
-	Semantics  deepvigor.Semantics
-	TailCheck  string // auto, on or off
-	Seed       int64
-	Layers     []string
-	PerOctave  int
+	// Precision, when > 0, draws more channels in layers whose LVF 95%
+	// interval is wider than +-Precision (deepvigor.Options.Precision).
+	Precision float64
+	Images    int // the first N test images
+	Semantics deepvigor.Semantics
+	TailCheck string // auto, on or off
+	Seed      int64
+	Layers    []string
+	PerOctave int
 	// WeightErrors is the weight analysis's error model (position or fault).
 	WeightErrors deepvigor.WeightErrors
 	// Validate is the share of channels validated against FI (0: none).
@@ -89,6 +93,7 @@ type VF struct {
 	TailCheck      bool                   `json:"tail_check"`
 	TailCheckFlag  string                 `json:"tail_check_setting"`
 	SamplingRatio  float64                `json:"sampling_ratio"`
+	Precision      float64                `json:"lvf_precision,omitempty"`
 	Seed           int64                  `json:"seed"`
 	PerOctave      int                    `json:"thresholds_per_octave"`
 	WeightErrors   deepvigor.WeightErrors `json:"weight_errors"`
@@ -140,6 +145,9 @@ func (o *VFOptions) check() (acts, weights bool, err error) {
 	}
 	if o.Images < 1 {
 		return false, false, fmt.Errorf("eval: images %d: want at least 1", o.Images)
+	}
+	if o.Precision < 0 || o.Precision >= 1 || math.IsNaN(o.Precision) {
+		return false, false, fmt.Errorf("eval: LVF precision %g: want a fraction in [0, 1) (0.005 = +-0.5 pp; 0 = off)", o.Precision)
 	}
 	if o.Validate < 0 || o.Validate > 1 {
 		return false, false, fmt.Errorf("eval: validate %g: want a fraction of channels in [0, 1]", o.Validate)
@@ -217,7 +225,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		}
 		res, err := deepvigor.Analyze(ctx, ld.Model, ev.X, ev.Golden, deepvigor.Options{
 			Activations: acts, Weights: weights, Semantics: o.Semantics, TailCheck: tail,
-			SamplingRatio: o.Ratio, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
+			SamplingRatio: o.Ratio, Precision: o.Precision, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 			Resume: jn,
 			OnReplay: func(n int) {
 				if o.OnReplay != nil {
@@ -237,7 +245,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		vf = &VF{Kind: VFKind, SchemaVersion: VFSchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
 			Dataset: ld.Dataset, Images: o.Images, GoldenAccuracy: ev.Accuracy(), Target: targetName(acts, weights),
 			Semantics: res.Semantics, TailCheck: res.TailCheck, TailCheckFlag: orDefault(o.TailCheck, "auto"),
-			SamplingRatio: res.SamplingRatio, Seed: res.Seed, PerOctave: res.PerOctave, WeightErrors: res.WeightErrors, Layers: res.Layers,
+			SamplingRatio: res.SamplingRatio, Precision: o.Precision, Seed: res.Seed, PerOctave: res.PerOctave, WeightErrors: res.WeightErrors, Layers: res.Layers,
 			ImageForwards: res.ImageForwards, ImageBackwards: res.ImageBackwards, BatchForwards: res.BatchForwards,
 			SFIBaseline: sfiBaseline(res, acts, weights), Software: model.CurrentSoftware()}
 		vf.MVF = mvf(res.Layers, false)

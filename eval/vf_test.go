@@ -165,3 +165,75 @@ func TestRunVFBadInputs(t *testing.T) {
 		})
 	}
 }
+
+// A precision target draws more channels where a layer's interval is too wide,
+// until it is narrow enough or the layer is complete; layers precise at once
+// keep the plain run's draw and LVF, and the extra work shows in the cost.
+func TestPrecisionDrawsMoreChannels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model; skipped in -short mode")
+	}
+	ckpt := testckpt.Trained(t, 600)
+	base := VFOptions{Checkpoint: ckpt, Device: gotch.CPU, Threads: 1, Target: "both", Ratio: 0.1, Images: 20,
+		Semantics: deepvigor.Exact, TailCheck: "on", Seed: 2}
+	plain := base
+	plain.Out = filepath.Join(t.TempDir(), "plain")
+	pv, err := RunVF(context.Background(), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const precision = 0.003
+	o := base
+	o.Precision, o.Out = precision, filepath.Join(t.TempDir(), "precise")
+	var done, total int64
+	o.OnProgress = func(_ string, d, n int64) { done, total = d, n }
+	vf, err := RunVF(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vf.Precision != precision || done != total {
+		t.Errorf("precision %v in vf.json; progress ended at %d of %d", vf.Precision, done, total)
+	}
+	grown := 0
+	for i, l := range vf.Layers {
+		p := pv.Layers[i]
+		hw := halfWidthOf(l)
+		t.Logf("%s: %d draws, %d of %d channels (plain run %d), half-width %.4f", l.Name, l.Draws, len(l.ChannelVFs), l.Channels, len(p.ChannelVFs), hw)
+		if l.Draws < 1 || len(l.ChannelVFs) < len(p.ChannelVFs) {
+			t.Errorf("%s: %d draws, %d channels (plain run %d)", l.Name, l.Draws, len(l.ChannelVFs), len(p.ChannelVFs))
+		}
+		if len(l.ChannelVFs) < l.Channels && hw > precision {
+			t.Errorf("%s: %d of %d channels and half-width %.4f > %.4f", l.Name, len(l.ChannelVFs), l.Channels, hw, precision)
+		}
+		if l.Draws == 1 && (*l.LVFWeights != *p.LVFWeights || *l.LVFActivations != *p.LVFActivations) {
+			t.Errorf("%s: precise at once, but LVFs %v/%v differ from the plain run's %v/%v", l.Name, *l.LVFWeights, *l.LVFActivations, *p.LVFWeights, *p.LVFActivations)
+		}
+		if l.Draws > 1 {
+			grown++
+			if len(l.ChannelVFs) <= len(p.ChannelVFs) {
+				t.Errorf("%s: drawn %d times but %d channels, as many as the plain run", l.Name, l.Draws, len(l.ChannelVFs))
+			}
+		}
+	}
+	if grown == 0 {
+		t.Error("no layer was drawn again: the test's precision should be too tight for 10% of LeNet-5's small layers")
+	}
+	if vf.ImageForwards <= pv.ImageForwards {
+		t.Errorf("image-forwards %d with the precision target, %d without", vf.ImageForwards, pv.ImageForwards)
+	}
+	bad := base
+	bad.Precision, bad.Out = 1.5, filepath.Join(t.TempDir(), "bad")
+	if _, err := RunVF(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "LVF precision 1.5") {
+		t.Errorf("precision 1.5: %v", err)
+	}
+}
+
+func halfWidthOf(l deepvigor.Layer) float64 {
+	hw := 0.0
+	for _, ci := range []*[2]float64{l.LVFActivationsCI, l.LVFWeightsCI} {
+		if ci != nil {
+			hw = max(hw, (ci[1]-ci[0])/2)
+		}
+	}
+	return hw
+}

@@ -192,6 +192,7 @@ clamps. Compare runs only with identical settings.`,
 	f.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint directory (from train or import)")
 	f.StringVar(&o.Target, "target", "both", "activations, weights or both")
 	f.Float64Var(&o.Ratio, "sampling-ratio", 0.1, "share of each layer's output channels analysed, in (0, 1] (1 = complete)")
+	f.Float64Var(&o.Precision, "lvf-precision", 0, "draw more channels where a layer's LVF 95% interval is wider than +-this fraction (0.005 = 0.5 pp; 0 = off)")
 	f.IntVar(&o.Images, "images", 100, "analysis images: the first N of the test split")
 	f.Float64Var(&o.Validate, "validate", 0, "share of channels validated by fault injection on the same images (0 = none)")
 	f.IntVar(&o.ValidateNeurons, "validate-neurons", 1, "analysed neurons per validated channel that activation fault injection covers")
@@ -219,8 +220,12 @@ func printVF(a *app, vf *eval.VF, path string) {
 		}
 		return fmt.Sprintf("%.3f%%", 100**v)
 	}
-	fmt.Fprintf(w, "eval vf: %s %s on %s, %d images (golden accuracy %.2f%%), %s semantics, tail check %v, sampling %g, seed %d\n",
-		vf.Arch, vf.Checkpoint, vf.Dataset, vf.Images, 100*vf.GoldenAccuracy, vf.Semantics, vf.TailCheck, vf.SamplingRatio, vf.Seed)
+	precision := ""
+	if vf.Precision > 0 {
+		precision = fmt.Sprintf(" (LVF intervals at most +-%.2f pp)", 100*vf.Precision)
+	}
+	fmt.Fprintf(w, "eval vf: %s %s on %s, %d images (golden accuracy %.2f%%), %s semantics, tail check %v, sampling %g%s, seed %d\n",
+		vf.Arch, vf.Checkpoint, vf.Dataset, vf.Images, 100*vf.GoldenAccuracy, vf.Semantics, vf.TailCheck, vf.SamplingRatio, precision, vf.Seed)
 	fmt.Fprintf(w, "%-18s %-6s %9s %12s %12s\n", "layer", "kind", "channels", "LVF act", "LVF weights")
 	for _, l := range vf.Layers {
 		fmt.Fprintf(w, "%-18s %-6s %4d/%-4d %12s %12s\n", l.Name, l.Kind, len(l.ChannelVFs), l.Channels, pct(l.LVFActivations), pct(l.LVFWeights))

@@ -16,6 +16,7 @@ func (a *app) phaseBars(unit func(phase string) string) (update func(phase strin
 			b.Replayed(pending[phase])
 			bars[phase] = b
 		}
+		b.SetTotal(int(total))
 		b.Update(int(d), "")
 	}
 	replay = func(phase string, n int64) {

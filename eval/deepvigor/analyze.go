@@ -59,6 +59,13 @@ type Options struct {
 	// 1 is the complete analysis.
 	SamplingRatio float64
 	Seed          int64
+	// Precision, when > 0, bounds a sampled layer's 95% interval: a layer whose
+	// LVF interval (of either target) is wider than +-Precision is drawn again
+	// with more channels, n' = min(C, max(n+2, ceil(n (hw/Precision)^2))) for
+	// half-width hw, until it is narrower or the layer is complete. A channel
+	// drawn again with the same positions is not analysed again; the work on
+	// channels a later draw does not keep still counts in the image-forwards.
+	Precision float64
 	// Layers restricts the analysis (default: every conv and linear layer).
 	Layers []string
 	// WeightErrors selects the weight analysis's error distribution: PerFault
@@ -81,8 +88,9 @@ type Options struct {
 
 // ChannelLog keeps analysed channels across runs (see Options.Resume).
 type ChannelLog interface {
-	// Lookup returns the recorded result of a layer's channel, if any.
-	Lookup(layer string, channel int) (ChannelResult, bool)
+	// Lookup returns the recorded result of a layer's channel analysed at
+	// these positions, if any.
+	Lookup(layer string, channel int, positions []int) (ChannelResult, bool)
 	// Record keeps a finished channel's result.
 	Record(layer string, r ChannelResult) error
 }
@@ -147,6 +155,9 @@ type Layer struct {
 	// sampling.
 	Strata     []int     `json:"strata"`
 	ChannelVFs []Channel `json:"channels"`
+	// Draws is how many times the channels were drawn under Options.Precision
+	// (1: the first draw was precise enough); absent without it.
+	Draws int `json:"draws,omitempty"`
 }
 
 // Channel is one analysed output channel (filter).
@@ -310,8 +321,15 @@ func (a *analyzer) sampleSizes(s model.Site) (n, per int) {
 // otherwise (Reference) they are drawn uniformly. The draw depends only on the
 // seed, the layer's position and the sensitivities.
 func (a *analyzer) draw(s model.Site, layer int, sens []float64) plan {
+	n, _ := a.sampleSizes(s)
+	return a.drawN(s, layer, sens, n)
+}
+
+// drawN is draw with n channels (at most C) instead of sampleSizes's.
+func (a *analyzer) drawN(s model.Site, layer int, sens []float64, n int) plan {
 	c, hw := int(s.OutShape[0]), positions(s)
-	n, per := a.sampleSizes(s)
+	_, per := a.sampleSizes(s)
+	n = min(n, c)
 	rng := rand.New(rand.NewPCG(uint64(a.o.Seed), uint64(layer)))
 	var p plan
 	if a.o.SamplingRatio >= 1 {
@@ -467,72 +485,137 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 		}
 	}
 	p := a.draw(s, s.Index, l.ChannelSensitivity)
-	l.Strata = p.strata
 	srch := &searcher{r: r, g: a.g, images: b, sem: a.o.Semantics, tailCheck: a.o.TailCheck,
 		fullActivation: a.o.SamplingRatio >= 1}
-	for k, c := range p.channels {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ch := Channel{Index: c, Positions: p.positions[k], Stratum: p.stratum[k]}
-		if rec, ok := a.recorded(s.Name, c, p.positions[k]); ok {
-			if a.o.OnReplay != nil {
-				n := 0
-				if a.o.Activations {
-					n += len(rec.NVF)
+	done := map[string]Channel{} // analysed in an earlier draw, by channel and positions
+	for {
+		l.Strata, l.ChannelVFs = p.strata, nil
+		for k, c := range p.channels {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			key := fmt.Sprint(c, p.positions[k])
+			ch, ok := done[key]
+			if !ok {
+				var err error
+				if ch, err = a.channel(srch, ops, w, s.Name, c, p.positions[k]); err != nil {
+					return nil, err
 				}
-				if a.o.Weights {
-					n++
-				}
-				a.o.OnReplay(n)
+				done[key] = ch
 			}
-			if a.o.Activations {
-				ch.NVF = rec.NVF
-				v := mean(rec.NVF)
-				ch.CVFActivations = &v
-				a.progress(len(rec.NVF))
-			}
-			if a.o.Weights {
-				ch.CVFWeights = rec.CVFWeights
-				a.progress(1)
-			}
-			r.imageForwards += rec.ImageForwards
-			r.imageBackwards += rec.ImageBackwards
+			ch.Stratum = p.stratum[k]
 			l.ChannelVFs = append(l.ChannelVFs, ch)
-			continue
 		}
-		f0, b0 := r.imageForwards, r.imageBackwards
-		if a.o.Activations {
-			nvf, err := a.activations(srch, ops, w, c, p.positions[k])
-			if err != nil {
-				return nil, err
-			}
-			ch.NVF = nvf
-			v := mean(nvf)
-			ch.CVFActivations = &v
+		a.aggregate(l)
+		if a.o.Precision <= 0 || a.o.SamplingRatio >= 1 {
+			break
 		}
-		if a.o.Weights {
-			v, err := a.weights(srch, ops, w, c, p.positions[k])
-			if err != nil {
-				return nil, err
-			}
-			ch.CVFWeights = &v
+		l.Draws++
+		n, hw := len(p.channels), halfWidth(l)
+		if hw <= a.o.Precision || n >= l.Channels {
+			break
 		}
-		if a.o.Resume != nil {
-			err := a.o.Resume.Record(s.Name, ChannelResult{Channel: c, Positions: ch.Positions, NVF: ch.NVF, CVFWeights: ch.CVFWeights,
-				ImageForwards: r.imageForwards - f0, ImageBackwards: r.imageBackwards - b0})
-			if err != nil {
-				return nil, err
-			}
-		}
-		l.ChannelVFs = append(l.ChannelVFs, ch)
+		next := min(l.Channels, max(n+2, int(math.Ceil(float64(n)*(hw/a.o.Precision)*(hw/a.o.Precision)))))
+		p = a.drawN(s, s.Index, l.ChannelSensitivity, next)
+		a.grow(p, done)
 	}
 	l.ImageForwards += r.imageForwards
 	a.res.ImageForwards += r.imageForwards
 	a.res.ImageBackwards += r.imageBackwards
 	a.res.BatchForwards += (r.imageForwards + int64(b) - 1) / int64(b)
-	a.aggregate(l)
 	return l, nil
+}
+
+// channel analyses channel c of a layer at the given positions, or takes it
+// from Options.Resume when that holds it, and records it there.
+func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, layer string, c int, pos []int) (Channel, error) {
+	r := srch.r
+	ch := Channel{Index: c, Positions: pos}
+	if rec, ok := a.recorded(layer, c, pos); ok {
+		if a.o.OnReplay != nil {
+			n := 0
+			if a.o.Activations {
+				n += len(rec.NVF)
+			}
+			if a.o.Weights {
+				n++
+			}
+			a.o.OnReplay(n)
+		}
+		if a.o.Activations {
+			ch.NVF = rec.NVF
+			v := mean(rec.NVF)
+			ch.CVFActivations = &v
+			a.progress(len(rec.NVF))
+		}
+		if a.o.Weights {
+			ch.CVFWeights = rec.CVFWeights
+			a.progress(1)
+		}
+		r.imageForwards += rec.ImageForwards
+		r.imageBackwards += rec.ImageBackwards
+		return ch, nil
+	}
+	f0, b0 := r.imageForwards, r.imageBackwards
+	if a.o.Activations {
+		nvf, err := a.activations(srch, ops, w, c, pos)
+		if err != nil {
+			return ch, err
+		}
+		ch.NVF = nvf
+		v := mean(nvf)
+		ch.CVFActivations = &v
+	}
+	if a.o.Weights {
+		v, err := a.weights(srch, ops, w, c, pos)
+		if err != nil {
+			return ch, err
+		}
+		ch.CVFWeights = &v
+	}
+	if a.o.Resume != nil {
+		err := a.o.Resume.Record(layer, ChannelResult{Channel: c, Positions: pos, NVF: ch.NVF, CVFWeights: ch.CVFWeights,
+			ImageForwards: r.imageForwards - f0, ImageBackwards: r.imageBackwards - b0})
+		if err != nil {
+			return ch, err
+		}
+	}
+	return ch, nil
+}
+
+// grow adds to the progress total the targets of plan p's channels that are not
+// analysed yet (done holds the analysed ones, by channel and positions).
+func (a *analyzer) grow(p plan, done map[string]Channel) {
+	for k, c := range p.channels {
+		if _, ok := done[fmt.Sprint(c, p.positions[k])]; ok {
+			continue
+		}
+		if a.o.Activations {
+			a.total += len(p.positions[k])
+		}
+		if a.o.Weights {
+			a.total++
+		}
+	}
+}
+
+// halfWidth is the larger half-width of a layer's LVF intervals; +Inf when a
+// target has no interval.
+func halfWidth(l *Layer) float64 {
+	hw := 0.0
+	for _, t := range []struct {
+		v  *float64
+		ci *[2]float64
+	}{{l.LVFActivations, l.LVFActivationsCI}, {l.LVFWeights, l.LVFWeightsCI}} {
+		switch {
+		case t.v == nil:
+		case t.ci == nil:
+			return math.Inf(1)
+		default:
+			hw = max(hw, (t.ci[1]-t.ci[0])/2)
+		}
+	}
+	return hw
 }
 
 // recorded returns the channel's result from Options.Resume when it holds one
@@ -541,7 +624,7 @@ func (a *analyzer) recorded(layer string, c int, pos []int) (ChannelResult, bool
 	if a.o.Resume == nil {
 		return ChannelResult{}, false
 	}
-	rec, ok := a.o.Resume.Lookup(layer, c)
+	rec, ok := a.o.Resume.Lookup(layer, c, pos)
 	if !ok || !slices.Equal(rec.Positions, pos) || a.o.Weights != (rec.CVFWeights != nil) ||
 		a.o.Activations != (len(rec.NVF) > 0) || a.o.Activations && len(rec.NVF) != len(pos) {
 		return ChannelResult{}, false

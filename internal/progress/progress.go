@@ -76,6 +76,10 @@ func (b *Bar) Update(done int, status string) {
 	}
 }
 
+// SetTotal changes the size of the task (work found on the way, like the
+// channels a precision target adds).
+func (b *Bar) SetTotal(total int) { b.total = total }
+
 // Replayed tells the bar that n of the units it counts were taken over from an
 // earlier run without work (a resumed run's journal): the rate and ETA leave
 // them out, so a resumed run does not show the replay's speed as its own. Call
