@@ -49,7 +49,9 @@ func estimate(strata []stratumSample, channels, positions, m int, complete bool)
 		}
 		vr += w * w * s
 	}
-	if complete {
+	// Complete, or every channel analysed and nothing sampled inside them (all
+	// positions, or a single-stage estimate): no sampling error.
+	if complete || !partial && vr == 0 {
 		return v, &[2]float64{v, v}
 	}
 	df := n - len(strata)

@@ -22,6 +22,10 @@ func TestEstimateCompleteAndSmallCases(t *testing.T) {
 		{"srs", []stratumSample{{size: 10, cv: []float64{0.010, 0.012}}}, 10, false, 0.011,
 			&[2]float64{0, 0.011 + 12.706*math.Sqrt(0.8*2e-6/2)}},
 		{"one draw", []stratumSample{{size: 10, cv: []float64{0.010}}}, 10, false, 0.010, nil},
+		// Every channel drawn (a precision target grew the layer), one position
+		// each: nothing is sampled, so the interval is the value.
+		{"every channel", []stratumSample{{size: 2, cv: []float64{0.01, 0.02}}, {size: 2, cv: []float64{0.03, 0.04}}}, 4, false, 0.025,
+			&[2]float64{0.025, 0.025}},
 		// Weights 0.6 and 0.4; the second stratum is complete, so only the first
 		// varies: var = 0.36 * (1 - 2/6) * 2e-4 / 2, df = 6 - 2, t = 2.776.
 		{"strata", []stratumSample{{size: 6, cv: []float64{0.02, 0.04}}, {size: 4, cv: []float64{0.01, 0.01, 0.02, 0.02}}}, 10, false,
