@@ -394,12 +394,7 @@ func (a *analyzer) run(ctx context.Context, x *ts.Tensor, sites []model.Site) er
 	}
 	for _, s := range sites {
 		n, per := a.sampleSizes(s)
-		if a.o.Activations {
-			a.total += n * per
-		}
-		if a.o.Weights {
-			a.total += n
-		}
+		a.total += n * a.targets(per)
 	}
 	cur, st := x, 0 // the golden input of stage st
 	for _, s := range sites {
@@ -533,14 +528,7 @@ func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, layer st
 	ch := Channel{Index: c, Positions: pos}
 	if rec, ok := a.recorded(layer, c, pos); ok {
 		if a.o.OnReplay != nil {
-			n := 0
-			if a.o.Activations {
-				n += len(rec.NVF)
-			}
-			if a.o.Weights {
-				n++
-			}
-			a.o.OnReplay(n)
+			a.o.OnReplay(a.targets(len(pos)))
 		}
 		if a.o.Activations {
 			ch.NVF = rec.NVF
@@ -587,16 +575,23 @@ func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, layer st
 // analysed yet (done holds the analysed ones, by channel and positions).
 func (a *analyzer) grow(p plan, done map[string]Channel) {
 	for k, c := range p.channels {
-		if _, ok := done[fmt.Sprint(c, p.positions[k])]; ok {
-			continue
-		}
-		if a.o.Activations {
-			a.total += len(p.positions[k])
-		}
-		if a.o.Weights {
-			a.total++
+		if _, ok := done[fmt.Sprint(c, p.positions[k])]; !ok {
+			a.total += a.targets(len(p.positions[k]))
 		}
 	}
+}
+
+// targets is the progress units of one channel analysed at n positions: a
+// neuron per position (activations) and the filter (weights).
+func (a *analyzer) targets(n int) int {
+	t := 0
+	if a.o.Activations {
+		t += n
+	}
+	if a.o.Weights {
+		t++
+	}
+	return t
 }
 
 // halfWidth is the larger half-width of a layer's LVF intervals; +Inf when a
