@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/faultline/faultline/eval/deepvigor"
 )
@@ -35,11 +36,13 @@ type Comparison struct {
 	Summary []ComparisonStats `json:"summary"` // one per target compared
 }
 
-// CompleteLayer is one layer's LVFs in the complete analysis.
+// CompleteLayer is one layer's LVFs in the complete analysis and, per target,
+// the sampled runs' differences from them.
 type CompleteLayer struct {
-	Name           string   `json:"name"`
-	LVFActivations *float64 `json:"lvf_activations"`
-	LVFWeights     *float64 `json:"lvf_weights"`
+	Name           string            `json:"name"`
+	LVFActivations *float64          `json:"lvf_activations"`
+	LVFWeights     *float64          `json:"lvf_weights"`
+	Stats          []ComparisonStats `json:"stats"`
 }
 
 // SampledRun is one sampled run against the complete one.
@@ -65,7 +68,8 @@ type LayerDiff struct {
 	InCI *bool       `json:"in_ci,omitempty"`
 }
 
-// ComparisonStats sums up one target over every run and layer.
+// ComparisonStats sums up one target over every run and layer (in Summary), or
+// over every run for one layer (in Layers).
 type ComparisonStats struct {
 	Target   string  `json:"target"`
 	Cases    int     `json:"cases"` // layer x run pairs
@@ -117,12 +121,12 @@ func Compare(complete string, sampled []string, tolerance float64) (*Comparison,
 	}
 	c := &Comparison{Kind: ComparisonKind, SchemaVersion: ComparisonSchema, Complete: fpath, Tolerance: tolerance}
 	ref := map[string]deepvigor.Layer{}
-	for _, l := range full.Layers {
-		ref[l.Name] = l
+	at := map[string]int{} // layer -> index in c.Layers
+	for i, l := range full.Layers {
+		ref[l.Name], at[l.Name] = l, i
 		c.Layers = append(c.Layers, CompleteLayer{Name: l.Name, LVFActivations: l.LVFActivations, LVFWeights: l.LVFWeights})
 	}
-	stats := map[string]*ComparisonStats{}
-	var order []string
+	var summary statsByTarget
 	for _, p := range sampled {
 		vf, path, err := ReadVF(p)
 		if err != nil {
@@ -153,42 +157,63 @@ func Compare(complete string, sampled []string, tolerance float64) (*Comparison,
 				}
 				d := LayerDiff{Layer: l.Name, Target: t.name, Channels: len(l.ChannelVFs), Sampled: *t.lvf, Complete: *t.want,
 					Diff: math.Abs(*t.lvf - *t.want), CI: t.ci}
-				s := stats[t.name]
-				if s == nil {
-					s = &ComparisonStats{Target: t.name}
-					stats[t.name] = s
-					order = append(order, t.name)
-				}
-				s.Cases++
-				s.MeanDiff += d.Diff
-				if d.Diff > s.MaxDiff || s.Cases == 1 {
-					s.MaxDiff, s.MaxAt = d.Diff, fmt.Sprintf("%s (%s)", l.Name, path)
-				}
-				if d.Diff < tolerance {
-					s.UnderTolerance++
-				}
 				if t.ci != nil {
 					in := t.ci[0] <= *t.want && *t.want <= t.ci[1]
 					d.InCI = &in
-					s.WithCI++
-					if in {
-						s.InCI++
-					}
 				}
+				where := fmt.Sprintf("%s (%s)", l.Name, path)
+				summary.add(d, where, tolerance)
+				cl := &c.Layers[at[l.Name]]
+				(*statsByTarget)(&cl.Stats).add(d, where, tolerance)
 				run.Layers = append(run.Layers, d)
 			}
 		}
 		c.Runs = append(c.Runs, run)
 	}
-	if len(order) == 0 {
+	if len(summary) == 0 {
 		return nil, fmt.Errorf("eval: compare: the runs share no analysed target with %s", fpath)
 	}
-	for _, t := range order {
-		s := stats[t]
-		s.MeanDiff /= float64(s.Cases)
-		c.Summary = append(c.Summary, *s)
+	c.Summary = summary.finish()
+	for i := range c.Layers {
+		c.Layers[i].Stats = statsByTarget(c.Layers[i].Stats).finish()
 	}
 	return c, nil
+}
+
+// statsByTarget accumulates ComparisonStats, one per target in order of first
+// appearance; MeanDiff holds the sum until finish.
+type statsByTarget []ComparisonStats
+
+// add counts one layer difference; where names it for MaxAt.
+func (ss *statsByTarget) add(d LayerDiff, where string, tolerance float64) {
+	i := slices.IndexFunc(*ss, func(s ComparisonStats) bool { return s.Target == d.Target })
+	if i < 0 {
+		*ss = append(*ss, ComparisonStats{Target: d.Target})
+		i = len(*ss) - 1
+	}
+	s := &(*ss)[i]
+	s.Cases++
+	s.MeanDiff += d.Diff
+	if d.Diff > s.MaxDiff || s.Cases == 1 {
+		s.MaxDiff, s.MaxAt = d.Diff, where
+	}
+	if d.Diff < tolerance {
+		s.UnderTolerance++
+	}
+	if d.InCI != nil {
+		s.WithCI++
+		if *d.InCI {
+			s.InCI++
+		}
+	}
+}
+
+// finish turns the sums of differences into means.
+func (ss statsByTarget) finish() []ComparisonStats {
+	for i := range ss {
+		ss[i].MeanDiff /= float64(ss[i].Cases)
+	}
+	return ss
 }
 
 // sameSettings reports the first setting in which b differs from a.

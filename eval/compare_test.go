@@ -55,6 +55,10 @@ func TestCompareSampledWithComplete(t *testing.T) {
 	if d.Layer != "conv1" || math.Abs(d.Diff-0.009) > 1e-12 || d.InCI == nil || *d.InCI {
 		t.Errorf("run 2 conv1: %+v", d)
 	}
+	if ls := c.Layers[0].Stats; len(ls) != 1 || ls[0].Cases != 2 || math.Abs(ls[0].MaxDiff-0.009) > 1e-12 ||
+		math.Abs(ls[0].MeanDiff-0.006) > 1e-12 || ls[0].WithCI != 2 || ls[0].InCI != 1 || ls[0].UnderTolerance != 1 {
+		t.Errorf("conv1 across runs: %+v", ls)
+	}
 	s := c.Summary[0]
 	if s.Target != "weights" || s.Cases != 4 || math.Abs(s.MaxDiff-0.009) > 1e-12 || !strings.HasPrefix(s.MaxAt, "conv1 (") ||
 		math.Abs(s.MeanDiff-(0.003+0+0.009+0.002)/4) > 1e-12 || s.UnderTolerance != 3 || s.WithCI != 4 || s.InCI != 2 {

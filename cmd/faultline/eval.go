@@ -68,39 +68,18 @@ Runs with other settings (tail check, semantics, images, ...) are refused.`,
 }
 
 // printComparison prints, per layer and target, the complete LVF and the
-// sampled runs' differences, then the per-target summary.
+// sampled runs' differences (Comparison.Layers), then the per-target summary.
 func printComparison(a *app, c *eval.Comparison) {
 	w := a.stdout
 	fmt.Fprintf(w, "eval compare: %d sampled runs against %s (tolerance %.2f pp)\n", len(c.Runs), c.Complete, 100*c.Tolerance)
 	fmt.Fprintf(w, "%-18s %-12s %12s %14s %14s %8s\n", "layer", "target", "complete LVF", "mean |diff|", "max |diff|", "in CI")
 	for _, l := range c.Layers {
-		for _, t := range []string{"activations", "weights"} {
-			var n, with, in int
-			var sum, most float64
-			for _, r := range c.Runs {
-				for _, d := range r.Layers {
-					if d.Layer != l.Name || d.Target != t {
-						continue
-					}
-					n++
-					sum += d.Diff
-					most = max(most, d.Diff)
-					if d.InCI != nil {
-						with++
-						if *d.InCI {
-							in++
-						}
-					}
-				}
-			}
-			if n == 0 {
-				continue
-			}
+		for _, st := range l.Stats {
 			want := l.LVFWeights
-			if t == "activations" {
+			if st.Target == "activations" {
 				want = l.LVFActivations
 			}
-			fmt.Fprintf(w, "%-18s %-12s %11.3f%% %11.3f pp %11.3f pp %8s\n", l.Name, t, 100**want, 100*sum/float64(n), 100*most, fmt.Sprintf("%d/%d", in, with))
+			fmt.Fprintf(w, "%-18s %-12s %11.3f%% %11.3f pp %11.3f pp %8s\n", l.Name, st.Target, 100**want, 100*st.MeanDiff, 100*st.MaxDiff, fmt.Sprintf("%d/%d", st.InCI, st.WithCI))
 		}
 	}
 	for _, s := range c.Summary {
