@@ -190,9 +190,37 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		sf, simg = sf[:0], simg[:0]
 		return nil
 	}
+	var z *zeroReads
+	if lead && faults[0].Target == Weight {
+		var err error
+		if z, err = inj.zeroReadsOf(ev, st, &site); err != nil {
+			return err
+		}
+	}
 	for _, f := range faults {
 		first, count := imageRange(f, ev.Len())
+		var (
+			op            int64
+			before, after float32
+			dw            float32
+		)
+		if z != nil {
+			name := f.ParamName()
+			before = inj.host[name][f.Index[0]]
+			after = f.Corrupt(before)
+			dw = inj.effective(name, after) - before
+			op = z.operand(&site, f)
+		}
 		for i := first; i < first+count; i++ {
+			if z != nil && z.inert(op, dw, int64(i)) {
+				// the exact delta is zero: the golden logits are the outcome
+				recordOnce(seen, f, before, after)
+				inj.inert++
+				ms := margins[f]
+				classify(f.Outcome, ev.Logits[i*ev.Classes:(i+1)*ev.Classes], ev.Golden[i], ev.Labels[i], &ms)
+				margins[f] = ms
+				continue
+			}
 			sf = append(sf, f)
 			simg = append(simg, int64(i))
 			if len(sf) == inj.BatchSize {

@@ -23,6 +23,9 @@ type EvalSet struct {
 	prefix map[int]*ts.Tensor
 	// lead caches the golden output of each stage's lead layer (see lead.go).
 	lead map[int]*ts.Tensor
+	// zero caches, per stage, which weights of its lead layer read only zeros
+	// in each image (inert.go).
+	zero map[int]*zeroReads
 }
 
 // Len is the number of images.
@@ -36,6 +39,7 @@ func (e *EvalSet) Drop() {
 			delete(m, k)
 		}
 	}
+	e.zero = nil
 	if e.X != nil {
 		_ = e.X.Drop()
 		e.X = nil
@@ -63,6 +67,9 @@ type Injector struct {
 	host  map[string][]float32 // golden parameter values by state_dict name
 	foot  map[int]*reach       // how lead outputs reach the next stage (lead.go)
 	wb    model.Clamps         // the model's weight clamps, by site
+	// inert counts the fault x image samples whose outcome was the golden one
+	// without a forward pass (inert.go).
+	inert int64
 	// BatchSize is the number of samples (fault x image pairs) per batched forward
 	// pass, and of images per reference forward pass.
 	BatchSize int

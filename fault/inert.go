@@ -1,0 +1,123 @@
+package fault
+
+import (
+	"math"
+
+	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model"
+)
+
+// A weight fault w -> w' at a stage's lead layer adds (w' - w) * x to the output
+// neurons that read the weight. When every input x the weight meets in an image is
+// zero (padding, or a ReLU-zeroed channel) and w' - w is finite, that delta is
+// exactly zero: the image's outcome is the golden one and its forward pass can be
+// skipped. In VGG-11 on 28x28 inputs the last two convolutions see 1x1 inputs, so 8
+// of every 9 weights meet only padding; without this their faults cost a full
+// suffix each.
+
+// zeroReads is, for the lead layer of one stage, which weight operands meet only
+// zeros in an image: zero[img*per+j] for operand j (conv: input channel, kernel
+// row and column; linear: input feature). It is nil when the shortcut does not
+// apply (the golden input holds a NaN or Inf, so that 0 * dw is not 0 for finite
+// dw on every read).
+type zeroReads struct {
+	per  int64
+	zero []bool
+}
+
+// zeroReadsOf returns the table of stage st's lead layer s, built once per
+// evaluation set from the stage's golden input.
+func (inj *Injector) zeroReadsOf(ev *EvalSet, st int, s *model.Site) (*zeroReads, error) {
+	if z, ok := ev.zero[st]; ok {
+		return z, nil
+	}
+	x, err := inj.prefix(ev, st)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := torch.Float32s(x)
+	if err != nil {
+		return nil, err
+	}
+	if ev.zero == nil {
+		ev.zero = map[int]*zeroReads{}
+	}
+	for _, v := range xs {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			ev.zero[st] = nil
+			return nil, nil
+		}
+	}
+	z := buildZeroReads(s, xs, int64(ev.Len()))
+	ev.zero[st] = z
+	return z, nil
+}
+
+// buildZeroReads computes the table from the layer's golden inputs xs (images x
+// s.InShape, contiguous).
+func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
+	inPer := model.Numel(s.InShape)
+	if s.Kind == model.Linear {
+		z := &zeroReads{per: inPer, zero: make([]bool, images*inPer)}
+		for i, v := range xs {
+			z.zero[i] = v == 0
+		}
+		return z
+	}
+	ci, h, w := s.InShape[0], s.InShape[1], s.InShape[2]
+	kh, kw := s.WeightShape[2], s.WeightShape[3]
+	oh, ow := s.OutShape[1], s.OutShape[2]
+	z := &zeroReads{per: ci * kh * kw, zero: make([]bool, images*ci*kh*kw)}
+	for img := range images {
+		for c := range ci {
+			plane := xs[img*inPer+c*h*w : img*inPer+(c+1)*h*w]
+			for ky := range kh {
+				for kx := range kw {
+					zero := true
+					for oy := int64(0); oy < oh && zero; oy++ {
+						y := ky + s.Stride*oy - s.Padding
+						if y < 0 || y >= h {
+							continue
+						}
+						for ox := range ow {
+							x := kx + s.Stride*ox - s.Padding
+							if x >= 0 && x < w && plane[y*w+x] != 0 {
+								zero = false
+								break
+							}
+						}
+					}
+					z.zero[img*z.per+(c*kh+ky)*kw+kx] = zero
+				}
+			}
+		}
+	}
+	return z
+}
+
+// operand is the column of z that weight fault f (flat index into s's weights)
+// reads, or -1 for a bias fault (which reaches every output of its channel).
+func (z *zeroReads) operand(s *model.Site, f *Fault) int64 {
+	if f.Param == "bias" {
+		return -1
+	}
+	if s.Kind == model.Linear {
+		return f.Index[0] % s.WeightShape[1]
+	}
+	k := unflat(f.Index[0], s.WeightShape)
+	kh, kw := s.WeightShape[2], s.WeightShape[3]
+	return (inputChannel(s, k[0], k[1])*kh+k[2])*kw + k[3]
+}
+
+// inert reports whether weight fault f, changing its weight by dw, leaves image
+// img's output exactly golden: dw is 0, or finite while every input the weight
+// reads is 0.
+func (z *zeroReads) inert(op int64, dw float32, img int64) bool {
+	if dw == 0 {
+		return true
+	}
+	if op < 0 || math.IsNaN(float64(dw)) || math.IsInf(float64(dw), 0) {
+		return false
+	}
+	return z.zero[img*z.per+op]
+}
