@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/faultline/faultline/eval/deepvigor"
 )
 
 // Sampling comparison result kind and schema.
@@ -120,10 +119,9 @@ func Compare(complete string, sampled []string, tolerance float64) (*Comparison,
 		return nil, fmt.Errorf("eval: compare: %s has sampling ratio %g; the complete analysis has 1 (--sampling-ratio 1)", fpath, full.SamplingRatio)
 	}
 	c := &Comparison{Kind: ComparisonKind, SchemaVersion: ComparisonSchema, Complete: fpath, Tolerance: tolerance}
-	ref := map[string]deepvigor.Layer{}
-	at := map[string]int{} // layer -> index in c.Layers
+	at := map[string]int{} // layer -> index in full.Layers and c.Layers
 	for i, l := range full.Layers {
-		ref[l.Name], at[l.Name] = l, i
+		at[l.Name] = i
 		c.Layers = append(c.Layers, CompleteLayer{Name: l.Name, LVFActivations: l.LVFActivations, LVFWeights: l.LVFWeights})
 	}
 	var summary statsByTarget
@@ -140,10 +138,11 @@ func Compare(complete string, sampled []string, tolerance float64) (*Comparison,
 		}
 		run := SampledRun{Path: path, Seed: vf.Seed, SamplingRatio: vf.SamplingRatio}
 		for _, l := range vf.Layers {
-			r, ok := ref[l.Name]
+			i, ok := at[l.Name]
 			if !ok {
 				return nil, fmt.Errorf("eval: compare: %s: layer %s is not in %s", path, l.Name, fpath)
 			}
+			r := full.Layers[i]
 			for _, t := range []struct {
 				name      string
 				lvf, want *float64
@@ -163,7 +162,7 @@ func Compare(complete string, sampled []string, tolerance float64) (*Comparison,
 				}
 				where := fmt.Sprintf("%s (%s)", l.Name, path)
 				summary.add(d, where, tolerance)
-				cl := &c.Layers[at[l.Name]]
+				cl := &c.Layers[i]
 				(*statsByTarget)(&cl.Stats).add(d, where, tolerance)
 				run.Layers = append(run.Layers, d)
 			}
