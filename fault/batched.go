@@ -85,6 +85,20 @@ func (inj *Injector) Prepare(ev *EvalSet, faults []*Fault) error {
 			if _, err := inj.leadOut(ev, st); err != nil {
 				return err
 			}
+			if f.Target == Weight {
+				local, err := inj.channelLocal(st)
+				if err != nil {
+					return err
+				}
+				if local {
+					if _, err := inj.prefix(ev, st+1); err != nil {
+						return err
+					}
+					if _, err := inj.leadOut(ev, st+1); err != nil {
+						return err
+					}
+				}
+			}
 			if f.Target == Activation && f.Point == Output {
 				r, err := inj.footprint(st)
 				if err != nil {

@@ -110,7 +110,7 @@ func TestBatchedAgreesWithReference(t *testing.T) {
 			})
 			for si, sp := range spaces {
 				var ref, bat []*Fault
-				inert := inj.inert
+				inert, via := inj.inert, inj.viaChannel
 				do(t, func() error {
 					ev, err := inj.LoadEvalSet(te, stats, 40)
 					if err != nil {
@@ -167,8 +167,14 @@ func TestBatchedAgreesWithReference(t *testing.T) {
 				if differ > 1 {
 					t.Errorf("space %d (%+v): %d of %d faults differ", si, sp, differ, len(ref))
 				}
-				inert = inj.inert - inert
-				t.Logf("space %d %s/%s/%s: %d faults, %d critical fault-image pairs, %d differ, %d samples inert", si, sp.Target, sp.Point, sp.Kind, len(ref), crit, differ, inert)
+				inert, via = inj.inert-inert, inj.viaChannel-via
+				t.Logf("space %d %s/%s/%s: %d faults, %d critical fault-image pairs, %d differ, %d samples inert, %d through the one-channel shortcut",
+					si, sp.Target, sp.Point, sp.Kind, len(ref), crit, differ, inert, via)
+				// LeNet-5's conv1 and VGG-11's convolutions but the last feed a
+				// convolution: their weight faults must take the shortcut.
+				if arch != "mlp" && sp.Target == Weight && via == 0 {
+					t.Errorf("space %d: no sample took the one-channel shortcut", si)
+				}
 				// VGG-11's last convolutions see 1x1 inputs: most of their weights
 				// read only padding, so uniform weight faults must hit the shortcut.
 				if arch == "vgg11" && sp.Target == Weight && inert == 0 {

@@ -66,10 +66,14 @@ type Injector struct {
 	names []string
 	host  map[string][]float32 // golden parameter values by state_dict name
 	foot  map[int]*reach       // how lead outputs reach the next stage (lead.go)
+	local map[int]bool         // whether a lead output's channels stay apart (channel.go)
 	wb    model.Clamps         // the model's weight clamps, by site
 	// inert counts the fault x image samples whose outcome was the golden one
 	// without a forward pass (inert.go).
 	inert int64
+	// viaChannel counts the samples whose next layer took the one-channel
+	// shortcut (channel.go).
+	viaChannel int64
 	// BatchSize is the number of samples (fault x image pairs) per batched forward
 	// pass, and of images per reference forward pass.
 	BatchSize int

@@ -266,6 +266,18 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 		if _, err := inj.batchedHook(s, sf, seen, in, out); err != nil {
 			return nil, err
 		}
+		if f0.Target == Weight {
+			local, err := inj.channelLocal(st)
+			if err != nil {
+				return nil, err
+			}
+			if local {
+				logits, err := inj.channelDelta(ev, st, s, sf, idx, out)
+				if err != nil || logits != nil {
+					return logits, err
+				}
+			}
+		}
 	}
 	return inj.logitsAfterLead(st, out)
 }
