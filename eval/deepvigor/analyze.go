@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/faultline/faultline/fault"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -61,8 +62,9 @@ type Options struct {
 	Seed          int64
 	// Precision, when > 0, bounds a sampled layer's 95% interval: a layer whose
 	// LVF interval (of either target) is wider than +-Precision is drawn again
-	// with more channels, n' = min(C, max(n+2, ceil(n (hw/Precision)^2))) for
-	// half-width hw, until it is narrower or the layer is complete. A channel
+	// with more channels (nextSize: as many as the current draw's variance
+	// predicts, at least two more) until it is narrower or the layer is
+	// complete. A channel
 	// drawn again with the same positions is not analysed again; the work on
 	// channels a later draw does not keep still counts in the image-forwards.
 	Precision float64
@@ -510,7 +512,7 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 		if hw <= a.o.Precision || n >= l.Channels {
 			break
 		}
-		next := min(l.Channels, max(n+2, int(math.Ceil(float64(n)*(hw/a.o.Precision)*(hw/a.o.Precision)))))
+		next := nextSize(n, l.Channels, n-len(l.Strata), hw, a.o.Precision)
 		p = a.drawN(s, s.Index, l.ChannelSensitivity, next)
 		a.grow(p, done)
 	}
@@ -594,8 +596,9 @@ func (a *analyzer) targets(n int) int {
 	return t
 }
 
-// halfWidth is the larger half-width of a layer's LVF intervals; +Inf when a
-// target has no interval.
+// halfWidth is the larger half-width of a layer's LVF intervals, each the
+// larger side (an interval clipped at 0 is as wide as its upper side); +Inf
+// when a target has no interval.
 func halfWidth(l *Layer) float64 {
 	hw := 0.0
 	for _, t := range []struct {
@@ -607,10 +610,35 @@ func halfWidth(l *Layer) float64 {
 		case t.ci == nil:
 			return math.Inf(1)
 		default:
-			hw = max(hw, (t.ci[1]-t.ci[0])/2)
+			hw = max(hw, *t.v-t.ci[0], t.ci[1]-*t.v)
 		}
 	}
 	return hw
+}
+
+// nextSize is how many of a layer's c channels the next draw under
+// Options.Precision takes, after a draw of n channels whose 95% half-width is
+// hw on df degrees of freedom: the fewest m >= n+2 whose predicted half-width
+// t(df_m) sqrt((1/m - 1/c) S^2) is at most d, with the between-channel
+// variance S^2 = (hw/t(df))^2 / (1/n - 1/c) of the current draw and df_m =
+// ceil(m/2) (two channels per stratum). Without an interval (hw = +Inf or
+// df < 1) it grows by two.
+func nextSize(n, c, df int, hw, d float64) int {
+	if n+2 >= c {
+		return c
+	}
+	if math.IsInf(hw, 1) || df < 1 || n >= c {
+		return min(c, n+2)
+	}
+	se := hw / fault.StudentT(0.95, df)
+	s2 := se * se / (1/float64(n) - 1/float64(c))
+	for m := n + 2; m < c; m++ {
+		t := fault.StudentT(0.95, m-m/2)
+		if t*t*(1/float64(m)-1/float64(c))*s2 <= d*d {
+			return m
+		}
+	}
+	return c
 }
 
 // recorded returns the channel's result from Options.Resume when it holds one

@@ -109,3 +109,37 @@ func TestStratifiedSamplingCoversAndBeatsUniform(t *testing.T) {
 	}
 	t.Logf("coverage %d/%d, RMSE stratified %.2e, uniform %.2e", covered, runs, rmse, math.Sqrt(sqUniform/runs))
 }
+
+// nextSize grows a layer to the size its current draw's variance predicts, not
+// by the draw's t quantile: two channels give t = 12.7 on one degree of freedom,
+// and sizing by the interval itself analysed small layers completely.
+func TestNextSize(t *testing.T) {
+	inf := math.Inf(1)
+	cases := []struct {
+		name        string
+		n, c, df    int
+		hw, d       float64
+		want        int
+		wantAtLeast int
+		wantAtMost  int
+	}{
+		// LeNet-5's conv1 weights at seed 1: 2 of 6 filters, [1.82%, 3.99%];
+		// sized by its own half-width it took all 6.
+		{name: "two similar of six", n: 2, c: 6, df: 1, hw: 0.01085, d: 0.005, want: 4},
+		{name: "no interval grows by two", n: 2, c: 16, df: 1, hw: inf, d: 0.005, want: 4},
+		{name: "no degrees of freedom grows by two", n: 3, c: 16, df: 0, hw: 0.02, d: 0.005, want: 5},
+		{name: "two short of complete", n: 14, c: 16, df: 7, hw: 0.02, d: 0.005, want: 16},
+		{name: "hopeless is complete", n: 2, c: 40, df: 1, hw: 0.5, d: 0.001, want: 40},
+		// VGG-11's features.0: 16 filters, CVF sd 1.42 pp; an interval of that sd
+		// at n = 2 on one degree of freedom needs most of the layer.
+		{name: "spread filters", n: 2, c: 16, df: 1, hw: 12.706 * 0.0142 * math.Sqrt(0.5-1.0/16), d: 0.005, wantAtLeast: 11, wantAtMost: 15},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := nextSize(tc.n, tc.c, tc.df, tc.hw, tc.d)
+			if tc.want != 0 && got != tc.want || tc.want == 0 && (got < tc.wantAtLeast || got > tc.wantAtMost) {
+				t.Errorf("nextSize(%d, %d, %d, %g, %g) = %d, want %d (or in [%d, %d])", tc.n, tc.c, tc.df, tc.hw, tc.d, got, tc.want, tc.wantAtLeast, tc.wantAtMost)
+			}
+		})
+	}
+}
