@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -168,7 +169,8 @@ func TestRunVFBadInputs(t *testing.T) {
 
 // A precision target draws more channels where a layer's interval is too wide,
 // until it is narrow enough or the layer is complete; layers precise at once
-// keep the plain run's draw and LVF, and the extra work shows in the cost.
+// keep the plain run's draw and LVF, channels drawn again keep their positions,
+// and the extra work shows in the cost.
 func TestPrecisionDrawsMoreChannels(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model; skipped in -short mode")
@@ -212,6 +214,17 @@ func TestPrecisionDrawsMoreChannels(t *testing.T) {
 			grown++
 			if len(l.ChannelVFs) <= len(p.ChannelVFs) {
 				t.Errorf("%s: drawn %d times but %d channels, as many as the plain run", l.Name, l.Draws, len(l.ChannelVFs))
+			}
+			// A channel of the first draw (the plain run's) drawn again keeps its
+			// positions, so it is not analysed twice.
+			first := map[int][]int{}
+			for _, c := range p.ChannelVFs {
+				first[c.Index] = c.Positions
+			}
+			for _, c := range l.ChannelVFs {
+				if pos, ok := first[c.Index]; ok && !slices.Equal(pos, c.Positions) {
+					t.Errorf("%s: channel %d drawn again at positions %v, first analysed at %v", l.Name, c.Index, c.Positions, pos)
+				}
 			}
 		}
 	}

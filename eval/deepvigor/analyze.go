@@ -64,9 +64,9 @@ type Options struct {
 	// LVF interval (of either target) is wider than +-Precision is drawn again
 	// with more channels (nextSize: as many as the current draw's variance
 	// predicts, at least two more) until it is narrower or the layer is
-	// complete. A channel
-	// drawn again with the same positions is not analysed again; the work on
-	// channels a later draw does not keep still counts in the image-forwards.
+	// complete. A channel drawn again keeps its positions and is not analysed
+	// again; the work on channels a later draw does not keep still counts in
+	// the image-forwards.
 	Precision float64
 	// Layers restricts the analysis (default: every conv and linear layer).
 	Layers []string
@@ -485,6 +485,7 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	srch := &searcher{r: r, g: a.g, images: b, sem: a.o.Semantics, tailCheck: a.o.TailCheck,
 		fullActivation: a.o.SamplingRatio >= 1}
 	done := map[string]Channel{} // analysed in an earlier draw, by channel and positions
+	at := map[int][]int{}        // the positions a channel was first analysed at
 	for {
 		l.Strata, l.ChannelVFs = p.strata, nil
 		for k, c := range p.channels {
@@ -500,6 +501,9 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 				}
 				done[key] = ch
 			}
+			if _, ok := at[c]; !ok {
+				at[c] = p.positions[k]
+			}
 			ch.Stratum = p.stratum[k]
 			l.ChannelVFs = append(l.ChannelVFs, ch)
 		}
@@ -514,6 +518,13 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 		}
 		next := nextSize(n, l.Channels, n-len(l.Strata), hw, a.o.Precision)
 		p = a.drawN(s, s.Index, l.ChannelSensitivity, next)
+		// A channel drawn again keeps the positions it was analysed at (they
+		// were drawn independently of the channels), so it is not analysed again.
+		for k, c := range p.channels {
+			if pos, ok := at[c]; ok {
+				p.positions[k] = pos
+			}
+		}
 		a.grow(p, done)
 	}
 	l.ImageForwards += r.imageForwards
