@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-
 )
 
 // Sampling comparison result kind and schema.
