@@ -86,11 +86,11 @@ func (inj *Injector) Prepare(ev *EvalSet, faults []*Fault) error {
 				return err
 			}
 			if f.Target == Weight {
-				local, err := inj.channelLocal(st)
+				one, err := inj.channelConv(st)
 				if err != nil {
 					return err
 				}
-				if local {
+				if one {
 					if _, err := inj.prefix(ev, st+1); err != nil {
 						return err
 					}
@@ -219,10 +219,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 			dw            float32
 		)
 		if z != nil {
-			name := f.ParamName()
-			before = inj.host[name][f.Index[0]]
-			after = f.Corrupt(before)
-			dw = inj.effective(name, after) - before
+			before, after, dw = inj.weightChange(f)
 			op = z.operand(&site, f)
 		}
 		for i := first; i < first+count; i++ {
@@ -348,14 +345,11 @@ func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(*Fault, 
 // batchedWeight adds each sample's exact weight-fault delta (w' - w) * x to the
 // output neurons that read the faulty weight.
 func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Fault, float32, float32), in, out *ts.Tensor) error {
-	name := sf[0].ParamName()
-	host := inj.host[name]
 	dw := make([]float32, len(sf))
 	for n, f := range sf {
-		before := host[f.Index[0]]
-		after := f.Corrupt(before)
+		before, after, d := inj.weightChange(f)
 		record(f, before, after)
-		dw[n] = inj.effective(name, after) - before
+		dw[n] = d
 	}
 	outPer := model.Numel(s.OutShape)
 	if s.Kind == model.Linear {
@@ -431,6 +425,15 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Faul
 		xs[j] *= rep[j]
 	}
 	return put(out, outIdx, xs, true)
+}
+
+// weightChange is weight fault f's golden value, corrupted value and the change
+// dw = w' - w the forward pass sees (after the weight clamps).
+func (inj *Injector) weightChange(f *Fault) (before, after, dw float32) {
+	name := f.ParamName()
+	before = inj.host[name][f.Index[0]]
+	after = f.Corrupt(before)
+	return before, after, inj.effective(name, after) - before
 }
 
 // recordOnce records a fault's value before and after on the first of its

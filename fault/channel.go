@@ -39,6 +39,16 @@ func (inj *Injector) channelLocal(st int) (bool, error) {
 	return ok, nil
 }
 
+// channelConv reports whether weight faults at stage st's lead layer take the
+// one-channel shortcut: channelLocal holds and stage st+1's lead is a conv.
+func (inj *Injector) channelConv(st int) (bool, error) {
+	local, err := inj.channelLocal(st)
+	if err != nil || !local {
+		return false, err
+	}
+	return inj.sites[inj.m.Lead(st+1)].Kind == model.Conv, nil
+}
+
 // probeChannels runs the rest of stage st on zero outputs where sample c carries
 // NaN, +1e30 or -1e30 in all of channel c, and checks where stage st+1's input
 // differs from the all-zero output's.
@@ -136,17 +146,13 @@ func channelOf(s *model.Site, f *Fault) int64 {
 const maxChannels = 8
 
 // channelDelta finishes a batch of weight faults at stage st's lead layer s (out:
-// the faulty outputs, sample n on image idx[n]; channelLocal(st) holds and stage
-// st+1's lead is a conv): the rest of stage st gives each sample's delta in its
-// fault's channel of stage st+1's input, and that channel's delta convolved with
-// the weights that read it is added to the golden output of stage st+1's lead
-// layer. It returns the logits, or nil when the batch holds more than
+// the faulty outputs, sample n on image idx[n]; channelConv(st) holds): the rest
+// of stage st gives each sample's delta in its fault's channel of stage st+1's
+// input, and that channel's delta convolved with the weights that read it is
+// added to the golden output of stage st+1's lead layer. It returns the logits, or nil when the batch holds more than
 // maxChannels channels (the caller then runs the whole suffix).
 func (inj *Injector) channelDelta(ev *EvalSet, st int, s *model.Site, sf []*Fault, idx, out *ts.Tensor) ([]float32, error) {
 	s2 := inj.sites[inj.m.Lead(st+1)]
-	if s2.Kind != model.Conv {
-		return nil, nil
-	}
 	rows := map[int64][]int64{} // channel -> samples
 	var chs []int64
 	for n, f := range sf {

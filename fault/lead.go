@@ -267,11 +267,11 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 			return nil, err
 		}
 		if f0.Target == Weight {
-			local, err := inj.channelLocal(st)
+			one, err := inj.channelConv(st)
 			if err != nil {
 				return nil, err
 			}
-			if local {
+			if one {
 				logits, err := inj.channelDelta(ev, st, s, sf, idx, out)
 				if err != nil || logits != nil {
 					return logits, err
