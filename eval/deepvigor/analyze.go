@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/faultline/faultline/fault"
 	"math"
 	"math/rand/v2"
 	"slices"
 
+	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch/ts"
