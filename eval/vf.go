@@ -34,6 +34,11 @@ const (
 // means the model restricts activation ranges; --tail-check auto turns on for it.
 const ClampsKey = model.ClampsKey
 
+// DefaultPrecision is the LVF interval half-width (0.5 pp) the CLI bounds
+// sampled layers to by default: at 10% sampling, one draw of 2 of VGG-11's 16
+// first-layer filters missed that layer's complete LVF by up to 1.2 pp.
+const DefaultPrecision = 0.005
+
 // VFOptions configure RunVF.
 type VFOptions struct {
 	Checkpoint string
@@ -44,7 +49,8 @@ type VFOptions struct {
 	Target     string  // activations, weights or both
 	Ratio      float64 // channel sampling ratio in (0, 1]
 	// Precision, when > 0, draws more channels in layers whose LVF 95%
-	// interval is wider than +-Precision (deepvigor.Options.Precision).
+	// interval is wider than +-Precision (deepvigor.Options.Precision); 0
+	// keeps the first draw. The CLI's default is DefaultPrecision.
 	Precision float64
 	Images    int // the first N test images
 	Semantics deepvigor.Semantics
@@ -185,6 +191,11 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 1024
+	}
+	if o.Ratio >= 1 {
+		// A complete analysis has no interval to bound: recording the
+		// precision would only make its journal differ from the same run's.
+		o.Precision = 0
 	}
 	if err := atomicfile.CheckDir(o.Out); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)

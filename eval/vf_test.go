@@ -207,6 +207,10 @@ func TestPrecisionDrawsMoreChannels(t *testing.T) {
 		if len(l.ChannelVFs) < l.Channels && hw > precision {
 			t.Errorf("%s: %d of %d channels and half-width %.4f > %.4f", l.Name, len(l.ChannelVFs), l.Channels, hw, precision)
 		}
+		// Two or three channels that agree are no proof of precision.
+		if len(l.ChannelVFs) < min(4, l.Channels) {
+			t.Errorf("%s: stopped at %d of %d channels, want at least 4", l.Name, len(l.ChannelVFs), l.Channels)
+		}
 		if l.Draws == 1 && (*l.LVFWeights != *p.LVFWeights || *l.LVFActivations != *p.LVFActivations) {
 			t.Errorf("%s: precise at once, but LVFs %v/%v differ from the plain run's %v/%v", l.Name, *l.LVFWeights, *l.LVFActivations, *p.LVFWeights, *p.LVFActivations)
 		}

@@ -171,7 +171,7 @@ clamps. Compare runs only with identical settings.`,
 	f.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint directory (from train or import)")
 	f.StringVar(&o.Target, "target", "both", "activations, weights or both")
 	f.Float64Var(&o.Ratio, "sampling-ratio", 0.1, "share of each layer's output channels analysed, in (0, 1] (1 = complete)")
-	f.Float64Var(&o.Precision, "lvf-precision", 0, "draw more channels where a layer's LVF 95% interval is wider than +-this fraction (0.005 = 0.5 pp; 0 = off)")
+	f.Float64Var(&o.Precision, "lvf-precision", eval.DefaultPrecision, "draw more channels where a sampled layer's LVF 95% interval is wider than +-this fraction (0.005 = 0.5 pp; 0 = off: the first draw only)")
 	f.IntVar(&o.Images, "images", 100, "analysis images: the first N of the test split")
 	f.Float64Var(&o.Validate, "validate", 0, "share of channels validated by fault injection on the same images (0 = none)")
 	f.IntVar(&o.ValidateNeurons, "validate-neurons", 1, "analysed neurons per validated channel that activation fault injection covers")

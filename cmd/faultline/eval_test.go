@@ -39,11 +39,16 @@ func TestEvalVFEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var vf struct {
-		Kind   string `json:"kind"`
-		Layers []struct {
-			Name     string   `json:"name"`
-			LVFAct   *float64 `json:"lvf_activations"`
-			LVFW     *float64 `json:"lvf_weights"`
+		Kind      string  `json:"kind"`
+		Precision float64 `json:"lvf_precision"`
+		Layers    []struct {
+			Name     string      `json:"name"`
+			Out      int         `json:"out_channels"`
+			Draws    int         `json:"draws"`
+			LVFAct   *float64    `json:"lvf_activations"`
+			LVFW     *float64    `json:"lvf_weights"`
+			CIAct    *[2]float64 `json:"lvf_activations_ci95"`
+			CIW      *[2]float64 `json:"lvf_weights_ci95"`
 			Channels []struct {
 				Index int      `json:"index"`
 				CVFA  *float64 `json:"cvf_activations"`
@@ -58,8 +63,29 @@ func TestEvalVFEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	if vf.Kind != "faultline.vf" || len(vf.Layers) != 5 || vf.Layers[0].LVFAct == nil || vf.Layers[0].LVFW == nil ||
-		len(vf.Layers[0].Channels) != 2 || vf.Layers[0].Channels[0].CVFW == nil || vf.Validation.MAE == nil {
+		len(vf.Layers[0].Channels) < 2 || vf.Layers[0].Channels[0].CVFW == nil || vf.Validation.MAE == nil {
 		t.Errorf("vf.json: %s", b[:min(len(b), 400)])
+	}
+	// By default every sampled layer ends with both LVF intervals within
+	// +-0.5 pp, or analysed completely.
+	if vf.Precision != 0.005 {
+		t.Errorf("lvf_precision %g, want the default 0.005", vf.Precision)
+	}
+	for _, l := range vf.Layers {
+		if len(l.Channels) == l.Out {
+			continue
+		}
+		if l.Draws < 1 {
+			t.Errorf("%s: draws %d, want at least 1 under the default precision", l.Name, l.Draws)
+		}
+		for _, c := range []struct {
+			v  *float64
+			ci *[2]float64
+		}{{l.LVFAct, l.CIAct}, {l.LVFW, l.CIW}} {
+			if c.v == nil || c.ci == nil || *c.v-c.ci[0] > 0.005+1e-12 || c.ci[1]-*c.v > 0.005+1e-12 {
+				t.Errorf("%s: %d of %d channels, LVF %v interval %v: wider than +-0.5 pp", l.Name, len(l.Channels), l.Out, c.v, c.ci)
+			}
+		}
 	}
 	// --json prints the same result on stdout.
 	js, _, code := cli(t, "eval", "vf", "--checkpoint", ckpt, "--images", "10", "--target", "weights", "--threads", "1", "--json", "-q", "--out", filepath.Join(dir, "vf2"))

@@ -29,10 +29,22 @@ type stratumSample struct {
 // clipped to [0, 1]. A complete analysis gives [v, v]. There is no interval
 // when a partly sampled stratum has fewer than two channels (no
 // between-channel variance to estimate).
+//
+// With two channels per stratum each stratum's variance rests on one degree
+// of freedom, and two channels that happen to agree make it zero. So the
+// half-width is at least that of the same channels read as one simple random
+// sample (the strata collapsed: (1-n/channels) s1^2/n plus the positions'
+// term, t on n-1 degrees of freedom), which is wider where the strata differ
+// from each other more than inside (TestIntervalCoversSmallSpreadLayer: 4 of
+// 16 widely spread channels, 2,000 draws; the stratified interval alone covered
+// the layer's VF in 91.1% of them, the wider of the two in 95.6%).
 func estimate(strata []stratumSample, channels, positions, m int, complete bool) (float64, *[2]float64) {
 	var v, vr float64
+	var all, within []float64
 	n, partial, single := 0, false, false
 	for _, st := range strata {
+		all = append(all, st.cv...)
+		within = append(within, st.within...)
 		w := float64(st.size) / float64(channels)
 		nh := len(st.cv)
 		v += w * mean(st.cv)
@@ -62,5 +74,13 @@ func estimate(strata []stratumSample, channels, positions, m int, complete bool)
 		return v, nil
 	}
 	h := fault.StudentT(0.95, df) * math.Sqrt(vr)
+	if partial && len(strata) > 1 {
+		f1 := float64(n) / float64(channels)
+		vc := (1 - f1) * variance(all) / float64(n)
+		if len(within) > 0 && m > 0 {
+			vc += f1 * (1 - float64(m)/float64(positions)) * mean(within) / float64(n*m)
+		}
+		h = max(h, fault.StudentT(0.95, n-1)*math.Sqrt(vc))
+	}
 	return v, &[2]float64{math.Max(0, v-h), math.Min(1, v+h)}
 }
