@@ -77,14 +77,7 @@ func TestStratifiedSamplingCoversAndBeatsUniform(t *testing.T) {
 		a := &analyzer{o: Options{Semantics: Exact, SamplingRatio: 0.1, Seed: int64(seed)}}
 		for _, s := range [][]float64{sens, nil} {
 			p := a.draw(site, 3, s)
-			ss := make([]stratumSample, len(p.strata))
-			for h, n := range p.strata {
-				ss[h].size = n
-			}
-			for k, ch := range p.channels {
-				ss[p.stratum[k]].cv = append(ss[p.stratum[k]].cv, pop[ch])
-			}
-			v, ci := estimate(ss, c, 1, 1, false)
+			v, ci := estimate(p.sampleOf(pop), c, 1, 1, false)
 			if ci == nil {
 				t.Fatalf("seed %d: no interval from %d channels", seed, len(p.channels))
 			}
@@ -171,14 +164,7 @@ func TestIntervalCoversSmallSpreadLayer(t *testing.T) {
 	for seed := range runs {
 		a := &analyzer{o: Options{Semantics: Exact, SamplingRatio: 0.1, Seed: int64(seed)}}
 		p := a.drawN(site, 0, sens, n)
-		ss := make([]stratumSample, len(p.strata))
-		for h, size := range p.strata {
-			ss[h].size = size
-		}
-		for k, ch := range p.channels {
-			ss[p.stratum[k]].cv = append(ss[p.stratum[k]].cv, pop[ch])
-		}
-		_, ci := estimate(ss, c, 1, 1, false)
+		_, ci := estimate(p.sampleOf(pop), c, 1, 1, false)
 		if ci == nil {
 			t.Fatalf("seed %d: no interval from %d channels in %d strata", seed, len(p.channels), len(p.strata))
 		}
@@ -190,4 +176,17 @@ func TestIntervalCoversSmallSpreadLayer(t *testing.T) {
 		t.Errorf("95%% interval covered the truth in %.1f%% of %d draws, want >= 93%%", 100*cov, runs)
 	}
 	t.Logf("coverage %d/%d", covered, runs)
+}
+
+// sampleOf gives a draw's strata with the drawn channels' values in pop, as
+// estimate takes them.
+func (p plan) sampleOf(pop []float64) []stratumSample {
+	ss := make([]stratumSample, len(p.strata))
+	for h, size := range p.strata {
+		ss[h].size = size
+	}
+	for k, ch := range p.channels {
+		ss[p.stratum[k]].cv = append(ss[p.stratum[k]].cv, pop[ch])
+	}
+	return ss
 }
