@@ -36,7 +36,7 @@ const ClampsKey = model.ClampsKey
 
 // DefaultPrecision is the LVF interval half-width (0.5 pp) the CLI bounds
 // sampled layers to by default: at 10% sampling, one draw of 2 of VGG-11's 16
-// first-layer filters missed that layer's complete LVF by up to 1.2 pp.
+// first-layer filters missed that layer's complete LVF by up to 1.5 pp.
 const DefaultPrecision = 0.005
 
 // VFOptions configure RunVF.
