@@ -123,13 +123,15 @@ type HardenConfig struct {
 	MaxGradNorm float64 `mapstructure:"max_grad_norm" yaml:"max_grad_norm" json:"max_grad_norm"`
 	Refresh     bool    `mapstructure:"refresh" yaml:"refresh" json:"refresh"`
 	Permanent   string  `mapstructure:"permanent" yaml:"permanent" json:"permanent"`
-	// VFRatio and VFImages set the DeepVigor+ measurement; BER, BERTrials and
-	// BERImages the accuracy under bit error rates.
-	VFRatio   float64   `mapstructure:"vf_ratio" yaml:"vf_ratio" json:"vf_ratio"`
-	VFImages  int       `mapstructure:"vf_images" yaml:"vf_images" json:"vf_images"`
-	BER       []float64 `mapstructure:"ber" yaml:"ber" json:"ber"`
-	BERTrials int       `mapstructure:"ber_trials" yaml:"ber_trials" json:"ber_trials"`
-	BERImages int       `mapstructure:"ber_images" yaml:"ber_images" json:"ber_images"`
+	// VFRatio, VFPrecision and VFImages set the DeepVigor+ measurement
+	// (VFPrecision as eval vf's --lvf-precision: 0 keeps the first draw);
+	// BER, BERTrials and BERImages the accuracy under bit error rates.
+	VFRatio     float64   `mapstructure:"vf_ratio" yaml:"vf_ratio" json:"vf_ratio"`
+	VFPrecision float64   `mapstructure:"vf_precision" yaml:"vf_precision" json:"vf_precision"`
+	VFImages    int       `mapstructure:"vf_images" yaml:"vf_images" json:"vf_images"`
+	BER         []float64 `mapstructure:"ber" yaml:"ber" json:"ber"`
+	BERTrials   int       `mapstructure:"ber_trials" yaml:"ber_trials" json:"ber_trials"`
+	BERImages   int       `mapstructure:"ber_images" yaml:"ber_images" json:"ber_images"`
 	// Ablation also runs clamps only and fault-aware training only.
 	Ablation bool `mapstructure:"ablation" yaml:"ablation" json:"ablation"`
 }

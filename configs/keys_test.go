@@ -18,7 +18,7 @@ func TestKeys(t *testing.T) {
 		"harden.clamps", "harden.profile_images", "harden.margin", "harden.weight_clamps", "harden.fat", "harden.epochs",
 		"harden.lr_scale", "harden.fault_prob", "harden.faults_per_step", "harden.pool_share",
 		"harden.pool_budget", "harden.pool_images",
-		"harden.lambda", "harden.max_grad_norm", "harden.refresh", "harden.permanent", "harden.vf_ratio", "harden.vf_images", "harden.ber",
+		"harden.lambda", "harden.max_grad_norm", "harden.refresh", "harden.permanent", "harden.vf_ratio", "harden.vf_precision", "harden.vf_images", "harden.ber",
 		"harden.ber_trials", "harden.ber_images", "harden.ablation",
 	}
 	if got := Keys(); !reflect.DeepEqual(got, want) {

@@ -118,6 +118,9 @@ func (h HardenConfig) Validate() error {
 		ch.fail("harden.max_grad_norm", "%g is not a finite value of at least 0", h.MaxGradNorm)
 	}
 	unit("harden.vf_ratio", h.VFRatio, true)
+	if !(h.VFPrecision >= 0 && h.VFPrecision < 1) {
+		ch.fail("harden.vf_precision", "%g is outside [0, 1) (0.005 = +-0.5 pp; 0 = the first draw only)", h.VFPrecision)
+	}
 	ch.atLeast("harden.vf_images", h.VFImages, 1)
 	for i, b := range h.BER {
 		unit(fmt.Sprintf("harden.ber[%d]", i), b, true)

@@ -79,6 +79,11 @@ func TestValidate(t *testing.T) {
 		{name: "device", mutate: func(c *Config) { c.Runtime.Device = "tpu" },
 			want: []string{`runtime.device: must be one of cpu, cuda, got "tpu"`}},
 
+		{name: "harden vf precision", mutate: func(c *Config) { c.Harden.VFPrecision = 1 },
+			want: []string{"harden.vf_precision: 1 is outside [0, 1)"}},
+		{name: "harden vf precision NaN", mutate: func(c *Config) { c.Harden.VFPrecision = math.NaN() },
+			want: []string{"harden.vf_precision: NaN is outside [0, 1)"}},
+
 		{name: "all problems reported", mutate: func(c *Config) {
 			c.Model.Width, c.Data.Dataset, c.Train.LR, c.Train.Epochs, c.Runtime.Device = -1, "x", -0.1, 0, "tpu"
 		}, want: []string{"model.width", "data.dataset", "train.lr", "train.epochs", "runtime.device"}},

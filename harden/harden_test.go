@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/eval"
 	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/testckpt"
 	"github.com/faultline/faultline/internal/torch"
@@ -72,8 +73,8 @@ func TestHardenEndToEnd(t *testing.T) {
 			}
 		}
 		vf := s["vf"].(map[string]any)
-		if vf["kind"] != "faultline.vf" || vf["tail_check"] != true {
-			t.Errorf("%s vf: kind %v, tail check %v", side, vf["kind"], vf["tail_check"])
+		if vf["kind"] != "faultline.vf" || vf["tail_check"] != true || vf["lvf_precision"] != o.VFPrecision {
+			t.Errorf("%s vf: kind %v, tail check %v, lvf precision %v (want %g)", side, vf["kind"], vf["tail_check"], vf["lvf_precision"], o.VFPrecision)
 		}
 		ber := s["ber"].(map[string]any)["0.001"].(map[string]any)
 		for _, k := range []string{"mean", "median", "p5", "catastrophic"} {
@@ -122,6 +123,14 @@ func TestHardenEndToEnd(t *testing.T) {
 	}
 }
 
+// The default verification draws as eval vf does by default, so a harden
+// report and a plain eval vf of the same checkpoint agree.
+func TestDefaultsVerifyAsEvalVF(t *testing.T) {
+	if got := Defaults().VFPrecision; got != eval.DefaultPrecision {
+		t.Errorf("default vf precision %g, eval vf's default %g", got, eval.DefaultPrecision)
+	}
+}
+
 func TestHardenRejectsBadOptions(t *testing.T) {
 	for _, c := range []struct {
 		edit func(*Options)
@@ -132,6 +141,8 @@ func TestHardenRejectsBadOptions(t *testing.T) {
 		{func(o *Options) { o.Epochs = 0 }, "epochs 0"},
 		{func(o *Options) { o.BERs = []float64{0} }, "bit error rate 0"},
 		{func(o *Options) { o.VFRatio = 0 }, "vf ratio 0"},
+		{func(o *Options) { o.VFPrecision = 1 }, "vf precision 1"},
+		{func(o *Options) { o.VFPrecision = -0.1 }, "vf precision -0.1"},
 		{func(o *Options) { o.Checkpoint = "/nonexistent/ckpt" }, "/nonexistent/ckpt"},
 	} {
 		o := small("x", t.TempDir())

@@ -80,13 +80,16 @@ type Options struct {
 	Permanent   string
 
 	// Verification, identical before and after: DeepVigor+ at VFRatio on
-	// VFImages test images with the tail check on, and BERTrials trials per
+	// VFImages test images with the tail check on, drawing more channels
+	// where a layer's LVF interval is wider than +-VFPrecision (0 = the
+	// first draw only; eval.VFOptions.Precision), and BERTrials trials per
 	// bit error rate over all weight bits on BERImages test images.
-	VFRatio   float64
-	VFImages  int
-	BERs      []float64
-	BERTrials int
-	BERImages int
+	VFRatio     float64
+	VFPrecision float64
+	VFImages    int
+	BERs        []float64
+	BERTrials   int
+	BERImages   int
 
 	// Ablation also hardens with clamps only and with fault-aware training
 	// only (into Out/ablation/...), measures both the same way, and reports the
@@ -112,7 +115,7 @@ func FromConfig(h configs.HardenConfig) Options {
 	return Options{Clamps: h.Clamps, ProfileImages: h.ProfileImages, Margin: h.Margin, WeightClamps: h.WeightClamps, FAT: h.FAT, Epochs: h.Epochs,
 		LRScale: h.LRScale, FaultProb: h.FaultProb, FaultsPerStep: h.FaultsPerStep, PoolShare: h.PoolShare,
 		PoolBudget: h.PoolBudget, PoolImages: h.PoolImages, Lambda: h.Lambda, MaxGradNorm: h.MaxGradNorm, Refresh: h.Refresh,
-		Permanent: h.Permanent, VFRatio: h.VFRatio, VFImages: h.VFImages,
+		Permanent: h.Permanent, VFRatio: h.VFRatio, VFPrecision: h.VFPrecision, VFImages: h.VFImages,
 		BERs: slices.Clone(h.BER), BERTrials: h.BERTrials, BERImages: h.BERImages, Ablation: h.Ablation}
 }
 
@@ -144,6 +147,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("harden: faults per step %d: want at least 1", o.FaultsPerStep)
 	case !(o.VFRatio > 0 && o.VFRatio <= 1):
 		return fmt.Errorf("harden: vf ratio %g outside (0, 1]", o.VFRatio)
+	case !(o.VFPrecision >= 0 && o.VFPrecision < 1):
+		return fmt.Errorf("harden: vf precision %g outside [0, 1) (0.005 = +-0.5 pp; 0 = the first draw only)", o.VFPrecision)
 	case o.BERTrials < 1:
 		return fmt.Errorf("harden: ber trials %d: want at least 1", o.BERTrials)
 	}
@@ -369,7 +374,7 @@ func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
 	phase := "vf " + filepath.Base(dir)
 	o.phase(phase)
 	s.VF, err = eval.RunVF(ctx, eval.VFOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir, Device: o.Device, ReplaceJournal: true,
-		Threads: o.Threads, Target: "both", Ratio: o.VFRatio, Images: o.VFImages, Semantics: deepvigor.Exact, TailCheck: "on",
+		Threads: o.Threads, Target: "both", Ratio: o.VFRatio, Precision: o.VFPrecision, Images: o.VFImages, Semantics: deepvigor.Exact, TailCheck: "on",
 		Seed: o.Seed, Out: filepath.Join(dir, "vf"),
 		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})
 	if err != nil {

@@ -27,7 +27,8 @@ func (a *app) hardenCommand() *cobra.Command {
 		Long: `harden returns a hardened copy of a checkpoint, with proof.
 
 1. Before: clean accuracy on the test split, DeepVigor+ vulnerability factors
-   (--vf-ratio of the channels, --vf-images test images, tail check on) and
+   (--vf-ratio of the channels, more where a layer's interval is wider than
+   +-(--vf-precision), --vf-images test images, tail check on) and
    accuracy under bit error rates over all weight bits (--ber, --ber-trials
    trials each, --ber-images test images).
 2. Range restriction (--clamps): every conv and linear layer's output is clamped
@@ -139,6 +140,8 @@ change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 	key("permanent", "harden.permanent")
 	f.Float64("vf-ratio", def.VFRatio, "DeepVigor+ channel sampling ratio of the before/after measurements")
 	key("vf-ratio", "harden.vf_ratio")
+	f.Float64("vf-precision", def.VFPrecision, "draw more channels where a layer's LVF 95% interval is wider than +-this fraction, as eval vf's --lvf-precision (0 = the first draw only)")
+	key("vf-precision", "harden.vf_precision")
 	f.Int("vf-images", def.VFImages, "DeepVigor+ images")
 	key("vf-images", "harden.vf_images")
 	f.String("ber", "1e-7,1e-6,1e-5,1e-4", "comma-separated bit error rates over all weight bits")
