@@ -170,22 +170,24 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 	}
 	dev := inj.m.Device()
 	lead := inj.m.Lead(st) == site.Name
-	// golden classifies a pair whose outcome is the golden one: inert (a change
-	// that every input it meets turns into zero) or inactive (no change at all).
-	golden := func(f *Fault, img int64, inactive bool) {
-		if inactive {
-			classifyInactive(f.Outcome, ev.Golden[img], ev.Labels[img])
-			return
-		}
+	// inertPair classifies, from the golden logits, a pair whose change every
+	// input it meets turns into zero; skipPair a pair the fault left unchanged
+	// (inactive), found before any forward pass.
+	inertPair := func(f *Fault, img int64) {
+		inj.inert++
 		ms := margins[f]
 		classify(f.Outcome, ev.Logits[img*int64(ev.Classes):(img+1)*int64(ev.Classes)], ev.Golden[img], ev.Labels[img], &ms)
 		margins[f] = ms
+	}
+	skipPair := func(f *Fault, img int64) {
+		inj.inactive++
+		classifyInactive(f.Outcome, ev.Golden[img], ev.Labels[img])
 	}
 	flush := func() error {
 		if len(sf) == 0 {
 			return nil
 		}
-		mk.inactive = append(mk.inactive[:0], make([]bool, len(sf))...)
+		mk.inactive = make([]bool, len(sf))
 		var logits []float32
 		if lead {
 			var err error
@@ -214,8 +216,8 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		}
 		for n, f := range sf {
 			img := simg[n]
-			if mk.inactive[n] {
-				golden(f, img, true)
+			if mk.inactive[n] { // found by the hook: its logits are the golden ones
+				classifyInactive(f.Outcome, ev.Golden[img], ev.Labels[img])
 				continue
 			}
 			ms := margins[f]
@@ -253,8 +255,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 			after := f.Corrupt(vals[j])
 			recordOnce(mk.seen, f, vals[j], after)
 			if unchanged(vals[j], after) {
-				inj.inactive++
-				golden(f, pendImg[j], true)
+				skipPair(f, pendImg[j])
 				continue
 			}
 			if err := push(f, pendImg[j]); err != nil {
@@ -283,9 +284,8 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 			if unchanged(before, after) {
 				// the weight keeps its bits on every image: no forward pass
 				recordOnce(mk.seen, f, before, after)
-				inj.inactive += int64(count)
 				for i := first; i < first+count; i++ {
-					golden(f, int64(i), true)
+					skipPair(f, int64(i))
 				}
 				continue
 			}
@@ -298,8 +298,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 			switch {
 			case z != nil && z.inert(op, dw, int64(i)):
 				// the exact delta is zero: the golden logits are the outcome
-				inj.inert++
-				golden(f, int64(i), false)
+				inertPair(f, int64(i))
 			case precheck && !f.Kind.alwaysActive():
 				pendF, pendImg = append(pendF, f), append(pendImg, int64(i))
 				if len(pendF) >= chunk {
