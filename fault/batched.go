@@ -152,6 +152,11 @@ func (inj *Injector) prefix(ev *EvalSet, st int) (*ts.Tensor, error) {
 }
 
 // runGroup runs faults of one group (same target, layer, param and point).
+// Inactive fault x image pairs (the fault leaves the value unchanged) take the
+// golden outcome without a forward pass when their golden value is known
+// beforehand: always for weight faults, and for activation faults at a stage's
+// lead layer, whose golden input and output are cached. Elsewhere the hook finds
+// them during the pass and the pair's faulty logits are not used.
 func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*Fault) error {
 	site := inj.sites[faults[0].Layer]
 	var (
@@ -159,20 +164,34 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		simg []int64
 	)
 	margins := make(map[*Fault][]float64, len(faults))
-	seen := make(map[*Fault]bool, len(faults))
+	mk := &marks{seen: make(map[*Fault]bool, len(faults))}
 	for _, f := range faults {
 		f.Outcome = &Outcome{}
 	}
 	dev := inj.m.Device()
 	lead := inj.m.Lead(st) == site.Name
+	// inertPair classifies, from the golden logits, a pair whose change every
+	// input it meets turns into zero; skipPair a pair the fault left unchanged
+	// (inactive), found before any forward pass.
+	inertPair := func(f *Fault, img int64) {
+		inj.inert++
+		ms := margins[f]
+		classify(f.Outcome, ev.Logits[img*int64(ev.Classes):(img+1)*int64(ev.Classes)], ev.Golden[img], ev.Labels[img], &ms)
+		margins[f] = ms
+	}
+	skipPair := func(f *Fault, img int64) {
+		inj.inactive++
+		classifyInactive(f.Outcome, ev.Golden[img], ev.Labels[img])
+	}
 	flush := func() error {
 		if len(sf) == 0 {
 			return nil
 		}
+		mk.inactive = make([]bool, len(sf))
 		var logits []float32
 		if lead {
 			var err error
-			if logits, err = inj.runLead(ev, st, &site, sf, simg, seen); err != nil {
+			if logits, err = inj.runLead(ev, st, &site, sf, simg, mk); err != nil {
 				return err
 			}
 		} else {
@@ -189,7 +208,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 				if s.Name != site.Name {
 					return nil, nil
 				}
-				return inj.batchedHook(&site, sf, seen, in, out)
+				return inj.batchedHook(&site, sf, mk, in, out)
 			}
 			if logits, err = inj.logits(xb, st, hook); err != nil {
 				return err
@@ -197,6 +216,10 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		}
 		for n, f := range sf {
 			img := simg[n]
+			if mk.inactive[n] { // found by the hook: its logits are the golden ones
+				classifyInactive(f.Outcome, ev.Golden[img], ev.Labels[img])
+				continue
+			}
 			ms := margins[f]
 			classify(f.Outcome, logits[n*ev.Classes:(n+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &ms)
 			margins[f] = ms
@@ -204,6 +227,45 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 		sf, simg = sf[:0], simg[:0]
 		return nil
 	}
+	push := func(f *Fault, img int64) error {
+		sf = append(sf, f)
+		simg = append(simg, img)
+		if len(sf) == inj.BatchSize {
+			return flush()
+		}
+		return nil
+	}
+	// Activation pairs at a lead layer wait in pend until their golden values
+	// are read (one read per chunk) and only the active ones are pushed; bit
+	// flips, always active, go straight to the batch.
+	var (
+		pendF   []*Fault
+		pendImg []int64
+	)
+	precheck := lead && faults[0].Target == Activation
+	drain := func() error {
+		if len(pendF) == 0 {
+			return nil
+		}
+		vals, err := inj.goldenValues(ev, st, &site, pendF, pendImg)
+		if err != nil {
+			return err
+		}
+		for j, f := range pendF {
+			after := f.Corrupt(vals[j])
+			recordOnce(mk.seen, f, vals[j], after)
+			if unchanged(vals[j], after) {
+				skipPair(f, pendImg[j])
+				continue
+			}
+			if err := push(f, pendImg[j]); err != nil {
+				return err
+			}
+		}
+		pendF, pendImg = pendF[:0], pendImg[:0]
+		return nil
+	}
+	chunk := max(inj.BatchSize, 1<<16)
 	var z *zeroReads
 	if lead && faults[0].Target == Weight {
 		var err error
@@ -214,32 +276,45 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 	for _, f := range faults {
 		first, count := imageRange(f, ev.Len())
 		var (
-			op            int64
-			before, after float32
-			dw            float32
+			op int64
+			dw float32
 		)
-		if z != nil {
-			before, after, dw = inj.weightChange(f)
-			op = z.operand(&site, f)
-		}
-		for i := first; i < first+count; i++ {
-			if z != nil && z.inert(op, dw, int64(i)) {
-				// the exact delta is zero: the golden logits are the outcome
-				recordOnce(seen, f, before, after)
-				inj.inert++
-				ms := margins[f]
-				classify(f.Outcome, ev.Logits[i*ev.Classes:(i+1)*ev.Classes], ev.Golden[i], ev.Labels[i], &ms)
-				margins[f] = ms
+		if f.Target == Weight {
+			before, after, d := inj.weightChange(f)
+			if unchanged(before, after) {
+				// the weight keeps its bits on every image: no forward pass
+				recordOnce(mk.seen, f, before, after)
+				for i := first; i < first+count; i++ {
+					skipPair(f, int64(i))
+				}
 				continue
 			}
-			sf = append(sf, f)
-			simg = append(simg, int64(i))
-			if len(sf) == inj.BatchSize {
-				if err := flush(); err != nil {
+			if z != nil {
+				recordOnce(mk.seen, f, before, after)
+				op, dw = z.operand(&site, f), d
+			}
+		}
+		for i := first; i < first+count; i++ {
+			switch {
+			case z != nil && z.inert(op, dw, int64(i)):
+				// the exact delta is zero: the golden logits are the outcome
+				inertPair(f, int64(i))
+			case precheck && !f.Kind.alwaysActive():
+				pendF, pendImg = append(pendF, f), append(pendImg, int64(i))
+				if len(pendF) >= chunk {
+					if err := drain(); err != nil {
+						return err
+					}
+				}
+			default:
+				if err := push(f, int64(i)); err != nil {
 					return err
 				}
 			}
 		}
+	}
+	if err := drain(); err != nil {
+		return err
 	}
 	if err := flush(); err != nil {
 		return err
@@ -250,10 +325,92 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 	return nil
 }
 
+// goldenValues reads, for activation faults at stage st's lead layer s, the
+// golden value each fault hits on its image (pair j: fault fs[j] on image
+// imgs[j]) from the cached golden input or output of s: the values the batched
+// passes start from, so that a pair found inactive here would be found inactive
+// by its pass too. A MAC operand in the zero padding reads 0.
+func (inj *Injector) goldenValues(ev *EvalSet, st int, s *model.Site, fs []*Fault, imgs []int64) ([]float32, error) {
+	var (
+		t    *ts.Tensor
+		err  error
+		per  int64
+		at   = make([]int64, 0, len(fs))
+		from = make([]int, len(fs)) // position in at, -1 for padding
+	)
+	switch fs[0].Point {
+	case Output:
+		t, err = inj.leadOut(ev, st)
+		per = model.Numel(s.OutShape)
+	default:
+		t, err = inj.prefix(ev, st)
+		per = model.Numel(s.InShape)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for j, f := range fs {
+		var q int64
+		switch f.Point {
+		case Output:
+			q = flat(f.Index, s.OutShape)
+		case Input:
+			q = flat(f.Index, s.InShape)
+		default:
+			var pad bool
+			if q, pad = macInput(s, f); pad {
+				from[j] = -1
+				continue
+			}
+		}
+		from[j] = len(at)
+		at = append(at, imgs[j]*per+q)
+	}
+	xs, err := take(t, at)
+	if err != nil {
+		return nil, fmt.Errorf("golden values: %w", err)
+	}
+	vals := make([]float32, len(fs))
+	for j, k := range from {
+		if k >= 0 {
+			vals[j] = xs[k]
+		}
+	}
+	return vals, nil
+}
+
+// macInput is the flat per-sample index into layer s's input of MAC fault f's
+// operand, or pad when the operand is a zero-padding position (it reads 0).
+func macInput(s *model.Site, f *Fault) (q int64, pad bool) {
+	if s.Kind == model.Linear {
+		return f.Operand[0], false
+	}
+	y := f.Index[1]*s.Stride + f.Operand[1] - s.Padding
+	x := f.Index[2]*s.Stride + f.Operand[2] - s.Padding
+	if y < 0 || x < 0 || y >= s.InShape[1] || x >= s.InShape[2] {
+		return 0, true
+	}
+	return flat([]int64{inputChannel(s, f.Index[0], f.Operand[0]), y, x}, s.InShape), false
+}
+
+// marks records what the samples of one batched pass did: each fault's value
+// before and after on its first sample (seen), and for sample n whether the
+// fault left its value unchanged (inactive[n], one entry per sample).
+type marks struct {
+	seen     map[*Fault]bool
+	inactive []bool
+}
+
+// mark records sample n, which carries fault f and turned before into after.
+func (m *marks) mark(n int, f *Fault, before, after float32) {
+	recordOnce(m.seen, f, before, after)
+	m.inactive[n] = unchanged(before, after)
+}
+
 // batchedHook applies sample n's fault sf[n] at the faulty site.
-func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]bool, in, out *ts.Tensor) (*ts.Tensor, error) {
+func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, mk *marks, in, out *ts.Tensor) (*ts.Tensor, error) {
 	f0 := sf[0]
-	record := func(f *Fault, before, after float32) { recordOnce(seen, f, before, after) }
+	record := mk.mark
 	switch {
 	case f0.Target == Activation && (f0.Point == Output || f0.Point == Input):
 		dims, t := s.OutShape, out
@@ -277,7 +434,7 @@ func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]boo
 		}
 		for n, f := range sf {
 			after := f.Corrupt(vals[n])
-			record(f, vals[n], after)
+			record(n, f, vals[n], after)
 			vals[n] = after
 		}
 		if err := put(t, idx, vals, false); err != nil {
@@ -296,7 +453,7 @@ func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, seen map[*Fault]boo
 }
 
 // batchedMAC adds (x' - x) * w to each sample's neuron.
-func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(*Fault, float32, float32), in, out *ts.Tensor) error {
+func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(int, *Fault, float32, float32), in, out *ts.Tensor) error {
 	wv := inj.host[s.Weight()]
 	inPer, outPer := model.Numel(s.InShape), model.Numel(s.OutShape)
 	outIdx := make([]int64, len(sf))
@@ -305,19 +462,15 @@ func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(*Fault, 
 	ws := make([]float32, len(sf))
 	for n, f := range sf {
 		outIdx[n] = int64(n)*outPer + flat(f.Index, s.OutShape)
-		var q int64
 		if s.Kind == model.Linear {
 			ws[n] = wv[f.Index[0]*s.WeightShape[1]+f.Operand[0]]
-			q = f.Operand[0]
 		} else {
 			ws[n] = wv[flat([]int64{f.Index[0], f.Operand[0], f.Operand[1], f.Operand[2]}, s.WeightShape)]
-			y := f.Index[1]*s.Stride + f.Operand[1] - s.Padding
-			x := f.Index[2]*s.Stride + f.Operand[2] - s.Padding
-			if y < 0 || x < 0 || y >= s.InShape[1] || x >= s.InShape[2] {
-				inPos[n] = -1
-				continue
-			}
-			q = flat([]int64{inputChannel(s, f.Index[0], f.Operand[0]), y, x}, s.InShape)
+		}
+		q, pad := macInput(s, f)
+		if pad {
+			inPos[n] = -1
+			continue
 		}
 		inPos[n] = len(inIdx)
 		inIdx = append(inIdx, int64(n)*inPer+q)
@@ -336,7 +489,7 @@ func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(*Fault, 
 			x = xs[inPos[n]]
 		}
 		x2 := f.Corrupt(x)
-		record(f, x, x2)
+		record(n, f, x, x2)
 		delta[n] = (x2 - x) * ws[n]
 	}
 	return put(out, outIdx, delta, true)
@@ -344,11 +497,11 @@ func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(*Fault, 
 
 // batchedWeight adds each sample's exact weight-fault delta (w' - w) * x to the
 // output neurons that read the faulty weight.
-func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(*Fault, float32, float32), in, out *ts.Tensor) error {
+func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(int, *Fault, float32, float32), in, out *ts.Tensor) error {
 	dw := make([]float32, len(sf))
 	for n, f := range sf {
 		before, after, d := inj.weightChange(f)
-		record(f, before, after)
+		record(n, f, before, after)
 		dw[n] = d
 	}
 	outPer := model.Numel(s.OutShape)

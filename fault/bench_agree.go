@@ -8,13 +8,14 @@ import (
 // Agreement compares reference and batched outcomes of the same faults.
 type Agreement struct {
 	Faults int64 `json:"faults"`
-	// Differ counts faults whose outcome differs in any of SDC, Masked, DUE and
-	// Top5; the other fields count each of them on its own.
-	Differ int64 `json:"differ"`
-	SDC    int64 `json:"sdc"`
-	Masked int64 `json:"masked"`
-	DUE    int64 `json:"due"`
-	Top5   int64 `json:"top5"`
+	// Differ counts faults whose outcome differs in any of SDC, Masked, DUE,
+	// Top5 and Inactive; the other fields count each of them on its own.
+	Differ   int64 `json:"differ"`
+	SDC      int64 `json:"sdc"`
+	Masked   int64 `json:"masked"`
+	DUE      int64 `json:"due"`
+	Top5     int64 `json:"top5"`
+	Inactive int64 `json:"inactive,omitempty"`
 	// Critical faults (SDC or DUE on their image) in each mode.
 	ReferenceCritical int64 `json:"reference_critical"`
 	BatchedCritical   int64 `json:"batched_critical"`
@@ -47,12 +48,13 @@ func agree(ctx context.Context, inj *Injector, ev *EvalSet, faults []Fault, bloc
 		}
 		a.ReferenceCritical += b2i(r.Critical() > 0)
 		a.BatchedCritical += b2i(b.Critical() > 0)
-		d := []bool{r.SDC != b.SDC, r.Masked != b.Masked, r.DUE != b.DUE, r.Top5 != b.Top5}
+		d := []bool{r.SDC != b.SDC, r.Masked != b.Masked, r.DUE != b.DUE, r.Top5 != b.Top5, r.Inactive != b.Inactive}
 		a.SDC += b2i(d[0])
 		a.Masked += b2i(d[1])
 		a.DUE += b2i(d[2])
 		a.Top5 += b2i(d[3])
-		if d[0] || d[1] || d[2] || d[3] {
+		a.Inactive += b2i(d[4])
+		if d[0] || d[1] || d[2] || d[3] || d[4] {
 			a.Differ++
 			if len(a.Examples) < 5 {
 				a.Examples = append(a.Examples, AgreementDiff{Fault: ref[i], Reference: *r, Batched: *b})

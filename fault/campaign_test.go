@@ -216,3 +216,111 @@ func TestCampaignBadInputs(t *testing.T) {
 		t.Errorf("truncated checkpoint: %v", err)
 	}
 }
+
+// A stuck-at campaign counts every fault x image pair once as masked, SDC, DUE
+// or inactive; summary.json's headline rates are over the active pairs and the
+// _all rates over all, both read back from faults.jsonl. A weight fault is
+// inactive on all its images or none; an activation fault image by image. The
+// reference mode (replaying the list) and a sharded run agree.
+func TestCampaignCountsInactive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ctx := context.Background()
+	ckpt := testckpt.Trained(t, 500)
+	root := t.TempDir()
+	for _, c := range []struct {
+		name string
+		sp   Space
+	}{
+		{"weights-stuck1", Space{Target: Weight, Kind: StuckAt1, Bias: true}},
+		{"inputs-stuck1-multi2", Space{Target: Activation, Point: Input, Kind: StuckAt1, Multi: 2, Bits: []int{31, 30, 29, 28, 23, 22}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := opts(ckpt, filepath.Join(root, c.name))
+			o.Space = c.sp
+			s, err := RunCampaign(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := s.SummaryAllFaults
+			if all == nil {
+				t.Fatal("no inactive figures")
+			}
+			if all.Inactive == 0 || all.Inactive == s.Pairs || s.SDC+s.DUE == 0 || s.Masked+s.SDC+s.DUE+all.Inactive != s.Pairs ||
+				all.ActivePairs+all.Inactive != s.Pairs || all.ActiveFaults+all.InactiveFaults != s.Faults {
+				t.Fatalf("pairs %d: masked %d + sdc %d + due %d + inactive %d (active %d); faults %d = %d active + %d inactive",
+					s.Pairs, s.Masked, s.SDC, s.DUE, all.Inactive, all.ActivePairs, s.Faults, all.ActiveFaults, all.InactiveFaults)
+			}
+			crit := float64(s.SDC + s.DUE)
+			if s.VF != crit/float64(all.ActivePairs) || all.VFAll != crit/float64(s.Pairs) || s.VF <= all.VFAll ||
+				s.SDCRate != float64(s.SDC)/float64(all.ActivePairs) || all.SDCRateAll != float64(s.SDC)/float64(s.Pairs) {
+				t.Errorf("vf %v (over %d active pairs), vf_all %v (over %d), %v critical", s.VF, all.ActivePairs, all.VFAll, s.Pairs, crit)
+			}
+			if s.VFCI95[0] > s.VF || s.VFCI95[1] < s.VF || all.VFAllCI95[0] > all.VFAll || all.VFAllCI95[1] < all.VFAll {
+				t.Errorf("intervals %v around %v, %v around %v", s.VFCI95, s.VF, all.VFAllCI95, all.VFAll)
+			}
+			faults, err := ReadFaults(filepath.Join(o.Out, FaultsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var inactive, partly int
+			for _, f := range faults {
+				oc := f.Outcome
+				inactive += oc.Inactive
+				if oc.Inactive > 0 && oc.Inactive < oc.Images {
+					partly++
+				}
+				if f.Target == Weight && (oc.Inactive == oc.Images) != (oc.BeforeBits == oc.AfterBits) {
+					t.Errorf("fault %d: inactive on %d of %d images, weight 0x%08x -> 0x%08x", f.ID, oc.Inactive, oc.Images, uint32(oc.BeforeBits), uint32(oc.AfterBits))
+				}
+			}
+			if int64(inactive) != all.Inactive {
+				t.Errorf("faults.jsonl has %d inactive pairs, summary.json %d", inactive, all.Inactive)
+			}
+			// Activation values differ from image to image: some faults are
+			// inactive on some of their images only; weight faults never are.
+			if (c.sp.Target == Activation) != (partly > 0) {
+				t.Errorf("%d faults inactive on some of their images only", partly)
+			}
+
+			r := opts(ckpt, filepath.Join(root, c.name+"-reference"))
+			r.FaultsFile, r.Mode = filepath.Join(o.Out, FaultsFile), "reference"
+			if _, err := RunCampaign(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			replayed, err := ReadFaults(filepath.Join(r.Out, FaultsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			differ := 0
+			for i := range replayed {
+				a, b := faults[i].Outcome, replayed[i].Outcome
+				if a.Inactive != b.Inactive || a.SDC != b.SDC || a.DUE != b.DUE || a.Masked != b.Masked {
+					differ++
+					t.Logf("fault %d: batched %+v, reference %+v", i, *a, *b)
+				}
+			}
+			if differ > 1 {
+				t.Errorf("%d of %d faults differ between the batched run and its reference replay", differ, len(replayed))
+			}
+
+			var dirs []string
+			for i := range 2 {
+				sh := opts(ckpt, filepath.Join(root, c.name+"-shard", string(rune('a'+i))))
+				sh.Space, sh.Shard, sh.Shards = c.sp, i, 2
+				if _, err := RunCampaign(ctx, sh); err != nil {
+					t.Fatal(err)
+				}
+				dirs = append(dirs, sh.Out)
+			}
+			merged := filepath.Join(root, c.name+"-merged")
+			if _, err := Merge(merged, dirs); err != nil {
+				t.Fatal(err)
+			}
+			if a, b := mustJSON(summaryWithoutTiming(t, merged)), mustJSON(summaryWithoutTiming(t, o.Out)); !bytes.Equal(a, b) {
+				t.Errorf("merged summary differs:\n%s\n%s", a, b)
+			}
+		})
+	}
+}

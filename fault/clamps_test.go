@@ -74,7 +74,7 @@ func bothWays(t *testing.T, m *model.Model, te *datasets.Set, stats datasets.Sta
 	for i := range ref {
 		r, b := ref[i].Outcome, bat[i].Outcome
 		crit += r.Critical()
-		if r.SDC != b.SDC || r.DUE != b.DUE || r.Masked != b.Masked || r.Images != b.Images {
+		if r.SDC != b.SDC || r.DUE != b.DUE || r.Masked != b.Masked || r.Images != b.Images || r.Inactive != b.Inactive {
 			differ++
 			t.Logf("fault %+v: reference %+v, batched %+v", *ref[i], *r, *b)
 		}

@@ -112,6 +112,23 @@ func (f *Fault) Corrupt(v float32) float32 {
 	return v
 }
 
+// Inactive reports whether the fault leaves stored value v bit for bit as it
+// was: a stuck-at fault whose forced bits all hold their forced value already
+// (stuck-at-0 on a 0 bit, stuck-at-1 on a 1 bit; a multi-bit stuck-at fault that
+// changes any of its bits is active), a zero fault on +0, or a random value
+// equal to v. Such a fault changes nothing, so its outcome is neither masked nor
+// critical: it is inactive. A bit flip is never inactive. For a weight fault v
+// is the stored weight; for an activation fault, the golden value on one image.
+func (f *Fault) Inactive(v float32) bool { return unchanged(v, f.Corrupt(v)) }
+
+// unchanged reports whether a fault turned before into after without changing a
+// bit (NaN payloads and the sign of zero count).
+func unchanged(before, after float32) bool { return BitsOf(before) == BitsOf(after) }
+
+// alwaysActive reports whether every fault of kind k changes the value it hits
+// (bit flips), so that none of its outcomes can be inactive.
+func (k Kind) alwaysActive() bool { return k == BitFlip }
+
 // ParamName is the state_dict name of a weight fault's parameter.
 func (f *Fault) ParamName() string { return f.Layer + "." + f.Param }
 
@@ -209,10 +226,12 @@ func (f *Fault) Validate() error {
 }
 
 // Outcome is the result of one fault over its images, against the golden run on
-// the same images.
+// the same images. Every image is counted once among Masked, SDC, DUE and
+// Inactive.
 type Outcome struct {
 	Images int `json:"images"`
-	// Masked: top-1 equals the golden top-1 and the logits are finite.
+	// Masked: the fault changed the value (it was active), yet top-1 equals the
+	// golden top-1 and the logits are finite.
 	Masked int `json:"masked"`
 	// SDC: finite logits whose top-1 differs from the golden top-1.
 	SDC int `json:"sdc"`
@@ -220,11 +239,18 @@ type Outcome struct {
 	DUE int `json:"due"`
 	// Top5: the golden top-1 class left the top 5.
 	Top5 int `json:"top5"`
-	// Misclassified: top-1 differs from the label (golden runs may already do so).
+	// Inactive counts the images on which the fault left the value it hit bit for
+	// bit as it was (see [Fault.Inactive]): their prediction is the golden one and
+	// they are neither masked, SDC nor DUE. A weight fault is inactive on all of
+	// its images or on none; an activation fault depends on each image's golden
+	// value. Absent (0) for bit flips, which are never inactive.
+	Inactive int `json:"inactive,omitempty"`
+	// Misclassified: top-1 differs from the label (golden runs may already do so;
+	// an inactive image counts when its golden top-1 does).
 	Misclassified int `json:"misclassified"`
-	// Margin is the mean, over images with finite logits, of the golden class's
-	// logit minus the largest other logit (negative: the fault won).
-	// It is absent when every image gave non-finite logits.
+	// Margin is the mean, over the active images with finite logits, of the
+	// golden class's logit minus the largest other logit (negative: the fault
+	// won). It is absent when no active image gave finite logits.
 	Margin *float64 `json:"margin,omitempty"`
 	// Before and After are the value the fault hit, before and after, with their
 	// bit patterns (authoritative); for an activation fault, on its first image.
@@ -236,6 +262,9 @@ type Outcome struct {
 
 // Critical counts the images on which the fault changed the prediction (SDC+DUE).
 func (o *Outcome) Critical() int { return o.SDC + o.DUE }
+
+// Active counts the images on which the fault changed the value it hit.
+func (o *Outcome) Active() int { return o.Images - o.Inactive }
 
 // record sets Before/After from v and the fault.
 func (o *Outcome) record(before, after float32) {
@@ -298,7 +327,18 @@ func classify(o *Outcome, logits []float32, golden, label int, margins *[]float6
 	*margins = append(*margins, float64(logits[golden])-float64(best))
 }
 
-// finish sets the mean margin.
+// classifyInactive adds one image on which the fault was inactive: its
+// prediction is the golden one, so it is misclassified when the golden top-1
+// misses the label, and it has no margin of its own.
+func classifyInactive(o *Outcome, golden, label int) {
+	o.Images++
+	o.Inactive++
+	if golden != label {
+		o.Misclassified++
+	}
+}
+
+// finishMargin sets the mean margin.
 func finishMargin(o *Outcome, margins []float64) {
 	if len(margins) == 0 {
 		o.Margin = nil

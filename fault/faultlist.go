@@ -113,17 +113,17 @@ func parseFault(b []byte) (Fault, error) {
 }
 
 // Validate checks that an outcome's counts are consistent: none negative, every
-// image masked, SDC or DUE, and the top-5 and misclassified counts within the
-// images.
+// image masked, SDC, DUE or inactive, and the top-5 and misclassified counts
+// within the images (top-5 within the active ones).
 func (o *Outcome) Validate() error {
-	if o.Images < 0 || o.Masked < 0 || o.SDC < 0 || o.DUE < 0 || o.Top5 < 0 || o.Misclassified < 0 {
+	if o.Images < 0 || o.Masked < 0 || o.SDC < 0 || o.DUE < 0 || o.Inactive < 0 || o.Top5 < 0 || o.Misclassified < 0 {
 		return fmt.Errorf("negative count in %+v", *o)
 	}
-	if o.Masked+o.SDC+o.DUE != o.Images || o.Masked+o.SDC+o.DUE < 0 {
-		return fmt.Errorf("masked %d + sdc %d + due %d is not images %d", o.Masked, o.SDC, o.DUE, o.Images)
+	if sum := o.Masked + o.SDC + o.DUE + o.Inactive; sum != o.Images || sum < 0 {
+		return fmt.Errorf("masked %d + sdc %d + due %d + inactive %d is not images %d", o.Masked, o.SDC, o.DUE, o.Inactive, o.Images)
 	}
-	if o.Top5 > o.Images || o.Misclassified > o.Images {
-		return fmt.Errorf("top5 %d or misclassified %d exceeds images %d", o.Top5, o.Misclassified, o.Images)
+	if o.Top5 > o.Images-o.Inactive || o.Misclassified > o.Images {
+		return fmt.Errorf("top5 %d exceeds the %d active images or misclassified %d the %d images", o.Top5, o.Images-o.Inactive, o.Misclassified, o.Images)
 	}
 	return nil
 }

@@ -69,8 +69,9 @@ type Injector struct {
 	local map[int]bool         // whether a lead output's channels stay apart (channel.go)
 	wb    model.Clamps         // the model's weight clamps, by site
 	// inert counts the fault x image samples whose outcome was the golden one
-	// without a forward pass (inert.go).
-	inert int64
+	// without a forward pass (inert.go); inactive those skipped because the
+	// fault left the value unchanged (batched.go).
+	inert, inactive int64
 	// viaChannel counts the samples whose next layer took the one-channel
 	// shortcut (channel.go).
 	viaChannel int64
@@ -203,6 +204,9 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 	o := &Outcome{}
 	var margins []float64
 	var hook model.Hook
+	// inactive[k] says whether the fault left the value of the batch's sample k
+	// unchanged (set by an activation fault's hook in each forward pass).
+	var inactive []bool
 	if f.Target == Weight {
 		name := f.ParamName()
 		p, perr := inj.m.Param(name)
@@ -212,6 +216,14 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 		before := inj.host[name][f.Index[0]]
 		after := f.Corrupt(before)
 		o.record(before, after)
+		if unchanged(before, after) {
+			// the weight keeps its bits: every image's prediction is the golden one
+			for img := first; img < first+count; img++ {
+				classifyInactive(o, ev.Golden[img], ev.Labels[img])
+			}
+			f.Outcome = o
+			return nil
+		}
 		if werr := writeElement(p, f.Index[0], after); werr != nil {
 			return werr
 		}
@@ -227,7 +239,7 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 			if s.Name != f.Layer {
 				return nil, nil
 			}
-			return inj.referenceActivation(f, s, in, out, o, &recorded)
+			return inj.referenceActivation(f, s, in, out, o, &recorded, inactive)
 		}
 	}
 	for i := first; i < first+count; i += inj.BatchSize {
@@ -236,12 +248,17 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 		if err != nil {
 			return err
 		}
+		inactive = make([]bool, n)
 		logits, err := inj.logits(xb, 0, hook)
 		if err != nil {
 			return err
 		}
 		for k := 0; k < n; k++ {
 			img := i + k
+			if inactive[k] {
+				classifyInactive(o, ev.Golden[img], ev.Labels[img])
+				continue
+			}
 			classify(o, logits[k*ev.Classes:(k+1)*ev.Classes], ev.Golden[img], ev.Labels[img], &margins)
 		}
 	}
@@ -251,13 +268,17 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 }
 
 // referenceActivation applies an activation fault to every sample of a batch with
-// element-wise reads and writes.
-func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Tensor, o *Outcome, recorded *bool) (*ts.Tensor, error) {
+// element-wise reads and writes, and sets inactive[k] when the fault leaves
+// sample k's value unchanged.
+func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Tensor, o *Outcome, recorded *bool, inactive []bool) (*ts.Tensor, error) {
 	shape, err := out.Size()
 	if err != nil {
 		return nil, err
 	}
 	n := shape[0]
+	if n != int64(len(inactive)) {
+		return nil, fmt.Errorf("%s: a batch of %d samples, %d expected", s.Name, n, len(inactive))
+	}
 	switch f.Point {
 	case Output, Input:
 		dims, t := s.OutShape, out
@@ -282,6 +303,7 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 				o.record(v, w)
 				*recorded = true
 			}
+			inactive[k] = unchanged(v, w)
 			if err := writeElement(t, k*per+p, w); err != nil {
 				return nil, err
 			}
@@ -304,6 +326,7 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 				o.record(x, x2)
 				*recorded = true
 			}
+			inactive[k] = unchanged(x, x2)
 			delta := (x2 - x) * w
 			v, err := readElement(out, k*per+p)
 			if err != nil {

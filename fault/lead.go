@@ -203,7 +203,7 @@ func (inj *Injector) probe(st int, shape []int64, per, p0 int64, v float32, base
 
 // runLead runs one batch of faults at the lead layer of stage st (sample n
 // carries sf[n] on image simg[n]) and returns the logits.
-func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, simg []int64, seen map[*Fault]bool) ([]float32, error) {
+func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, simg []int64, mk *marks) ([]float32, error) {
 	idx, err := torch.FromInt64(simg, []int64{int64(len(simg))}, inj.m.Device())
 	if err != nil {
 		return nil, err
@@ -216,7 +216,7 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 			return nil, err
 		}
 		if r != nil {
-			return inj.downstream(ev, st, s, sf, simg, seen, idx, r)
+			return inj.downstream(ev, st, s, sf, simg, mk, idx, r)
 		}
 	}
 	gold, err := inj.leadOut(ev, st)
@@ -247,14 +247,14 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 		var vals []float32
 		for n, f := range sf {
 			after := f.Corrupt(xs[n])
-			recordOnce(seen, f, xs[n], after)
+			mk.mark(n, f, xs[n], after)
 			oIdx, vals = inj.inputDelta(s, int64(n), at[n]-simg[n]*inPer, after-xs[n], oIdx, vals)
 		}
 		if err := put(out, oIdx, vals, true); err != nil {
 			return nil, err
 		}
 	case f0.Target == Activation && f0.Point == Output:
-		if _, err := inj.batchedHook(s, sf, seen, nil, out); err != nil {
+		if _, err := inj.batchedHook(s, sf, mk, nil, out); err != nil {
 			return nil, err
 		}
 	default: // weight and MAC faults read the layer's input
@@ -263,7 +263,7 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 			return nil, err
 		}
 		defer in.Drop()
-		if _, err := inj.batchedHook(s, sf, seen, in, out); err != nil {
+		if _, err := inj.batchedHook(s, sf, mk, in, out); err != nil {
 			return nil, err
 		}
 		if f0.Target == Weight {
@@ -289,7 +289,7 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 // holding their images' golden values there (and the fault), the rest of stage
 // st runs on the few composite maps, and the changed footprint elements add
 // their exact delta to the golden output of stage st+1's lead layer.
-func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault, simg []int64, seen map[*Fault]bool, idx *ts.Tensor, r *reach) ([]float32, error) {
+func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault, simg []int64, mk *marks, idx *ts.Tensor, r *reach) ([]float32, error) {
 	gold, err := inj.leadOut(ev, st)
 	if err != nil {
 		return nil, err
@@ -336,7 +336,7 @@ func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault,
 		}
 		before := vals[k]
 		vals[k] = f.Corrupt(before)
-		recordOnce(seen, f, before, vals[k])
+		mk.mark(n, f, before, vals[k])
 		k += len(h)
 	}
 	maps, err := ts.Zeros(append([]int64{int64(len(used))}, s.OutShape...), gotch.Float, inj.m.Device())

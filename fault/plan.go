@@ -16,7 +16,8 @@ type Space struct {
 	// Bits are the bit positions (default 0..31).
 	Bits []int `json:"bits,omitempty"`
 	Kind Kind  `json:"kind"`
-	// Multi is the number of distinct bits per fault for multi-bit flips (default 1).
+	// Multi is the number of distinct bits per fault (default 1), drawn from
+	// Bits: flipped by a bit flip, forced by a stuck-at fault.
 	Multi int `json:"multi,omitempty"`
 	// Bias adds the biases of conv and linear layers to a weight space.
 	Bias bool `json:"bias,omitempty"`
@@ -122,16 +123,19 @@ func NewPlan(m *model.Model, sp Space, o PlanOptions) (*Plan, error) {
 		}
 		seenBit[b] = true
 	}
-	if sp.Multi < 1 || sp.Multi > len(bits) {
-		return nil, fmt.Errorf("fault: %d bits per fault from %d bit positions", sp.Multi, len(bits))
-	}
 	switch sp.Kind {
 	case BitFlip, StuckAt0, StuckAt1, Zero, RandomValue:
 	default:
 		return nil, fmt.Errorf("fault: kind %q: want bitflip, stuck0, stuck1, random or zero", sp.Kind)
 	}
-	if sp.Kind != BitFlip && sp.Multi != 1 {
-		return nil, fmt.Errorf("fault: several bits per fault only for bitflip")
+	if sp.Multi < 1 {
+		return nil, fmt.Errorf("fault: multi %d: want at least 1 bit per fault", sp.Multi)
+	}
+	if sp.Multi > 1 && (sp.Kind == Zero || sp.Kind == RandomValue) {
+		return nil, fmt.Errorf("fault: multi %d: several bits per fault are for bitflip, stuck0 and stuck1, not %s", sp.Multi, sp.Kind)
+	}
+	if sp.Multi > len(bits) {
+		return nil, fmt.Errorf("fault: multi %d: more distinct bits per fault than the %d bit positions to draw them from", sp.Multi, len(bits))
 	}
 	switch sp.Target {
 	case Weight:
@@ -309,7 +313,7 @@ func (p *Plan) Fault(i int64) Fault {
 		f.Bits = []int{*st.Bit}
 	case p.perBit:
 		f.Bits = []int{p.bits[bitIdx]}
-	case p.Space.Kind == BitFlip:
+	case p.Space.Kind == BitFlip, p.Space.Kind == StuckAt0, p.Space.Kind == StuckAt1:
 		f.Bits = drawBits(r, p.bits, p.Space.Multi)
 	case p.Space.Kind == RandomValue:
 		v := Value(Bits(uint32(r.next())).Float())

@@ -136,7 +136,7 @@ func TestVFIntervalClustersByFault(t *testing.T) {
 			for i := range tc.outcomes {
 				b.add(&tc.outcomes[i])
 			}
-			b.finish()
+			b.finish(false)
 			if math.Abs(b.VFCI95[0]-tc.want[0]) > 1e-9 || math.Abs(b.VFCI95[1]-tc.want[1]) > 1e-9 {
 				t.Errorf("VF %v: interval %v, want %v", b.VF, b.VFCI95, tc.want)
 			}

@@ -189,12 +189,16 @@ func Build(s *Set) *Report {
 			continue
 		}
 		c := d.Data
+		caption := fmt.Sprintf("%d faults on %d images each: SDC %s, DUE %s, VF %s of fault x image pairs; golden accuracy %s. The height of a bar is its bit's share of fault x image pairs with a silent data corruption (SDC, pink) or a non-finite output (DUE, green).",
+			c.Faults, c.Images, pct(c.SDCRate), pct(c.DUERate), pct(c.VF), pct(c.GoldenAccuracy))
+		if c.Inactive != nil {
+			caption = fmt.Sprintf("%d faults on %d images each: SDC %s, DUE %s, VF %s of the active fault x image pairs; %d of %d pairs were inactive (the fault left the value it hit unchanged, as a stuck-at fault does on a bit that already holds its value), and over all pairs SDC is %s, DUE %s, VF %s; golden accuracy %s. The height of a bar is its bit's share of active fault x image pairs with a silent data corruption (SDC, pink) or a non-finite output (DUE, green).",
+				c.Faults, c.Images, pct(c.SDCRate), pct(c.DUERate), pct(c.VF), *c.Inactive, c.Pairs, pct(c.SDCRateAll), pct(c.DUERateAll), pct(c.VFAll), pct(c.GoldenAccuracy))
+		}
 		secs["bits"].Figures = append(secs["bits"].Figures, Figure{
 			ID: fmt.Sprintf("bits-%d", i+1), Title: "SDC and DUE per bit position: " + c.Campaign.Checkpoint,
-			SVG: bitHistogram("SDC per bit position: "+c.Campaign.Checkpoint, c.PerBit),
-			Caption: fmt.Sprintf("%d faults on %d images each: SDC %s, DUE %s, VF %s of fault x image pairs; golden accuracy %s. The height of a bar is its bit's share of fault x image pairs with a silent data corruption (SDC, pink) or a non-finite output (DUE, green).",
-				c.Faults, c.Images, pct(c.SDCRate), pct(c.DUERate), pct(c.VF), pct(c.GoldenAccuracy)),
-			Inputs: []string{d.Path}, Config: [][]KV{campaignConfig(c)}})
+			SVG:     bitHistogram("SDC per bit position: "+c.Campaign.Checkpoint, c.PerBit, c.Inactive != nil),
+			Caption: caption, Inputs: []string{d.Path}, Config: [][]KV{campaignConfig(c)}})
 	}
 	if len(s.Checkpoints) > 0 {
 		t := Table{ID: "models-1", Title: "Checkpoints found", Head: []string{"file", "arch", "dataset", "source", "epochs", "steps", "seed", "test accuracy", "software"}}

@@ -44,6 +44,9 @@ func campaignConfig(c Campaign) []KV {
 			kv = append(kv, KV{"site", p.Space.Point})
 		}
 	}
+	if c.Inactive != nil {
+		kv = append(kv, KV{"inactive pairs", fmt.Sprintf("%d of %d", *c.Inactive, c.Pairs)})
+	}
 	return kv
 }
 

@@ -286,8 +286,10 @@ func berChart(label, xLabel string, ss []berSeries) string {
 }
 
 // bitHistogram draws, per bit position (0 to 31, left to right), the SDC rate
-// with the DUE rate stacked on top. SDC bars carry class "bar".
-func bitHistogram(label string, bits []Breakdown) string {
+// with the DUE rate stacked on top. SDC bars carry class "bar". With active, the
+// campaign counts inactive faults: the rates are over the active pairs, and the
+// axis and tooltips say so.
+func bitHistogram(label string, bits []Breakdown, active bool) string {
 	type bit struct {
 		pos int
 		b   Breakdown
@@ -306,7 +308,11 @@ func bitHistogram(label string, bits []Breakdown) string {
 		max = math.Max(max, b.b.SDCRate+b.b.DUERate)
 	}
 	top, step := linearTicks(max)
-	y := c.yAxis(p, top, step, "share of fault x image pairs")
+	axis := "share of fault x image pairs"
+	if active {
+		axis = "share of active fault x image pairs"
+	}
+	y := c.yAxis(p, top, step, axis)
 	c.legend(p.x0, 18, []string{"SDC", "DUE"}, []string{colSDC, colDUE})
 	bw := p.width() / 32
 	for _, b := range bs {
@@ -315,6 +321,10 @@ func bitHistogram(label string, bits []Breakdown) string {
 		}
 		bx := p.x0 + float64(b.pos)*bw
 		tip := fmt.Sprintf("bit %d: %d faults, %d pairs; SDC %s (%d), DUE %s (%d)", b.pos, b.b.Faults, b.b.Pairs, pct(b.b.SDCRate), b.b.SDC, pct(b.b.DUERate), b.b.DUE)
+		if b.b.Inactive != nil {
+			tip = fmt.Sprintf("bit %d: %d faults, %d pairs, %d inactive; over the %d active pairs SDC %s (%d), DUE %s (%d)",
+				b.pos, b.b.Faults, b.b.Pairs, *b.b.Inactive, b.b.ActivePairs, pct(b.b.SDCRate), b.b.SDC, pct(b.b.DUERate), b.b.DUE)
+		}
 		c.rect(bx+1, y(b.b.SDCRate), bw-2, p.y1-y(b.b.SDCRate), colSDC, "bar", tip, fmt.Sprintf(`data-bit="%d"`, b.pos))
 		if b.b.DUERate > 0 {
 			c.rect(bx+1, y(b.b.SDCRate+b.b.DUERate), bw-2, y(b.b.SDCRate)-y(b.b.SDCRate+b.b.DUERate), colDUE, "due", tip)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"go/parser"
 	"go/token"
 	"math"
@@ -417,5 +418,54 @@ func TestImportsNoEnginePackage(t *testing.T) {
 				t.Errorf("%s imports %s", f, p)
 			}
 		}
+	}
+}
+
+// A stuck-at campaign (testdata/stuckat, a real LeNet-5 summary.json) counts
+// inactive faults: its per-bit figure says the rates are over the active pairs,
+// gives the inactive count and the rates over all pairs, and each bar's tooltip
+// its bit's inactive and active pairs. The bit-flip figure (TestGoldenSVG) is
+// unchanged.
+func TestStuckAtFigureLabelsActiveRates(t *testing.T) {
+	dir := "testdata/stuckat"
+	_, r := build(t, dir)
+	s := readJSON(t, filepath.Join(dir, "summary.json"))
+	f := figure(t, r, "bits-1")
+	for _, want := range []string{
+		"VF " + pct(s["vf"].(float64)) + " of the active fault x image pairs",
+		fmt.Sprintf("%d of %d pairs were inactive", int64(s["inactive"].(float64)), int64(s["pairs"].(float64))),
+		"over all pairs SDC is " + pct(s["sdc_rate_all"].(float64)),
+		"VF " + pct(s["vf_all"].(float64)) + "; golden accuracy",
+		"share of active fault x image pairs with a silent data corruption",
+	} {
+		if !strings.Contains(f.Caption, want) {
+			t.Errorf("caption lacks %q:\n%s", want, f.Caption)
+		}
+	}
+	if !strings.Contains(f.SVG, "share of active fault x image pairs") {
+		t.Error("the y axis does not say active pairs")
+	}
+	bits := s["per_bit"].([]any)
+	tips := len(bits) // one per SDC bar, and one more per DUE bar
+	for _, b := range bits {
+		if b.(map[string]any)["due_rate"].(float64) > 0 {
+			tips++
+		}
+	}
+	if got := strings.Count(f.SVG, " inactive; over the "); got != tips || got == 0 {
+		t.Errorf("%d tooltips with inactive pairs, want %d", got, tips)
+	}
+	b := bits[0].(map[string]any)
+	tip := fmt.Sprintf("bit %s: %d faults, %d pairs, %d inactive; over the %d active pairs SDC %s", b["key"], int64(b["faults"].(float64)),
+		int64(b["pairs"].(float64)), int64(b["inactive"].(float64)), int64(b["active_pairs"].(float64)), pct(b["sdc_rate"].(float64)))
+	if !strings.Contains(f.SVG, tip) {
+		t.Errorf("SVG lacks the tooltip %q", tip)
+	}
+	found := false
+	for _, kv := range f.Config[0] {
+		found = found || kv.Key == "inactive pairs"
+	}
+	if !found {
+		t.Errorf("configuration %v lacks the inactive pairs", f.Config[0])
 	}
 }

@@ -136,11 +136,19 @@ type Campaign struct {
 			} `json:"space"`
 		} `json:"plan"`
 	} `json:"campaign"`
-	Faults         int64       `json:"faults"`
-	Images         int         `json:"images"`
+	Faults int64 `json:"faults"`
+	Images int   `json:"images"`
+	Pairs  int64 `json:"pairs"`
+	// The rates are over the active fault x image pairs. Inactive, present for
+	// campaigns of kinds other than bitflip, counts the pairs on which the fault
+	// left the value unchanged; the _all rates count them too.
 	SDCRate        float64     `json:"sdc_rate"`
 	DUERate        float64     `json:"due_rate"`
 	VF             float64     `json:"vf"`
+	Inactive       *int64      `json:"inactive"`
+	SDCRateAll     float64     `json:"sdc_rate_all"`
+	DUERateAll     float64     `json:"due_rate_all"`
+	VFAll          float64     `json:"vf_all"`
 	GoldenAccuracy float64     `json:"golden_accuracy"`
 	PerBit         []Breakdown `json:"per_bit"`
 }
@@ -155,6 +163,10 @@ type Breakdown struct {
 	SDCRate float64    `json:"sdc_rate"`
 	DUERate float64    `json:"due_rate"`
 	VFCI95  [2]float64 `json:"vf_ci95"`
+	// Inactive and ActivePairs are present when the campaign counts inactive
+	// faults; the rates are over the active pairs.
+	Inactive    *int64 `json:"inactive"`
+	ActivePairs int64  `json:"active_pairs"`
 }
 
 // Importance is the part of a faultline.importance result (summary.json) the

@@ -62,6 +62,9 @@ same arguments, it continues where it stopped.`,
 					return fmt.Errorf("inject: %w", err)
 				}
 				o.Space.Kind = fault.Kind(kind)
+				if o.Space.Multi < 1 {
+					return fmt.Errorf("inject: --multi %d: want at least 1 bit per fault", o.Space.Multi)
+				}
 				o.Plan.Sampler = fault.Sampler(sampler)
 				o.Plan.Strat = fault.Stratification(strata)
 				if o.Plan.Sampler == fault.SFI && !cmd.Flags().Changed("margin") {
@@ -101,7 +104,7 @@ same arguments, it continues where it stopped.`,
 	f.StringVar(&layers, "layers", "", "comma-separated layer names (default: all conv and linear layers)")
 	f.StringVar(&bits, "bits", "0-31", "bit positions: a list and ranges, e.g. 30,31 or 23-30")
 	f.StringVar(&kind, "kind", "bitflip", "bitflip, stuck0, stuck1, random or zero")
-	f.IntVar(&o.Space.Multi, "multi", 1, "bits flipped per fault (multi-bit flips)")
+	f.IntVar(&o.Space.Multi, "multi", 1, "distinct bits per fault: flipped (bitflip) or forced (stuck0, stuck1)")
 	f.BoolVar(&o.Space.Bias, "bias", false, "also inject into the biases (weight faults)")
 	f.StringVar(&sampler, "sampler", "uniform", "exhaustive, uniform or sfi")
 	f.Int64Var(&o.Plan.Faults, "faults", 1000, "number of faults (uniform sampler)")
@@ -222,27 +225,50 @@ func describePlan(a *app, h fault.Header) {
 	}
 }
 
+// printSummary prints a campaign's summary. When the campaign can hold inactive
+// faults (every kind but bitflip), its headline rates are labelled as over the
+// active faults and followed by the inactive counts and the rates over all.
 func printSummary(a *app, s *fault.Summary, dir string) {
 	w := a.stdout
-	fmt.Fprintf(w, "%d faults x %d images: SDC %.4f%%, DUE %.4f%%, VF %.4f%% (95%% CI %.4f..%.4f%%)\n",
-		s.Faults, s.Images, 100*s.SDCRate, 100*s.DUERate, 100*s.VF, 100*s.VFCI95[0], 100*s.VFCI95[1])
-	fmt.Fprintf(w, "critical faults (an SDC or DUE on any of their images): %d of %d, %.4f%% (95%% CI %.4f..%.4f%%)\n",
-		s.CriticalFaults, s.Faults, 100*s.CriticalFaultRate, 100*s.CriticalFaultRateCI[0], 100*s.CriticalFaultRateCI[1])
+	over := ""
+	if s.SummaryAllFaults != nil {
+		over = " over active faults"
+	}
+	fmt.Fprintf(w, "%d faults x %d images: SDC %.4f%%, DUE %.4f%%, VF %.4f%% (95%% CI %.4f..%.4f%%)%s\n",
+		s.Faults, s.Images, 100*s.SDCRate, 100*s.DUERate, 100*s.VF, 100*s.VFCI95[0], 100*s.VFCI95[1], over)
+	activeFaults := s.Faults
+	if all := s.SummaryAllFaults; all != nil {
+		activeFaults = all.ActiveFaults
+		fmt.Fprintf(w, "inactive (the fault left the value unchanged): %d of %d fault x image pairs, %d of %d faults on all their images\n",
+			all.Inactive, s.Pairs, all.InactiveFaults, s.Faults)
+		fmt.Fprintf(w, "over all faults: SDC %.4f%%, DUE %.4f%%, VF %.4f%% (95%% CI %.4f..%.4f%%), critical faults %.4f%%\n",
+			100*all.SDCRateAll, 100*all.DUERateAll, 100*all.VFAll, 100*all.VFAllCI95[0], 100*all.VFAllCI95[1], 100*all.CriticalFaultRateAll)
+	}
+	fmt.Fprintf(w, "critical faults (an SDC or DUE on any of their images): %d of %d, %.4f%% (95%% CI %.4f..%.4f%%)%s\n",
+		s.CriticalFaults, activeFaults, 100*s.CriticalFaultRate, 100*s.CriticalFaultRateCI[0], 100*s.CriticalFaultRateCI[1], over)
 	fmt.Fprintf(w, "accuracy %.2f%% golden, %.2f%% under faults; %.0f faults/s (injection alone)\n",
 		100*s.GoldenAccuracy, 100*s.FaultyAccuracy, s.Timing.FaultsPerSecond)
-	fmt.Fprintln(w, "per layer:")
+	fmt.Fprintf(w, "per layer%s:\n", over)
 	for _, b := range s.PerLayer {
-		fmt.Fprintf(w, "  %-24s %8d faults  VF %.4f%%\n", b.Key, b.Faults, 100*b.VF)
+		fmt.Fprintf(w, "  %-24s %8d faults  VF %.4f%%%s\n", b.Key, b.Faults, 100*b.VF, inactiveNote(b))
 	}
 	if len(s.PerBit) > 0 {
-		fmt.Fprintln(w, "per bit (VF):")
+		fmt.Fprintf(w, "per bit (VF%s):\n", over)
 		for _, b := range s.PerBit {
 			if b.VF > 0 {
-				fmt.Fprintf(w, "  bit %-3s %8d faults  VF %.4f%%  critical faults %.4f%%\n", b.Key, b.Faults, 100*b.VF, 100*b.CriticalFaultRate)
+				fmt.Fprintf(w, "  bit %-3s %8d faults  VF %.4f%%  critical faults %.4f%%%s\n", b.Key, b.Faults, 100*b.VF, 100*b.CriticalFaultRate, inactiveNote(b))
 			}
 		}
 	}
 	fmt.Fprintf(w, "wrote %s/faults.jsonl and %s/summary.json\n", dir, dir)
+}
+
+// inactiveNote is a breakdown's inactive share, for campaigns that count it.
+func inactiveNote(b fault.Breakdown) string {
+	if b.AllFaults == nil || b.Pairs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  (%.1f%% of pairs inactive; VF over all %.4f%%)", 100*float64(b.Inactive)/float64(b.Pairs), 100*b.VFAll)
 }
 
 func (a *app) mergeCommand() *cobra.Command {

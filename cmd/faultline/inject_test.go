@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/faultline/faultline/internal/testckpt"
 )
 
 // TestInjectResumesAfterKill9 proves that `faultline inject` survives a real
@@ -266,4 +268,82 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// --multi K combines with stuck-at kinds: every fault forces K distinct bits of
+// --bits, the summary counts the inactive pairs and labels its rates; K beyond
+// the bit positions, or below 1, and several bits for zero faults are one clear
+// error each.
+func TestInjectMultiBitStuckAt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs fault-injection campaigns; skipped in -short mode")
+	}
+	ckpt := testckpt.Untrained(t)
+	dir := t.TempDir()
+	base := []string{"inject", "--checkpoint", ckpt, "--dataset", "synthetic", "--target", "weights", "--faults", "200",
+		"--images", "10", "--seed", "3", "--threads", "1", "--quiet"}
+	out := filepath.Join(dir, "st0")
+	stdout, errs, code := cli(t, append(base, "--kind", "stuck0", "--multi", "2", "--bits", "30,23,22", "--out", out)...)
+	if code != 0 {
+		t.Fatalf("inject --multi 2 --kind stuck0 failed: %s", errs)
+	}
+	for _, want := range []string{"over active faults", "inactive (the fault left the value unchanged):", "over all faults: SDC"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	var faults, inactive int
+	for _, line := range strings.Split(strings.TrimSpace(string(readFile(t, filepath.Join(out, "faults.jsonl")))), "\n") {
+		var f struct {
+			Kind    string `json:"kind"`
+			Bits    []int  `json:"bits"`
+			Outcome struct {
+				Images   int `json:"images"`
+				Inactive int `json:"inactive"`
+			} `json:"outcome"`
+		}
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Kind != "stuck0" || len(f.Bits) != 2 || f.Bits[0] == f.Bits[1] || f.Bits[0] > f.Bits[1] ||
+			!strings.Contains(",30,23,22,", fmt.Sprintf(",%d,", f.Bits[0])) || !strings.Contains(",30,23,22,", fmt.Sprintf(",%d,", f.Bits[1])) {
+			t.Fatalf("fault %s", line)
+		}
+		faults++
+		inactive += f.Outcome.Inactive
+	}
+	var s map[string]any
+	if err := json.Unmarshal(readFile(t, filepath.Join(out, "summary.json")), &s); err != nil {
+		t.Fatal(err)
+	}
+	// Bit 30 of a small weight is 0 already: a fault on {30, 23} is inactive
+	// when bit 23 is 0 too, about half the time; the pairs add up.
+	if faults != 200 || inactive == 0 || s["inactive"] != float64(inactive) || s["pairs"] != s["masked"].(float64)+s["sdc"].(float64)+s["due"].(float64)+s["inactive"].(float64) {
+		t.Errorf("%d faults, %d inactive pairs; summary inactive %v, pairs %v, masked %v, sdc %v, due %v",
+			faults, inactive, s["inactive"], s["pairs"], s["masked"], s["sdc"], s["due"])
+	}
+	for _, k := range []string{"vf_all", "sdc_rate_all", "active_pairs", "inactive_faults"} {
+		if _, ok := s[k]; !ok {
+			t.Errorf("summary.json lacks %q", k)
+		}
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kind", "stuck0", "--multi", "3", "--bits", "30,23"}, "multi 3: more distinct bits per fault than the 2 bit positions"},
+		{[]string{"--kind", "stuck1", "--multi", "33"}, "multi 33: more distinct bits per fault than the 32 bit positions"},
+		{[]string{"--kind", "stuck1", "--multi", "0"}, "--multi 0: want at least 1"},
+		{[]string{"--kind", "zero", "--multi", "2"}, "several bits per fault are for bitflip, stuck0 and stuck1, not zero"},
+	} {
+		bad := filepath.Join(dir, "bad")
+		_, errs, code := cli(t, append(append(base, c.args...), "--out", bad)...)
+		if code == 0 || !strings.Contains(errs, c.want) || strings.Count(strings.TrimSpace(errs), "\n") != 0 || strings.Contains(errs, "goroutine ") {
+			t.Errorf("%v: code %d, stderr %q; want one line mentioning %q", c.args, code, errs, c.want)
+		}
+		if _, err := os.Stat(filepath.Join(bad, "faults.jsonl")); err == nil {
+			t.Errorf("%v: a refused campaign wrote faults", c.args)
+		}
+	}
 }
