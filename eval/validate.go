@@ -15,8 +15,8 @@ import (
 // Validation compares DeepVigor+'s VFs with fault injection on the same images.
 type Validation struct {
 	Fraction float64 `json:"fraction"`
-	// NeuronsPerChannel is the analysed neurons of a validated channel that
-	// activation FI covers.
+	// NeuronsPerChannel is how many analysed neurons of a validated channel
+	// activation FI covers, drawn at random positions (validationNeurons).
 	NeuronsPerChannel int `json:"neurons_per_channel"`
 	// MaxOperands, when not 0, caps the weights of a filter (operands of a
 	// neuron) whose 32 bits FI flips: a seeded uniform sample of that many,
@@ -38,8 +38,20 @@ type Validation struct {
 	// ActivationsOutput: the same NVFs against FI flipping every bit of the
 	// neuron's stored output (a different fault model, for reference).
 	ActivationsOutput *Agreement `json:"activations_output,omitempty"`
-	Units             []Unit     `json:"units"`
-	Faults            int64      `json:"faults"`
+	// Layers repeats the three agreements per layer: VF levels differ between
+	// layers, so a pooled rank correlation can be high while the ranking within
+	// a layer is poor.
+	Layers []LayerAgreement `json:"layers"`
+	Units  []Unit           `json:"units"`
+	Faults int64            `json:"faults"`
+}
+
+// LayerAgreement is a Validation's agreement within one layer.
+type LayerAgreement struct {
+	Layer             string     `json:"layer"`
+	Weights           *Agreement `json:"weights,omitempty"`
+	Activations       *Agreement `json:"activations,omitempty"`
+	ActivationsOutput *Agreement `json:"activations_output,omitempty"`
 }
 
 // Agreement summarises DeepVigor+ against FI over validated units.
@@ -58,10 +70,13 @@ type Agreement struct {
 
 // Unit is one validated filter or neuron.
 type Unit struct {
-	Target   string   `json:"target"` // weights or activations
-	Layer    string   `json:"layer"`
-	Channel  int      `json:"channel"`
-	Position *int     `json:"position,omitempty"` // activations: y*W+x
+	Target   string `json:"target"` // weights or activations
+	Layer    string `json:"layer"`
+	Channel  int    `json:"channel"`
+	Position *int   `json:"position,omitempty"` // activations: y*W+x
+	// Border marks a conv neuron some of whose operands lie in the zero
+	// padding (activations only).
+	Border   *bool    `json:"border,omitempty"`
 	DV       float64  `json:"dv"`
 	FI       float64  `json:"fi"`
 	FIOutput *float64 `json:"fi_output,omitempty"` // activations: stored-output faults
@@ -103,21 +118,24 @@ func validationPlan(r *deepvigor.Result, fraction float64, seed int64) [][]deepv
 }
 
 // faultsOf counts the FI faults of a plan (for progress).
-func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvigor.Channel, neurons, maxOps int, acts, weights bool) int64 {
+func faultsOf(r *deepvigor.Result, sites map[string]model.Site, plan [][]deepvigor.Channel, o VFOptions, acts, weights bool) int64 {
+	capped := func(n int64) int64 {
+		if o.ValidateOperands > 0 {
+			return min(n, int64(o.ValidateOperands))
+		}
+		return n
+	}
 	var n int64
 	for i, l := range r.Layers {
 		s := sites[l.Name]
-		f := model.Numel(s.WeightShape[1:])
-		if maxOps > 0 {
-			f = min(f, int64(maxOps))
-		}
 		for _, ch := range plan[i] {
 			if weights {
-				n += 32 * f
+				n += 32 * capped(model.Numel(s.WeightShape[1:]))
 			}
 			if acts {
-				k := int64(min(neurons, len(ch.Positions)))
-				n += k * 32 * (f + 1)
+				for _, k := range validationNeurons(s, ch, o.ValidateNeurons, o.Seed) {
+					n += 32 * (capped(int64(len(macOperands(s, ch.Index, ch.Positions[k], r.Semantics)))) + 1)
+				}
 			}
 		}
 	}
@@ -205,30 +223,39 @@ func neuronIndex(s model.Site, c, pos int) []int64 {
 	return []int64{int64(c), int64(pos / w), int64(pos % w)}
 }
 
-// macFaults flips every bit of every MAC input operand of neuron (c, pos);
+// macOperands lists the MAC input operands of neuron (c, pos) as indices into
+// the site's per-sample input ([in] for linear, [ci, ky, kx] for conv);
 // zero-padding operands are fault sites only under Reference semantics.
-func (v *validator) macFaults(s model.Site, c, pos int) []fault.Fault {
-	idx := neuronIndex(s, c, pos)
+func macOperands(s model.Site, c, pos int, sem deepvigor.Semantics) [][]int64 {
 	var ops [][]int64
 	if s.Kind == model.Linear {
 		for j := range s.WeightShape[1] {
 			ops = append(ops, []int64{j})
 		}
-	} else {
-		k, st, pad := s.WeightShape[2], max(s.Stride, 1), s.Padding
-		h, w := s.InShape[1], s.InShape[2]
-		for ci := range s.WeightShape[1] {
-			for ky := range k {
-				for kx := range k {
-					y, x := idx[1]*st-pad+ky, idx[2]*st-pad+kx
-					if v.sem == deepvigor.Exact && (y < 0 || y >= h || x < 0 || x >= w) {
-						continue
-					}
-					ops = append(ops, []int64{ci, ky, kx})
+		return ops
+	}
+	idx := neuronIndex(s, c, pos)
+	k, st, pad := s.WeightShape[2], max(s.Stride, 1), s.Padding
+	h, w := s.InShape[1], s.InShape[2]
+	for ci := range s.WeightShape[1] {
+		for ky := range k {
+			for kx := range k {
+				y, x := idx[1]*st-pad+ky, idx[2]*st-pad+kx
+				if sem == deepvigor.Exact && (y < 0 || y >= h || x < 0 || x >= w) {
+					continue
 				}
+				ops = append(ops, []int64{ci, ky, kx})
 			}
 		}
 	}
+	return ops
+}
+
+// macFaults flips every bit of every MAC input operand of neuron (c, pos)
+// (macOperands), or of a sample of them (pick).
+func (v *validator) macFaults(s model.Site, c, pos int) []fault.Fault {
+	idx := neuronIndex(s, c, pos)
+	ops := macOperands(s, c, pos, v.sem)
 	var out []fault.Fault
 	for _, k := range v.pick(len(ops)) {
 		op := ops[k]
@@ -348,4 +375,89 @@ func ranks(v []float64) []float64 {
 		i = j + 1
 	}
 	return r
+}
+
+// border reports whether neuron pos of a conv site reads any zero-padding
+// operand (false for linear sites and unpadded convolutions).
+func border(s model.Site, pos int) bool {
+	if s.Kind != model.Conv || s.Padding == 0 {
+		return false
+	}
+	w := int(s.OutShape[2])
+	y, x := int64(pos/w), int64(pos%w)
+	k, st, pad := s.WeightShape[2], max(s.Stride, 1), s.Padding
+	in := func(o, n int64) bool { return o*st-pad >= 0 && o*st-pad+k-1 < n }
+	return !in(y, s.InShape[1]) || !in(x, s.InShape[2])
+}
+
+// validationNeurons returns the indices (into ch.Positions) of the k analysed
+// neurons of channel ch of site s that activation FI validates (all when
+// fewer), drawn at random with a generator seeded by (seed, site, channel), so
+// a unit's draw depends on nothing else (not on the other layers analysed). When k >= 2 and the analysed positions hold
+// both border neurons (reading zero padding) and interior ones, the first two
+// drawn are one of each; the rest are drawn from the remaining positions. The
+// indices come back sorted.
+func validationNeurons(s model.Site, ch deepvigor.Channel, k int, seed int64) []int {
+	n := len(ch.Positions)
+	if k >= n {
+		return iota(n)
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e1a<<32|uint64(s.Index)<<20|uint64(ch.Index)))
+	perm := rng.Perm(n)
+	var picked []int
+	if k >= 2 {
+		var bi, ii = -1, -1
+		for _, i := range perm {
+			if border(s, ch.Positions[i]) {
+				if bi < 0 {
+					bi = i
+				}
+			} else if ii < 0 {
+				ii = i
+			}
+		}
+		if bi >= 0 && ii >= 0 {
+			picked = append(picked, bi, ii)
+		}
+	}
+	for _, i := range perm {
+		if len(picked) == k {
+			break
+		}
+		if !slices.Contains(picked, i) {
+			picked = append(picked, i)
+		}
+	}
+	slices.Sort(picked)
+	return picked
+}
+
+// layerAgreements computes the per-layer agreements of units, in the order
+// of layers.
+func layerAgreements(layers []string, units []Unit) []LayerAgreement {
+	out := make([]LayerAgreement, 0, len(layers))
+	for _, name := range layers {
+		var wdv, wfi, adv, afi, ofi []float64
+		for _, u := range units {
+			if u.Layer != name {
+				continue
+			}
+			if u.Target == "weights" {
+				wdv, wfi = append(wdv, u.DV), append(wfi, u.FI)
+				continue
+			}
+			adv, afi = append(adv, u.DV), append(afi, u.FI)
+			if u.FIOutput != nil {
+				ofi = append(ofi, *u.FIOutput)
+			}
+		}
+		la := LayerAgreement{Layer: name, Weights: agreement(wdv, wfi), Activations: agreement(adv, afi)}
+		if len(ofi) == len(adv) {
+			la.ActivationsOutput = agreement(adv, ofi)
+		}
+		if la.Weights != nil || la.Activations != nil {
+			out = append(out, la)
+		}
+	}
+	return out
 }

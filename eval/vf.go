@@ -63,7 +63,8 @@ type VFOptions struct {
 	// Validate is the share of channels validated against FI (0: none).
 	Validate float64
 	// ValidateNeurons is how many analysed neurons of a validated channel
-	// activation FI covers (default 1).
+	// activation FI covers (default 1), drawn at random among the analysed
+	// positions with border and interior neurons both represented from 2 on.
 	ValidateNeurons int
 	// ValidateOperands caps the weights per filter and operands per neuron that
 	// FI flips (0: all, exhaustive FI).
@@ -158,6 +159,12 @@ func (o *VFOptions) check() (acts, weights bool, err error) {
 	if o.Validate < 0 || o.Validate > 1 {
 		return false, false, fmt.Errorf("eval: validate %g: want a fraction of channels in [0, 1]", o.Validate)
 	}
+	if o.ValidateNeurons < 0 {
+		return false, false, fmt.Errorf("eval: validate neurons %d: want at least 1 per validated channel", o.ValidateNeurons)
+	}
+	if o.ValidateOperands < 0 {
+		return false, false, fmt.Errorf("eval: validate operands %d: want 0 (all) or a positive cap", o.ValidateOperands)
+	}
 	switch o.TailCheck {
 	case "auto", "on", "off", "":
 	default:
@@ -186,7 +193,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.ValidateNeurons <= 0 {
+	if o.ValidateNeurons == 0 {
 		o.ValidateNeurons = 1
 	}
 	if o.BatchSize <= 0 {
@@ -353,7 +360,7 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 	plan := validationPlan(r, o.Validate, o.Seed)
 	v := &validator{inj: inj, ev: ev, sem: r.Semantics, images: r.Images, block: 2048,
 		maxOps: o.ValidateOperands, rng: rand.New(rand.NewPCG(uint64(o.Seed), 0x0e2a9d)),
-		total: faultsOf(r, sites, plan, o.ValidateNeurons, o.ValidateOperands, acts, weights)}
+		total: faultsOf(r, sites, plan, o, acts, weights)}
 	if o.OnProgress != nil {
 		v.progress = func(done, total int64) { o.OnProgress("validation", done, total) }
 	}
@@ -377,10 +384,14 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 				wdv, wfi = append(wdv, u.DV), append(wfi, u.FI)
 			}
 			if acts {
-				for k := range min(o.ValidateNeurons, len(ch.Positions)) {
-					pos := ch.Positions[k]
+				for _, k := range validationNeurons(s, ch, o.ValidateNeurons, o.Seed) {
+					pos, edge := ch.Positions[k], border(s, ch.Positions[k])
 					mac, outs := v.macFaults(s, ch.Index, pos), v.outputFaults(s, ch.Index, pos)
-					u, err := v.unit(ctx, jn, Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &pos, DV: ch.NVF[k]}, mac, outs)
+					u := Unit{Target: "activations", Layer: l.Name, Channel: ch.Index, Position: &pos, DV: ch.NVF[k]}
+					if s.Kind == model.Conv {
+						u.Border = &edge
+					}
+					u, err := v.unit(ctx, jn, u, mac, outs)
 					if err != nil {
 						return nil, err
 					}
@@ -390,6 +401,11 @@ func validate(ctx context.Context, inj *fault.Injector, ev *fault.EvalSet, m *mo
 			}
 		}
 	}
+	names := make([]string, len(r.Layers))
+	for i, l := range r.Layers {
+		names[i] = l.Name
+	}
+	val.Layers = layerAgreements(names, val.Units)
 	val.Faults = v.done
 	val.Exhaustive = !v.sampled
 	val.Weights = agreement(wdv, wfi)

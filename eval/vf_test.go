@@ -153,6 +153,8 @@ func TestRunVFBadInputs(t *testing.T) {
 		{"target", func(o *VFOptions) { o.Target = "biases" }, `target "biases"`},
 		{"tail check", func(o *VFOptions) { o.TailCheck = "sometimes" }, `tail check "sometimes"`},
 		{"validate", func(o *VFOptions) { o.Validate = 1.5 }, "validate 1.5"},
+		{"validate neurons", func(o *VFOptions) { o.Validate, o.ValidateNeurons = 1, -1 }, "validate neurons -1"},
+		{"validate operands", func(o *VFOptions) { o.Validate, o.ValidateOperands = 1, -3 }, "validate operands -3"},
 		{"reference tail", func(o *VFOptions) { o.Semantics, o.TailCheck = deepvigor.Reference, "on" }, "needs exact semantics"},
 		{"missing checkpoint", func(o *VFOptions) { o.Checkpoint = filepath.Join(o.Out, "nope") }, "nope"},
 	} {

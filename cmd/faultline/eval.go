@@ -174,7 +174,7 @@ clamps. Compare runs only with identical settings.`,
 	f.Float64Var(&o.Precision, "lvf-precision", eval.DefaultPrecision, "draw more channels where a sampled layer's LVF 95% interval is wider than +-this fraction (0.005 = 0.5 pp; 0 = off: the first draw only)")
 	f.IntVar(&o.Images, "images", 100, "analysis images: the first N of the test split")
 	f.Float64Var(&o.Validate, "validate", 0, "share of channels validated by fault injection on the same images (0 = none)")
-	f.IntVar(&o.ValidateNeurons, "validate-neurons", 1, "analysed neurons per validated channel that activation fault injection covers")
+	f.IntVar(&o.ValidateNeurons, "validate-neurons", 1, "analysed neurons per validated channel that activation fault injection covers, drawn at random positions (from 2 on, border and interior neurons both)")
 	f.IntVar(&o.ValidateOperands, "validate-operands", 0, "cap on the weights per filter (operands per neuron) whose bits validation flips: a seeded sample (0 = all, exhaustive)")
 	f.StringVar(&semantics, "semantics", "exact", "exact or reference")
 	f.StringVar(&o.TailCheck, "tail-check", "auto", "auto, on or off: let the network decide errors of magnitude >= 2^10 (exact only)")
@@ -224,13 +224,30 @@ func printVF(a *app, vf *eval.VF, path string) {
 			if x.a == nil {
 				continue
 			}
-			rho := "-"
-			if x.a.Spearman != nil {
-				rho = fmt.Sprintf("%.3f", *x.a.Spearman)
-			}
+			rho := spearmanText(x.a.Spearman)
 			fmt.Fprintf(w, "validation %-24s n=%-4d MAE %.3f pp, max %.3f pp, mean DV %.3f%% vs FI %.3f%%, Spearman %s\n",
 				x.name, x.a.N, 100*x.a.MAE, 100*x.a.Max, 100*x.a.MeanDV, 100*x.a.MeanFI, rho)
 		}
+		for _, l := range v.Layers {
+			for _, x := range []struct {
+				name string
+				a    *eval.Agreement
+			}{{"weights", l.Weights}, {"activations", l.Activations}} {
+				if x.a == nil {
+					continue
+				}
+				fmt.Fprintf(w, "  %-16s %-11s n=%-4d MAE %.3f pp, max %.3f pp, mean DV %.3f%% vs FI %.3f%%, Spearman %s\n",
+					l.Layer, x.name, x.a.N, 100*x.a.MAE, 100*x.a.Max, 100*x.a.MeanDV, 100*x.a.MeanFI, spearmanText(x.a.Spearman))
+			}
+		}
 	}
 	fmt.Fprintf(w, "wrote %s\n", path)
+}
+
+// spearmanText prints a rank correlation, "-" where there is none.
+func spearmanText(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", *r)
 }
