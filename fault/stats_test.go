@@ -36,6 +36,27 @@ func TestWilson(t *testing.T) {
 	}
 }
 
+// WilsonEffective is Wilson's interval at a mean and an effective sample
+// size: Wilson's own for whole counts, wide but not empty for one draw.
+func TestWilsonEffective(t *testing.T) {
+	for _, tc := range []struct {
+		p, n     float64
+		want     [2]float64
+		tolerate float64
+	}{
+		{0.1, 100, Wilson(10, 100, 0.95), 1e-15},
+		// One draw at 0.86: centre (0.86 + z^2/2)/(1 + z^2) = 0.5743, half
+		// z/(1 + z^2) sqrt(0.86*0.14 + z^2/4) = 0.4209.
+		{0.86, 1, [2]float64{0.1534, 0.9952}, 1e-4},
+		{0.5, 0, [2]float64{0, 1}, 0},
+	} {
+		got := WilsonEffective(tc.p, tc.n, 0.95)
+		if math.Abs(got[0]-tc.want[0]) > tc.tolerate || math.Abs(got[1]-tc.want[1]) > tc.tolerate {
+			t.Errorf("WilsonEffective(%g, %g) = %v, want %v", tc.p, tc.n, got, tc.want)
+		}
+	}
+}
+
 // The figures of shared/specs/importance-fat-sfi.md section 2.1 and 2.3.
 func TestSampleSizeLeveugle(t *testing.T) {
 	cases := []struct {
