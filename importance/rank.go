@@ -28,10 +28,10 @@ type Unit struct {
 	// interval for the unit's mean in that class, over the class's Kish
 	// effective number of draws (sum w)^2 / sum w^2, and 0 for a class without
 	// draws of the unit (its layer's mean says nothing of the unit). Values
-	// in [0, 1] vary at most as a proportion, so the bound holds without a
-	// sample variance and is low for units drawn once or twice: one draw at
-	// 0.86 bounds its class at 0.15, nine at 0.9 at 0.58. A unit never drawn
-	// has 0.
+	// in [0, 1] vary at most as much as a proportion with their mean, so the
+	// bound needs no sample variance (which one draw, or equal values, would
+	// put at 0) and is low for units drawn once or twice: one draw at 0.86
+	// bounds its class at 0.15, nine at 0.9 at 0.58. A unit never drawn has 0.
 	ScoreLower *float64 `json:"score_lower"`
 	Faults     int      `json:"faults"`   // faults drawn in the unit
 	Critical   int      `json:"critical"` // of them, critical ones
