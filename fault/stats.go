@@ -50,7 +50,16 @@ func wilson(p, nn, confidence float64) [2]float64 {
 	den := 1 + z*z/nn
 	centre := (p + z*z/(2*nn)) / den
 	half := z / den * math.Sqrt(p*(1-p)/nn+z*z/(4*nn*nn))
-	return [2]float64{math.Max(0, centre-half), math.Min(1, centre+half)}
+	ci := [2]float64{math.Max(0, centre-half), math.Min(1, centre+half)}
+	// At p = 0 (1) the lower (upper) end is exactly 0 (1); rounding can leave
+	// it at 1e-18 from there.
+	if p <= 0 {
+		ci[0] = 0
+	}
+	if p >= 1 {
+		ci[1] = 1
+	}
+	return ci
 }
 
 // SampleSize is Leveugle et al.'s statistical fault-injection sample size for a

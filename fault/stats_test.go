@@ -31,6 +31,12 @@ func TestWilson(t *testing.T) {
 	if ci[1] != 1 || ci[0] > 0.9 || ci[0] < 0.8 {
 		t.Errorf("Wilson(50,50) = %v", ci)
 	}
+	// No rounding residue at the ends: 0 of 100 (once 3.5e-18) and 100 of 100.
+	for _, n := range []int64{1, 7, 50, 100, 1000} {
+		if lo, hi := Wilson(0, n, 0.95)[0], Wilson(n, n, 0.95)[1]; lo != 0 || hi != 1 {
+			t.Errorf("Wilson(0, %d) lower end %g, Wilson(%d, %d) upper end %g: want 0 and 1", n, lo, n, n, hi)
+		}
+	}
 	if w99, w95 := Wilson(30, 200, 0.99), Wilson(30, 200, 0.95); w99[0] >= w95[0] || w99[1] <= w95[1] {
 		t.Errorf("99%% interval %v not wider than 95%% %v", w99, w95)
 	}
