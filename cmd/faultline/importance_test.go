@@ -68,7 +68,7 @@ func TestImportanceEndToEnd(t *testing.T) {
 		t.Errorf("ranking.csv has %d rows, want 236", rows)
 	}
 	// ranking.json orders the units by their lower confidence bound.
-	b, err = os.ReadFile(filepath.Join(out, "ranking.json"))
+	rb, err := os.ReadFile(filepath.Join(out, "ranking.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestImportanceEndToEnd(t *testing.T) {
 			Rank       int      `json:"rank"`
 		} `json:"units"`
 	}
-	if err := json.Unmarshal(b, &rk); err != nil {
+	if err := json.Unmarshal(rb, &rk); err != nil {
 		t.Fatal(err)
 	}
 	for i, u := range rk.Units {
