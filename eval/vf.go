@@ -127,6 +127,12 @@ type MVF struct {
 	// present when both targets were analysed.
 	Total  *float64 `json:"total"`
 	Layers []string `json:"layers"`
+	// The 95% intervals of the three, from the layers' LVF sampling intervals
+	// combined as mvfci.go describes (equal to the value for a complete
+	// analysis); absent when a layer's LVF has no interval.
+	ActivationsCI *[2]float64 `json:"activations_ci95,omitempty"`
+	WeightsCI     *[2]float64 `json:"weights_ci95,omitempty"`
+	TotalCI       *[2]float64 `json:"total_ci95,omitempty"`
 }
 
 // VFTiming holds wall times (seconds), apart from the results.
@@ -311,41 +317,34 @@ func targetName(acts, weights bool) string {
 	return "weights"
 }
 
-// mvf aggregates layer LVFs (conv layers only for the paper's figure).
+// mvf aggregates layer LVFs (conv layers only for the paper's figure) and
+// their intervals.
 func mvf(layers []deepvigor.Layer, convOnly bool) MVF {
 	var m MVF
-	var sa, sw, st float64
-	na, nw, nt := 0, 0, 0
+	var acts, weights, total mvfMean
 	for _, l := range layers {
 		if convOnly && l.Kind != string(model.Conv) {
 			continue
 		}
 		m.Layers = append(m.Layers, l.Name)
+		ha, oka := lvfHalfWidth(l.LVFActivations, l.LVFActivationsCI)
+		hw, okw := lvfHalfWidth(l.LVFWeights, l.LVFWeightsCI)
 		if l.LVFActivations != nil {
-			sa += *l.LVFActivations
-			na++
+			acts.add(*l.LVFActivations, ha, oka)
 		}
 		if l.LVFWeights != nil {
-			sw += *l.LVFWeights
-			nw++
+			weights.add(*l.LVFWeights, hw, okw)
 		}
 		if l.LVFActivations != nil && l.LVFWeights != nil {
 			n, w := float64(l.Neurons), float64(l.Weights)
-			st += n/(n+w)*(*l.LVFActivations) + w/(n+w)*(*l.LVFWeights)
-			nt++
+			a, b := n/(n+w), w/(n+w)
+			total.add(a*(*l.LVFActivations)+b*(*l.LVFWeights), a*ha+b*hw, oka && okw)
 		}
 	}
-	if na > 0 {
-		v := sa / float64(na)
-		m.Activations = &v
-	}
-	if nw > 0 {
-		v := sw / float64(nw)
-		m.Weights = &v
-	}
-	if nt > 0 && nt == len(m.Layers) {
-		v := st / float64(nt)
-		m.Total = &v
+	m.Activations, m.ActivationsCI = acts.result()
+	m.Weights, m.WeightsCI = weights.result()
+	if total.n > 0 && total.n == len(m.Layers) {
+		m.Total, m.TotalCI = total.result()
 	}
 	return m
 }

@@ -31,6 +31,18 @@ func Wilson(k, n int64, confidence float64) [2]float64 {
 	return wilson(float64(k)/float64(n), float64(n), confidence)
 }
 
+// WilsonEffective is Wilson's interval for a mean p of values in [0, 1] over an
+// effective sample size n (not necessarily whole, such as Kish's for weighted
+// draws). Such values vary at most as a proportion does (variance at most
+// p(1-p)), so the interval stays conservative for them, and it keeps a width
+// where a sample variance would be zero (one draw, or equal values).
+func WilsonEffective(p, n, confidence float64) [2]float64 {
+	if !(n > 0) {
+		return [2]float64{0, 1}
+	}
+	return wilson(p, n, confidence)
+}
+
 // wilson is Wilson's interval for a proportion p observed over an effective
 // sample size nn (not necessarily whole).
 func wilson(p, nn, confidence float64) [2]float64 {
@@ -38,7 +50,16 @@ func wilson(p, nn, confidence float64) [2]float64 {
 	den := 1 + z*z/nn
 	centre := (p + z*z/(2*nn)) / den
 	half := z / den * math.Sqrt(p*(1-p)/nn+z*z/(4*nn*nn))
-	return [2]float64{math.Max(0, centre-half), math.Min(1, centre+half)}
+	ci := [2]float64{math.Max(0, centre-half), math.Min(1, centre+half)}
+	// At p = 0 (1) the lower (upper) end is exactly 0 (1); rounding can leave
+	// it at 1e-18 from there.
+	if p <= 0 {
+		ci[0] = 0
+	}
+	if p >= 1 {
+		ci[1] = 1
+	}
+	return ci
 }
 
 // SampleSize is Leveugle et al.'s statistical fault-injection sample size for a

@@ -31,8 +31,35 @@ func TestWilson(t *testing.T) {
 	if ci[1] != 1 || ci[0] > 0.9 || ci[0] < 0.8 {
 		t.Errorf("Wilson(50,50) = %v", ci)
 	}
+	// No rounding residue at the ends: 0 of 100 (once 3.5e-18) and 100 of 100.
+	for _, n := range []int64{1, 7, 50, 100, 1000} {
+		if lo, hi := Wilson(0, n, 0.95)[0], Wilson(n, n, 0.95)[1]; lo != 0 || hi != 1 {
+			t.Errorf("Wilson(0, %d) lower end %g, Wilson(%d, %d) upper end %g: want 0 and 1", n, lo, n, n, hi)
+		}
+	}
 	if w99, w95 := Wilson(30, 200, 0.99), Wilson(30, 200, 0.95); w99[0] >= w95[0] || w99[1] <= w95[1] {
 		t.Errorf("99%% interval %v not wider than 95%% %v", w99, w95)
+	}
+}
+
+// WilsonEffective is Wilson's interval at a mean and an effective sample
+// size: Wilson's own for whole counts, wide but not empty for one draw.
+func TestWilsonEffective(t *testing.T) {
+	for _, tc := range []struct {
+		p, n     float64
+		want     [2]float64
+		tolerate float64
+	}{
+		{0.1, 100, Wilson(10, 100, 0.95), 1e-15},
+		// One draw at 0.86: centre (0.86 + z^2/2)/(1 + z^2) = 0.5743, half
+		// z/(1 + z^2) sqrt(0.86*0.14 + z^2/4) = 0.4209.
+		{0.86, 1, [2]float64{0.1534, 0.9952}, 1e-4},
+		{0.5, 0, [2]float64{0, 1}, 0},
+	} {
+		got := WilsonEffective(tc.p, tc.n, 0.95)
+		if math.Abs(got[0]-tc.want[0]) > tc.tolerate || math.Abs(got[1]-tc.want[1]) > tc.tolerate {
+			t.Errorf("WilsonEffective(%g, %g) = %v, want %v", tc.p, tc.n, got, tc.want)
+		}
 	}
 }
 

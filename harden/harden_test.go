@@ -67,7 +67,7 @@ func TestHardenEndToEnd(t *testing.T) {
 		if !ok {
 			t.Fatalf("report lacks %s", side)
 		}
-		for _, k := range []string{"clean_accuracy", "vf", "ber"} {
+		for _, k := range []string{"clean_accuracy", "clean_accuracy_ci95", "test_images", "vf", "ber"} {
 			if _, ok := s[k]; !ok {
 				t.Errorf("%s lacks %s", side, k)
 			}
@@ -77,9 +77,18 @@ func TestHardenEndToEnd(t *testing.T) {
 			t.Errorf("%s vf: kind %v, tail check %v, lvf precision %v (want %g)", side, vf["kind"], vf["tail_check"], vf["lvf_precision"], o.VFPrecision)
 		}
 		ber := s["ber"].(map[string]any)["0.001"].(map[string]any)
-		for _, k := range []string{"mean", "median", "p5", "catastrophic"} {
+		for _, k := range []string{"mean", "median", "p5", "catastrophic", "mean_ci95", "median_ci95", "p5_ci95", "catastrophic_ci95"} {
 			if _, ok := ber[k]; !ok {
 				t.Errorf("%s ber lacks %s", side, k)
+			}
+		}
+		// Every MVF has its interval, around it.
+		mvf := vf["mvf"].(map[string]any)
+		for _, k := range []string{"activations", "weights", "total"} {
+			v, _ := mvf[k].(float64)
+			ci, _ := mvf[k+"_ci95"].([]any)
+			if len(ci) != 2 || ci[0].(float64) > v || ci[1].(float64) < v {
+				t.Errorf("%s mvf %s %v: interval %v", side, k, v, mvf[k+"_ci95"])
 			}
 		}
 	}
@@ -100,6 +109,11 @@ func TestHardenEndToEnd(t *testing.T) {
 	}
 	if rep.Before.VF.MVF.Total == nil || rep.After.VF.MVF.Total == nil || rep.Change.MVFTotal == nil {
 		t.Fatal("no MVF totals")
+	}
+	for _, s := range []Side{rep.Before, rep.After} {
+		if ci := s.CleanAccuracyCI; s.TestImages < 1 || !(ci[0] <= s.CleanAccuracy && s.CleanAccuracy <= ci[1] && ci[0] < ci[1]) {
+			t.Errorf("clean accuracy %v on %d images: interval %v", s.CleanAccuracy, s.TestImages, ci)
+		}
 	}
 	t.Logf("clean %.3f -> %.3f, MVF total %.4f -> %.4f, BER 1e-3 mean %.3f -> %.3f; FAT %+v",
 		rep.Before.CleanAccuracy, rep.After.CleanAccuracy, *rep.Before.VF.MVF.Total, *rep.After.VF.MVF.Total,

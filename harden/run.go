@@ -221,21 +221,35 @@ type PermanentRecipe struct {
 	AccuracyAfter  float64 `json:"accuracy_after"`
 }
 
-// Side is one set of measurements.
+// Side is one set of measurements. Every interval is a 95% one; the MVFs'
+// are in VF.MVF (eval.MVF's activations_ci95, weights_ci95 and total_ci95).
 type Side struct {
-	CleanAccuracy float64             `json:"clean_accuracy"`
-	VF            *eval.VF            `json:"vf"`
-	BER           map[string]BERStats `json:"ber"`
+	CleanAccuracy float64 `json:"clean_accuracy"`
+	// CleanAccuracyCI is Wilson's interval over the TestImages test images.
+	CleanAccuracyCI [2]float64          `json:"clean_accuracy_ci95"`
+	TestImages      int                 `json:"test_images"`
+	VF              *eval.VF            `json:"vf"`
+	BER             map[string]BERStats `json:"ber"`
 }
 
-// BERStats sums up the accuracy of one bit error rate's trials.
+// BERStats sums up the accuracy of one bit error rate's trials, each figure
+// with its 95% interval over the trials (the trials are independent draws).
 type BERStats struct {
-	BER          float64 `json:"ber"`
-	Trials       int     `json:"trials"`
-	Mean         float64 `json:"mean"`
-	Median       float64 `json:"median"`
-	P5           float64 `json:"p5"`
-	Catastrophic float64 `json:"catastrophic"` // share of trials below 50% accuracy
+	BER    float64 `json:"ber"`
+	Trials int     `json:"trials"`
+	Mean   float64 `json:"mean"`
+	// MeanCI is the Student-t interval of the mean (the BER curve's
+	// accuracy_ci; [0, 1] for one trial).
+	MeanCI [2]float64 `json:"mean_ci95"`
+	Median float64    `json:"median"`
+	// MedianCI and P5CI are distribution-free order-statistic intervals of the
+	// quantiles (quantileCI); an end the trials cannot bound is 0 or 1.
+	MedianCI     [2]float64 `json:"median_ci95"`
+	P5           float64    `json:"p5"`
+	P5CI         [2]float64 `json:"p5_ci95"`
+	Catastrophic float64    `json:"catastrophic"` // share of trials below 50% accuracy
+	// CatastrophicCI is Wilson's interval over the trials.
+	CatastrophicCI [2]float64 `json:"catastrophic_ci95"`
 }
 
 // Change compares after with before.
@@ -371,6 +385,8 @@ func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
 	if s.CleanAccuracy, err = train.Evaluate(ld.Model, ld.Set, ld.Stats, 1000, o.Device, nil); err != nil {
 		return s, err
 	}
+	s.TestImages = ld.Set.Len()
+	s.CleanAccuracyCI = fault.Wilson(int64(math.Round(s.CleanAccuracy*float64(s.TestImages))), int64(s.TestImages), confidence)
 	phase := "vf " + filepath.Base(dir)
 	o.phase(phase)
 	s.VF, err = eval.RunVF(ctx, eval.VFOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir, Device: o.Device, ReplaceJournal: true,
@@ -384,7 +400,7 @@ func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
 	o.phase(phase)
 	curve, err := fault.RunBERCurve(ctx, fault.BERRunOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir,
 		Device: o.Device, Threads: o.Threads, Images: o.BERImages, Out: filepath.Join(dir, "ber"),
-		BER:        fault.BEROptions{BERs: o.BERs, Trials: o.BERTrials, Seed: o.Seed},
+		BER:        fault.BEROptions{BERs: o.BERs, Trials: o.BERTrials, Seed: o.Seed, Confidence: confidence},
 		OnProgress: func(done, total int) { o.progress(phase)(int64(done), int64(total)) }})
 	if err != nil {
 		return s, err
@@ -393,7 +409,7 @@ func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
 	return s, nil
 }
 
-// berStats sums up a BER curve's trials per rate.
+// berStats sums up a BER curve's trials per rate, with their intervals.
 func berStats(c *fault.BERCurve) map[string]BERStats {
 	out := map[string]BERStats{}
 	for pi, p := range c.Points {
@@ -407,13 +423,18 @@ func berStats(c *fault.BERCurve) map[string]BERStats {
 			continue
 		}
 		slices.Sort(acc)
-		st := BERStats{BER: p.BER, Trials: len(acc), Median: quantile(acc, 0.5), P5: quantile(acc, 0.05)}
+		st := BERStats{BER: p.BER, Trials: len(acc), MeanCI: p.AccuracyCI,
+			Median: quantile(acc, 0.5), MedianCI: quantileCI(acc, 0.5, confidence, 0, 1),
+			P5: quantile(acc, 0.05), P5CI: quantileCI(acc, 0.05, confidence, 0, 1)}
+		catastrophic := 0
 		for _, a := range acc {
 			st.Mean += a / float64(len(acc))
 			if a < 0.5 {
 				st.Catastrophic += 1 / float64(len(acc))
+				catastrophic++
 			}
 		}
+		st.CatastrophicCI = fault.Wilson(int64(catastrophic), int64(len(acc)), confidence)
 		out[strconv.FormatFloat(p.BER, 'g', -1, 64)] = st
 	}
 	return out

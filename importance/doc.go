@@ -4,7 +4,9 @@
 // drawn from q find critical faults with far fewer injections than uniform
 // sampling (ISimDL), and, re-weighted by p/q, still give unbiased estimates of the
 // vulnerability factor with confidence intervals. The package also ranks neurons
-// and channels by estimated criticality.
+// and channels by estimated criticality: by a lower confidence bound on their
+// score (Unit.ScoreLower), so that a unit drawn once or twice does not top the
+// ranking on the strength of one lucky draw.
 //
 // The method, its sources and the differences from ISimDL's code are described
 // in shared/specs/importance-fat-sfi.md (sections 1 and 2).

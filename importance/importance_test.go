@@ -255,18 +255,72 @@ func TestRankPostStratifiesByBitClass(t *testing.T) {
 	crit := []bool{true, false, true, false}
 	got := rank(sp, keys, w, y, crit)
 	// Unit 0: exp_msb 0.5 -> 0.5/32; unit 1: 0.25/32; unit 2 has no draw and
-	// takes the layer's exp_msb mean (0.1*0.5 + 0.1*0.25)/0.2 = 0.375 -> 0.375/32.
+	// takes the layer's exp_msb mean (0.1*0.5 + 0.1*0.25)/0.2 = 0.375 -> 0.375/32,
+	// but ranks last: a unit never drawn has a lower bound of 0.
 	want := []struct {
 		index int64
 		score float64
-	}{{0, 0.5 / 32}, {2, 0.375 / 32}, {1, 0.25 / 32}}
+	}{{0, 0.5 / 32}, {1, 0.25 / 32}, {2, 0.375 / 32}}
 	for i, u := range got {
 		if u.Index != want[i].index || math.Abs(*u.Score-want[i].score) > 1e-12 || u.Rank != i+1 {
 			t.Errorf("rank %d: unit %d score %g, want unit %d score %g", i+1, u.Index, *u.Score, want[i].index, want[i].score)
 		}
 	}
-	if got[0].Faults != 2 || got[0].Critical != 1 || got[1].Faults != 0 {
+	if got[0].Faults != 2 || got[0].Critical != 1 || got[2].Faults != 0 || *got[2].ScoreLower != 0 {
 		t.Errorf("fault counts %+v", got)
+	}
+}
+
+// The ranking orders units by their lower confidence bound: a unit drawn once
+// with a high score ranks below a well-sampled unit with a lower one, and a
+// unit whose two draws fall in two bit classes (a delta-method interval of
+// zero width) gets no credit for its narrow interval.
+func TestRankByLowerBound(t *testing.T) {
+	// One layer of 5 units of one element each.
+	sp := &space{target: Weights, elems: 5, layers: []layerSpace{{site: model.Site{Name: "fc"}, n: 5, unit: 1}}}
+	key := func(e int64, b int) int64 { return e*Bits + int64(b) }
+	var keys []int64
+	var w, y []float64
+	draw := func(e int64, b int, wt, v float64) {
+		keys, w, y = append(keys, key(e, b)), append(w, wt), append(y, v)
+	}
+	draw(0, 30, 1, 0.95) // unit 0: drawn once, the highest score
+	for range 12 {
+		draw(1, 30, 1, 0.8) // unit 1: twelve draws at 0.8
+	}
+	draw(2, 30, 1, 0.9) // unit 2: one exp_msb and one mantissa draw
+	draw(2, 3, 1, 0)
+	draw(3, 30, 1, 0.5) // unit 3: two draws, weights 1 and 3: Kish n = 16/10
+	draw(3, 30, 3, 0.5)
+	// unit 4: never drawn
+	got := rank(sp, keys, w, y, make([]bool, len(keys)))
+	// Wilson's 95% lower ends (z = 1.96): 0.8 over 12 draws 0.51727, 0.95 over
+	// one 0.18653, 0.9 over one 0.16772, 0.5 over 1.6 0.07989; only the
+	// exp_msb class (1 bit of 32) holds draws with y > 0.
+	want := []struct {
+		index        int64
+		score, lower float64
+		faults       int
+	}{
+		{1, 0.8 / 32, 0.51727 / 32, 12},
+		{0, 0.95 / 32, 0.18653 / 32, 1},
+		{2, 0.9 / 32, 0.16772 / 32, 2},
+		{3, 0.5 / 32, 0.07989 / 32, 2},
+		{4, (0.95 + 12*0.8 + 0.9 + 0.5 + 3*0.5) / 18 / 32, 0, 0}, // the layer's weighted exp_msb mean
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d units, want %d", len(got), len(want))
+	}
+	for i, u := range got {
+		wt := want[i]
+		if u.Index != wt.index || u.Rank != i+1 || u.Faults != wt.faults || math.Abs(*u.Score-wt.score) > 1e-12 || math.Abs(*u.ScoreLower-wt.lower) > 1e-6 {
+			t.Errorf("rank %d: unit %d score %g lower %g faults %d, want unit %d score %g lower %g faults %d",
+				i+1, u.Index, *u.Score, *u.ScoreLower, u.Faults, wt.index, wt.score, wt.lower, wt.faults)
+		}
+	}
+	// Unit 2's delta-method interval has no width: one draw per class.
+	if u := got[2]; u.CI95 == nil || u.CI95[0] != u.CI95[1] {
+		t.Errorf("unit 2's delta-method interval %v, want one of zero width", u.CI95)
 	}
 }
 

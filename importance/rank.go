@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/faultline/faultline/fault"
 )
 
 // Unit is one neuron group ranked by criticality: an output channel of a conv
@@ -16,12 +18,25 @@ type Unit struct {
 	// in the unit misclassifies an image, post-stratified by bit class (see
 	// rank); from the layer's draws alone when Faults is 0.
 	Score *float64 `json:"score"`
-	// CI95 is Score's delta-method 95% interval (absent below two faults).
-	CI95     *[2]float64 `json:"ci95,omitempty"`
-	Faults   int         `json:"faults"`   // faults drawn in the unit
-	Critical int         `json:"critical"` // of them, critical ones
-	Rank     int         `json:"rank"`     // 1 = most critical
-	key      int         // position in the space's unit numbering
+	// CI95 is Score's delta-method 95% interval (absent below two faults). It
+	// rests on the spread of the draws within each bit class, so it is narrow,
+	// even empty, when a class holds one draw or equal values: the ranking
+	// does not use it.
+	CI95 *[2]float64 `json:"ci95,omitempty"`
+	// ScoreLower is the lower confidence bound the ranking orders by: Score
+	// with each bit class's term replaced by the lower end of Wilson's 95%
+	// interval for the unit's mean in that class, over the class's Kish
+	// effective number of draws (sum w)^2 / sum w^2, and 0 for a class without
+	// draws of the unit (its layer's mean says nothing of the unit). Values
+	// in [0, 1] vary at most as much as a proportion with their mean, so the
+	// bound needs no sample variance (which one draw, or equal values, would
+	// put at 0) and is low for units drawn once or twice: one draw at 0.86
+	// bounds its class at 0.15, nine at 0.9 at 0.58. A unit never drawn has 0.
+	ScoreLower *float64 `json:"score_lower"`
+	Faults     int      `json:"faults"`   // faults drawn in the unit
+	Critical   int      `json:"critical"` // of them, critical ones
+	Rank       int      `json:"rank"`     // 1 = most critical
+	key        int      // position in the space's unit numbering
 }
 
 // unitKey numbers the units of a space: layer by layer, unit by unit.
@@ -58,13 +73,17 @@ func (s *space) units() []Unit {
 }
 
 // rank scores every unit of the space from weighted draws (keys, weights w =
-// p/q, values y, critical flags) and orders them by decreasing score (then by
-// position). The score is post-stratified by bit class: sum over the classes
-// of (bits in class / 32) times the self-normalised weighted mean of y over
-// the unit's draws in that class, or, where the unit has none, over its
-// layer's. A plain weighted mean over the unit would swing with the rare
-// draws that carry a large weight p/q; per class, the weights within a cell
-// are close. A unit without any draw gets its layer's class means.
+// p/q, values y in [0, 1], critical flags) and orders them by decreasing
+// lower confidence bound (Unit.ScoreLower), then by decreasing score, then by
+// position: a unit drawn once or twice with a high score ranks below a unit
+// whose many draws make it surely critical, and the units never drawn (bound
+// 0) come last, in the order of their layers' scores. The score is
+// post-stratified by bit class: sum over the classes of (bits in class / 32)
+// times the self-normalised weighted mean of y over the unit's draws in that
+// class, or, where the unit has none, over its layer's. A plain weighted mean
+// over the unit would swing with the rare draws that carry a large weight
+// p/q; per class, the weights within a cell are close. A unit without any
+// draw gets its layer's class means.
 func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 	us := s.units()
 	nc := len(bitClasses)
@@ -76,7 +95,7 @@ func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 		}
 		return 0
 	}
-	type cell struct{ sw, swy float64 }
+	type cell struct{ sw, swy, sw2 float64 }
 	unit := make([][]cell, len(us))
 	for u := range unit {
 		unit[u] = make([]cell, nc)
@@ -92,6 +111,7 @@ func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 		l := s.layerOf(e)
 		unit[u][c].sw += w[i]
 		unit[u][c].swy += w[i] * y[i]
+		unit[u][c].sw2 += w[i] * w[i]
 		layer[l][c].sw += w[i]
 		layer[l][c].swy += w[i] * y[i]
 		idx[u] = append(idx[u], i)
@@ -109,15 +129,16 @@ func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 	for u := range us {
 		l := s.layerOf(s.unitStart(u))
 		mu := make([]float64, nc)
-		var score float64
+		var score, lower float64
 		for c, bc := range bitClasses {
 			mu[c] = mean(layer[l][c])
-			if unit[u][c].sw > 0 {
-				mu[c] = mean(unit[u][c])
+			if x := unit[u][c]; x.sw > 0 {
+				mu[c] = mean(x)
+				lower += float64(bc.bits) / Bits * fault.WilsonEffective(mu[c], x.sw*x.sw/x.sw2, 0.95)[0]
 			}
 			score += float64(bc.bits) / Bits * mu[c]
 		}
-		us[u].Score = &score
+		us[u].Score, us[u].ScoreLower = &score, &lower
 		if len(idx[u]) < 2 {
 			continue
 		}
@@ -139,17 +160,11 @@ func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 		us[u].CI95 = &[2]float64{math.Max(0, score-h), math.Min(1, score+h)}
 	}
 	slices.SortStableFunc(us, func(a, b Unit) int {
-		switch {
-		case a.Score == nil && b.Score == nil:
-			return a.key - b.key
-		case a.Score == nil:
-			return 1
-		case b.Score == nil:
-			return -1
-		case *a.Score > *b.Score:
-			return -1
-		case *a.Score < *b.Score:
-			return 1
+		if c := descending(a.ScoreLower, b.ScoreLower); c != 0 {
+			return c
+		}
+		if c := descending(a.Score, b.Score); c != 0 {
+			return c
 		}
 		return a.key - b.key
 	})
@@ -157,6 +172,23 @@ func rank(s *space, keys []int64, w, y []float64, crit []bool) []Unit {
 		us[i].Rank = i + 1
 	}
 	return us
+}
+
+// descending orders x before y when x is larger; nil last.
+func descending(x, y *float64) int {
+	switch {
+	case x == nil && y == nil:
+		return 0
+	case x == nil:
+		return 1
+	case y == nil:
+		return -1
+	case *x > *y:
+		return -1
+	case *x < *y:
+		return 1
+	}
+	return 0
 }
 
 // ProtectionPoint is the model VF left when a share of the fault space's

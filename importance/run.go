@@ -941,19 +941,22 @@ func write(dir string, s *Summary, ranked []Unit, is, uni []draw) error {
 		return err
 	}
 	if err := atomicfile.Write(filepath.Join(dir, RankingCSV), 0o644, func(w io.Writer) error {
-		if _, err := fmt.Fprintln(w, "rank,layer,index,score,ci95_low,ci95_high,faults,critical"); err != nil {
+		if _, err := fmt.Fprintln(w, "rank,layer,index,score,ci95_low,ci95_high,faults,critical,score_lower"); err != nil {
 			return err
 		}
 		for _, u := range ranked {
-			score, lo, hi := "", "", ""
+			score, lo, hi, lower := "", "", "", ""
 			if u.Score != nil {
 				score = strconv.FormatFloat(*u.Score, 'g', 8, 64)
+			}
+			if u.ScoreLower != nil {
+				lower = strconv.FormatFloat(*u.ScoreLower, 'g', 8, 64)
 			}
 			if u.CI95 != nil {
 				lo = strconv.FormatFloat(u.CI95[0], 'g', 8, 64)
 				hi = strconv.FormatFloat(u.CI95[1], 'g', 8, 64)
 			}
-			if _, err := fmt.Fprintf(w, "%d,%s,%d,%s,%s,%s,%d,%d\n", u.Rank, u.Layer, u.Index, score, lo, hi, u.Faults, u.Critical); err != nil {
+			if _, err := fmt.Fprintf(w, "%d,%s,%d,%s,%s,%s,%d,%d,%s\n", u.Rank, u.Layer, u.Index, score, lo, hi, u.Faults, u.Critical, lower); err != nil {
 				return err
 			}
 		}

@@ -113,33 +113,46 @@ func berKeys(sides ...map[string]BERStats) []string {
 	return keys
 }
 
+// interval formats a 95% interval of fractions; n/a when the file has none.
+func interval(ci *[2]float64) string {
+	if ci == nil {
+		return "n/a"
+	}
+	return pct(ci[0]) + " to " + pct(ci[1])
+}
+
 // hardenTable is the before/after table of a harden report: every number is a
-// field of report.json.
+// field of report.json, each figure beside its 95% interval.
 func hardenTable(i int, h Doc[Harden]) Table {
 	d := h.Data
 	t := Table{ID: "harden-" + strconv.Itoa(i+1), Title: "Before and after: " + d.Checkpoint + " -> " + d.Hardened,
-		Head: []string{"measure", "before", "after", "change"}, Inputs: []string{h.Path}, Config: [][]KV{hardenConfig(h)}}
-	t.Rows = append(t.Rows, []string{"clean accuracy", pct(d.Before.CleanAccuracy), pct(d.After.CleanAccuracy), signedPP(d.Change.CleanAccuracy)})
-	mvf := func(v *VF, pick func(MVF) *float64) string {
+		Head: []string{"measure", "before", "95% interval", "after", "95% interval", "change"}, Inputs: []string{h.Path}, Config: [][]KV{hardenConfig(h)}}
+	t.Rows = append(t.Rows, []string{"clean accuracy", pct(d.Before.CleanAccuracy), interval(d.Before.CleanAccuracyCI),
+		pct(d.After.CleanAccuracy), interval(d.After.CleanAccuracyCI), signedPP(d.Change.CleanAccuracy)})
+	type pick func(MVF) (*float64, *[2]float64)
+	mvf := func(v *VF, p pick) (string, string) {
 		if v == nil {
-			return "n/a"
+			return "n/a", "n/a"
 		}
-		return optPct(pick(v.MVF))
+		x, ci := p(v.MVF)
+		return optPct(x), interval(ci)
 	}
 	for _, m := range []struct {
 		name string
-		pick func(MVF) *float64
+		pick pick
 		red  *float64
 	}{
-		{"MVF total", func(m MVF) *float64 { return m.Total }, d.Change.MVFTotal},
-		{"MVF activations", func(m MVF) *float64 { return m.Activations }, d.Change.MVFActivations},
-		{"MVF weights", func(m MVF) *float64 { return m.Weights }, d.Change.MVFWeights},
+		{"MVF total", func(m MVF) (*float64, *[2]float64) { return m.Total, m.TotalCI }, d.Change.MVFTotal},
+		{"MVF activations", func(m MVF) (*float64, *[2]float64) { return m.Activations, m.ActivationsCI }, d.Change.MVFActivations},
+		{"MVF weights", func(m MVF) (*float64, *[2]float64) { return m.Weights, m.WeightsCI }, d.Change.MVFWeights},
 	} {
 		ch := "n/a"
 		if m.red != nil {
 			ch = "-" + pct(*m.red) + " (relative)"
 		}
-		t.Rows = append(t.Rows, []string{m.name, mvf(d.Before.VF, m.pick), mvf(d.After.VF, m.pick), ch})
+		bv, bci := mvf(d.Before.VF, m.pick)
+		av, aci := mvf(d.After.VF, m.pick)
+		t.Rows = append(t.Rows, []string{m.name, bv, bci, av, aci, ch})
 	}
 	for _, k := range berKeys(d.Before.BER, d.After.BER) {
 		b, bok := d.Before.BER[k]
@@ -150,6 +163,12 @@ func hardenTable(i int, h Doc[Harden]) Table {
 			}
 			return pct(v)
 		}
+		ival := func(ok bool, ci *[2]float64) string {
+			if !ok {
+				return "n/a"
+			}
+			return interval(ci)
+		}
 		diff := func(x, y float64) string {
 			if !bok || !aok {
 				return ""
@@ -157,16 +176,22 @@ func hardenTable(i int, h Doc[Harden]) Table {
 			return signedPP(y - x)
 		}
 		t.Rows = append(t.Rows,
-			[]string{"BER " + k + " mean accuracy", cell(bok, b.Mean), cell(aok, a.Mean), diff(b.Mean, a.Mean)},
-			[]string{"BER " + k + " median accuracy", cell(bok, b.Median), cell(aok, a.Median), diff(b.Median, a.Median)},
-			[]string{"BER " + k + " p5 accuracy", cell(bok, b.P5), cell(aok, a.P5), diff(b.P5, a.P5)},
-			[]string{"BER " + k + " catastrophic trials (< 50%)", cell(bok, b.Catastrophic), cell(aok, a.Catastrophic), diff(b.Catastrophic, a.Catastrophic)})
+			[]string{"BER " + k + " mean accuracy", cell(bok, b.Mean), ival(bok, b.MeanCI), cell(aok, a.Mean), ival(aok, a.MeanCI), diff(b.Mean, a.Mean)},
+			[]string{"BER " + k + " median accuracy", cell(bok, b.Median), ival(bok, b.MedianCI), cell(aok, a.Median), ival(aok, a.MedianCI), diff(b.Median, a.Median)},
+			[]string{"BER " + k + " p5 accuracy", cell(bok, b.P5), ival(bok, b.P5CI), cell(aok, a.P5), ival(aok, a.P5CI), diff(b.P5, a.P5)},
+			[]string{"BER " + k + " catastrophic trials (< 50%)", cell(bok, b.Catastrophic), ival(bok, b.CatastrophicCI),
+				cell(aok, a.Catastrophic), ival(aok, a.CatastrophicCI), diff(b.Catastrophic, a.Catastrophic)})
 	}
 	for _, ab := range d.Ablation {
-		t.Rows = append(t.Rows, []string{"ablation " + ab.Variant + ": clean accuracy / MVF total", "",
-			pct(ab.After.CleanAccuracy) + " / " + mvf(ab.After.VF, func(m MVF) *float64 { return m.Total }), signedPP(ab.Change.CleanAccuracy)})
+		v, ci := mvf(ab.After.VF, func(m MVF) (*float64, *[2]float64) { return m.Total, m.TotalCI })
+		t.Rows = append(t.Rows, []string{"ablation " + ab.Variant + ": clean accuracy / MVF total", "", "",
+			pct(ab.After.CleanAccuracy) + " / " + v, interval(ab.After.CleanAccuracyCI) + " / " + ci, signedPP(ab.Change.CleanAccuracy)})
 	}
-	t.Caption = "Clean accuracy on the test set; MVF from DeepVigor+; BER rows over the trials of each bit error rate. Changes in percentage points, except MVF (relative reduction)."
+	t.Caption = "Clean accuracy on the test set, with Wilson's 95% interval over its images; MVF from DeepVigor+, its interval from the layers' LVF sampling intervals " +
+		"(independent layers combined in quadrature; zero width for a complete analysis); BER rows over the trials of each bit error rate, with the Student-t interval of the mean, " +
+		"order-statistic intervals of the median and p5 (an end the trials cannot bound shows as 0% or 100%) and Wilson's interval of the catastrophic share. " +
+		"n/a: no interval in report.json (written before intervals were recorded, or a layer without an LVF interval). " +
+		"Changes in percentage points, except MVF (relative reduction); changes carry no interval."
 	return t
 }
 

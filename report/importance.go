@@ -73,8 +73,11 @@ func importanceSections(s *Set, imp, crit *Section) {
 			units = units[:20]
 		}
 		t := Table{ID: fmt.Sprintf("critical-%d", i+1), Title: fmt.Sprintf("Top %d critical units (%s): %s", len(units), d.Data.Target, filepath.Dir(d.Path)),
-			Caption: "Score: the estimated probability that a uniformly drawn single-bit fault in the unit misclassifies an image, with its 95% interval.",
-			Head:    []string{"rank", "layer", "unit", "score", "95% interval", "faults drawn", "critical"}, Inputs: []string{d.Path}}
+			Caption: "Score: the estimated probability that a uniformly drawn single-bit fault in the unit misclassifies an image, with its delta-method 95% interval " +
+				"(narrow, even empty, for a unit with one draw per bit class). Ranked by the lower bound: each bit class's share of the score at the lower end of " +
+				"Wilson's 95% interval over the unit's draws there, 0 for a class without any, so that units drawn once or twice do not top the list; " +
+				"n/a: a ranking written before the lower bound, ranked by score.",
+			Head: []string{"rank", "layer", "unit", "score", "95% interval", "lower bound (ranks by)", "faults drawn", "critical"}, Inputs: []string{d.Path}}
 		if sum := byDir[filepath.Dir(d.Path)]; sum != nil {
 			t.Inputs = append(t.Inputs, sum.Path)
 			t.Config = append(t.Config, importanceConfig(sum.Data))
@@ -84,7 +87,8 @@ func importanceSections(s *Set, imp, crit *Section) {
 			if u.CI95 != nil {
 				ci = pct(u.CI95[0]) + " to " + pct(u.CI95[1])
 			}
-			t.Rows = append(t.Rows, []string{strconv.Itoa(u.Rank), u.Layer, strconv.FormatInt(u.Index, 10), optPct(u.Score), ci, strconv.Itoa(u.Faults), strconv.Itoa(u.Critical)})
+			t.Rows = append(t.Rows, []string{strconv.Itoa(u.Rank), u.Layer, strconv.FormatInt(u.Index, 10), optPct(u.Score), ci, optPct(u.ScoreLower),
+				strconv.Itoa(u.Faults), strconv.Itoa(u.Critical)})
 		}
 		crit.Tables = append(crit.Tables, t)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,21 +159,44 @@ func TestBeforeAfterTableMatchesJSON(t *testing.T) {
 			t.Errorf("%s column %d: %s, JSON has %v", row, col, cells[col], want)
 		}
 	}
-	for col, name := range []string{"before", "after"} {
-		check("clean accuracy", col+1, side(name)["clean_accuracy"].(float64))
+	// checkCI checks an interval cell ("a% to b%") against the JSON's pair.
+	checkCI := func(row string, col int, want any) {
+		t.Helper()
+		pair, ok := want.([]any)
+		if !ok || len(pair) != 2 {
+			t.Fatalf("%s: JSON interval %v", row, want)
+		}
+		lo, hi, ok := strings.Cut(rows[row][col], " to ")
+		if !ok {
+			t.Fatalf("%s column %d: %q is not an interval", row, col, rows[row][col])
+		}
+		if !near(pctValue(t, lo), pair[0].(float64)) || !near(pctValue(t, hi), pair[1].(float64)) {
+			t.Errorf("%s column %d: %s, JSON has %v", row, col, rows[row][col], pair)
+		}
+	}
+	if want := []string{"measure", "before", "95% interval", "after", "95% interval", "change"}; !slices.Equal(tbl.Head, want) {
+		t.Errorf("head %v, want %v", tbl.Head, want)
+	}
+	for i, name := range []string{"before", "after"} {
+		col := 1 + 2*i
+		check("clean accuracy", col, side(name)["clean_accuracy"].(float64))
+		checkCI("clean accuracy", col+1, side(name)["clean_accuracy_ci95"])
 		mvf := side(name)["vf"].(map[string]any)["mvf"].(map[string]any)
-		check("MVF total", col+1, mvf["total"].(float64))
-		check("MVF weights", col+1, mvf["weights"].(float64))
+		for row, key := range map[string]string{"MVF total": "total", "MVF activations": "activations", "MVF weights": "weights"} {
+			check(row, col, mvf[key].(float64))
+			checkCI(row, col+1, mvf[key+"_ci95"])
+		}
 		for rate, st := range side(name)["ber"].(map[string]any) {
 			st := st.(map[string]any)
-			check("BER "+rate+" mean accuracy", col+1, st["mean"].(float64))
-			check("BER "+rate+" p5 accuracy", col+1, st["p5"].(float64))
-			check("BER "+rate+" catastrophic trials (< 50%)", col+1, st["catastrophic"].(float64))
+			for row, key := range map[string]string{"mean accuracy": "mean", "median accuracy": "median", "p5 accuracy": "p5", "catastrophic trials (< 50%)": "catastrophic"} {
+				check("BER "+rate+" "+row, col, st[key].(float64))
+				checkCI("BER "+rate+" "+row, col+1, st[key+"_ci95"])
+			}
 		}
 	}
 	red := rep["change"].(map[string]any)["mvf_total_reduction"].(float64)
-	if got := pctValue(t, strings.TrimSuffix(strings.TrimPrefix(rows["MVF total"][3], "-"), " (relative)")); !near(got, red) {
-		t.Errorf("MVF total reduction %s, JSON %v", rows["MVF total"][3], red)
+	if got := pctValue(t, strings.TrimSuffix(strings.TrimPrefix(rows["MVF total"][5], "-"), " (relative)")); !near(got, red) {
+		t.Errorf("MVF total reduction %s, JSON %v", rows["MVF total"][5], red)
 	}
 	if want := 4 + 4*len(side("before")["ber"].(map[string]any)); len(tbl.Rows) != want {
 		t.Errorf("%d rows, want %d", len(tbl.Rows), want)
@@ -226,8 +250,93 @@ func TestCriticalListMatchesRanking(t *testing.T) {
 	for i, row := range tbl.Rows {
 		u := units[i].(map[string]any)
 		if row[0] != strconv.Itoa(int(u["rank"].(float64))) || row[1] != u["layer"] || row[2] != strconv.Itoa(int(u["index"].(float64))) ||
-			!near(pctValue(t, row[3]), u["score"].(float64)) || row[5] != strconv.Itoa(int(u["faults"].(float64))) {
+			!near(pctValue(t, row[3]), u["score"].(float64)) || row[6] != strconv.Itoa(int(u["faults"].(float64))) {
 			t.Errorf("row %d %v, unit %v", i, row, u)
+		}
+		// The fixture predates the lower bound: its column says so.
+		if _, ok := u["score_lower"]; !ok && row[5] != "n/a" {
+			t.Errorf("row %d: lower bound %q for a ranking without one", i, row[5])
+		}
+	}
+}
+
+// A ranking with lower bounds shows each unit's bound beside its score and
+// draw count, in rank order: a once-drawn unit with the highest score sits
+// below the well-sampled units that outrank it.
+func TestCriticalListShowsLowerBound(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "is", "ranking.json"), `{"kind":"faultline.ranking","schema_version":1,"target":"weights","units":[
+{"layer":"fc1","index":13,"score":0.027,"score_lower":0.0047,"faults":1,"critical":1,"rank":2},
+{"layer":"conv1","index":2,"score":0.0284,"ci95":[0.0273,0.0295],"score_lower":0.018,"faults":9,"critical":9,"rank":1},
+{"layer":"fc2","index":2,"score":0.0228,"ci95":[0.0228,0.0228],"score_lower":0.0041,"faults":2,"critical":1,"rank":3}]}`)
+	_, r := build(t, dir)
+	var tbl Table
+	for _, s := range r.Sections {
+		if s.ID == "critical" {
+			tbl = s.Tables[0]
+		}
+	}
+	want := [][]string{
+		{"1", "conv1", "2", "2.84%", "2.73% to 2.95%", "1.8%", "9", "9"},
+		{"2", "fc1", "13", "2.7%", "", "0.47%", "1", "1"},
+		{"3", "fc2", "2", "2.28%", "2.28% to 2.28%", "0.41%", "2", "1"},
+	}
+	if len(tbl.Rows) != len(want) {
+		t.Fatalf("rows %v, want %v", tbl.Rows, want)
+	}
+	for i := range want {
+		if !slices.Equal(tbl.Rows[i], want[i]) {
+			t.Errorf("row %d %v, want %v", i, tbl.Rows[i], want[i])
+		}
+	}
+	if tbl.Head[5] != "lower bound (ranks by)" || !strings.Contains(tbl.Caption, "Ranked by the lower bound") {
+		t.Errorf("head %v, caption %q", tbl.Head, tbl.Caption)
+	}
+}
+
+// A harden report written before the intervals renders its figures with n/a
+// in the interval columns.
+func TestBeforeAfterTableWithoutIntervals(t *testing.T) {
+	var rep map[string]any
+	b, err := os.ReadFile(filepath.Join(fixtures, "lenet5-hardened/report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var strip func(v any)
+	strip = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if strings.HasSuffix(k, "_ci95") && k != "lvf_activations_ci95" && k != "lvf_weights_ci95" {
+					delete(v, k)
+					continue
+				}
+				strip(x)
+			}
+		case []any:
+			for _, x := range v {
+				strip(x)
+			}
+		}
+	}
+	strip(rep)
+	old, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(old, []byte("mean_ci95")) || !bytes.Contains(old, []byte("lvf_weights_ci95")) {
+		t.Fatal("stripping the intervals failed")
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "report.json"), string(old))
+	_, r := build(t, dir)
+	tbl := r.Sections[0].Tables[0]
+	for _, row := range tbl.Rows {
+		if row[2] != "n/a" || row[4] != "n/a" || row[1] == "n/a" || row[3] == "n/a" {
+			t.Errorf("row %v: want values with n/a intervals", row)
 		}
 	}
 }

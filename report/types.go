@@ -55,11 +55,15 @@ type VF struct {
 	Software       Software  `json:"software"`
 }
 
-// MVF is a model's vulnerability factors.
+// MVF is a model's vulnerability factors, with their 95% intervals (absent
+// from files written before they were recorded).
 type MVF struct {
-	Activations *float64 `json:"activations"`
-	Weights     *float64 `json:"weights"`
-	Total       *float64 `json:"total"`
+	Activations   *float64    `json:"activations"`
+	Weights       *float64    `json:"weights"`
+	Total         *float64    `json:"total"`
+	ActivationsCI *[2]float64 `json:"activations_ci95"`
+	WeightsCI     *[2]float64 `json:"weights_ci95"`
+	TotalCI       *[2]float64 `json:"total_ci95"`
 }
 
 // VFLayer is one layer's DeepVigor+ result.
@@ -199,13 +203,16 @@ type Ranking struct {
 
 // Unit is one ranked output channel or unit.
 type Unit struct {
-	Layer    string      `json:"layer"`
-	Index    int64       `json:"index"`
-	Score    *float64    `json:"score"`
-	CI95     *[2]float64 `json:"ci95"`
-	Faults   int         `json:"faults"`
-	Critical int         `json:"critical"`
-	Rank     int         `json:"rank"`
+	Layer string      `json:"layer"`
+	Index int64       `json:"index"`
+	Score *float64    `json:"score"`
+	CI95  *[2]float64 `json:"ci95"`
+	// ScoreLower is the lower confidence bound the ranking orders by (absent
+	// from rankings written before it, which ordered by score).
+	ScoreLower *float64 `json:"score_lower"`
+	Faults     int      `json:"faults"`
+	Critical   int      `json:"critical"`
+	Rank       int      `json:"rank"`
 }
 
 // Harden is the part of a faultline.harden_report result (report.json) the
@@ -245,21 +252,29 @@ type Range struct {
 	Max float64 `json:"max"`
 }
 
-// HardenSide is one side (before or after) of a hardening.
+// HardenSide is one side (before or after) of a hardening. The intervals are
+// 95% ones, absent from reports written before they were recorded.
 type HardenSide struct {
-	CleanAccuracy float64             `json:"clean_accuracy"`
-	VF            *VF                 `json:"vf"`
-	BER           map[string]BERStats `json:"ber"`
+	CleanAccuracy   float64             `json:"clean_accuracy"`
+	CleanAccuracyCI *[2]float64         `json:"clean_accuracy_ci95"`
+	TestImages      int                 `json:"test_images"`
+	VF              *VF                 `json:"vf"`
+	BER             map[string]BERStats `json:"ber"`
 }
 
-// BERStats sums up one bit error rate's trials in a harden report.
+// BERStats sums up one bit error rate's trials in a harden report, with 95%
+// intervals over the trials.
 type BERStats struct {
-	BER          float64 `json:"ber"`
-	Trials       int     `json:"trials"`
-	Mean         float64 `json:"mean"`
-	Median       float64 `json:"median"`
-	P5           float64 `json:"p5"`
-	Catastrophic float64 `json:"catastrophic"`
+	BER            float64     `json:"ber"`
+	Trials         int         `json:"trials"`
+	Mean           float64     `json:"mean"`
+	MeanCI         *[2]float64 `json:"mean_ci95"`
+	Median         float64     `json:"median"`
+	MedianCI       *[2]float64 `json:"median_ci95"`
+	P5             float64     `json:"p5"`
+	P5CI           *[2]float64 `json:"p5_ci95"`
+	Catastrophic   float64     `json:"catastrophic"`
+	CatastrophicCI *[2]float64 `json:"catastrophic_ci95"`
 }
 
 // HardenChange compares after with before.

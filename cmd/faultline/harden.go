@@ -186,12 +186,23 @@ func printHarden(a *app, r *harden.Report) {
 				p.File, p.Faults, 100*p.AccuracyBefore, 100*p.AccuracyAfter)
 		}
 	}
-	fmt.Fprintf(w, "%-28s %12s %12s\n", "", "before", "after")
-	fmt.Fprintf(w, "%-28s %11.2f%% %11.2f%%\n", "clean accuracy", 100*r.Before.CleanAccuracy, 100*r.After.CleanAccuracy)
-	if r.Before.VF != nil && r.After.VF != nil {
-		fmt.Fprintf(w, "%-28s %12s %12s\n", "MVF activations", pct(r.Before.VF.MVF.Activations), pct(r.After.VF.MVF.Activations))
-		fmt.Fprintf(w, "%-28s %12s %12s\n", "MVF weights", pct(r.Before.VF.MVF.Weights), pct(r.After.VF.MVF.Weights))
-		fmt.Fprintf(w, "%-28s %12s %12s\n", "MVF total", pct(r.Before.VF.MVF.Total), pct(r.After.VF.MVF.Total))
+	// Each figure with its 95% interval (report.json's *_ci95 fields).
+	iv := func(ci *[2]float64, prec int) string {
+		if ci == nil {
+			return "-"
+		}
+		return fmt.Sprintf("[%.*f, %.*f]", prec, 100*ci[0], prec, 100*ci[1])
+	}
+	row := func(name, b, bci, a, aci string) {
+		fmt.Fprintf(w, "%-28s %10s %-18s %10s %-18s\n", name, b, bci, a, aci)
+	}
+	acc := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
+	row("", "before", "95% interval", "after", "95% interval")
+	row("clean accuracy", acc(r.Before.CleanAccuracy), iv(&r.Before.CleanAccuracyCI, 2), acc(r.After.CleanAccuracy), iv(&r.After.CleanAccuracyCI, 2))
+	if b, a := r.Before.VF, r.After.VF; b != nil && a != nil {
+		row("MVF activations", pct(b.MVF.Activations), iv(b.MVF.ActivationsCI, 3), pct(a.MVF.Activations), iv(a.MVF.ActivationsCI, 3))
+		row("MVF weights", pct(b.MVF.Weights), iv(b.MVF.WeightsCI, 3), pct(a.MVF.Weights), iv(a.MVF.WeightsCI, 3))
+		row("MVF total", pct(b.MVF.Total), iv(b.MVF.TotalCI, 3), pct(a.MVF.Total), iv(a.MVF.TotalCI, 3))
 	}
 	var keys []string
 	for k := range r.Before.BER {
@@ -200,9 +211,10 @@ func printHarden(a *app, r *harden.Report) {
 	sort.Slice(keys, func(i, j int) bool { return r.Before.BER[keys[i]].BER < r.Before.BER[keys[j]].BER })
 	for _, k := range keys {
 		b, af := r.Before.BER[k], r.After.BER[k]
-		fmt.Fprintf(w, "%-28s %11.2f%% %11.2f%%\n", "BER "+k+" mean accuracy", 100*b.Mean, 100*af.Mean)
-		fmt.Fprintf(w, "%-28s %11.2f%% %11.2f%%\n", "BER "+k+" p5 accuracy", 100*b.P5, 100*af.P5)
-		fmt.Fprintf(w, "%-28s %11.1f%% %11.1f%%\n", "BER "+k+" catastrophic", 100*b.Catastrophic, 100*af.Catastrophic)
+		row("BER "+k+" mean accuracy", acc(b.Mean), iv(&b.MeanCI, 2), acc(af.Mean), iv(&af.MeanCI, 2))
+		row("BER "+k+" p5 accuracy", acc(b.P5), iv(&b.P5CI, 2), acc(af.P5), iv(&af.P5CI, 2))
+		row("BER "+k+" catastrophic", fmt.Sprintf("%.1f%%", 100*b.Catastrophic), iv(&b.CatastrophicCI, 1),
+			fmt.Sprintf("%.1f%%", 100*af.Catastrophic), iv(&af.CatastrophicCI, 1))
 	}
 	if len(r.Ablation) > 0 {
 		fmt.Fprintf(w, "ablation (after):\n%-10s %10s %12s", "variant", "clean", "MVF total")

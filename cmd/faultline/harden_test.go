@@ -48,7 +48,7 @@ func TestHardenConfigFileAndFlags(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("harden failed: %s", errs)
 	}
-	for _, want := range []string{"clean accuracy", "MVF total", "BER 0.001 mean accuracy", "range restriction: 5 layers clamped (bounds from 200 training images)"} {
+	for _, want := range []string{"clean accuracy", "95% interval", "MVF total", "BER 0.001 mean accuracy", "range restriction: 5 layers clamped (bounds from 200 training images)"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}

@@ -67,6 +67,26 @@ func TestImportanceEndToEnd(t *testing.T) {
 	if rows := strings.Count(string(csv), "\n") - 1; rows != 236 {
 		t.Errorf("ranking.csv has %d rows, want 236", rows)
 	}
+	// ranking.json orders the units by their lower confidence bound.
+	rb, err := os.ReadFile(filepath.Join(out, "ranking.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rk struct {
+		Units []struct {
+			Score      float64  `json:"score"`
+			ScoreLower *float64 `json:"score_lower"`
+			Rank       int      `json:"rank"`
+		} `json:"units"`
+	}
+	if err := json.Unmarshal(rb, &rk); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range rk.Units {
+		if u.ScoreLower == nil || *u.ScoreLower > u.Score || u.Rank != i+1 || i > 0 && *u.ScoreLower > *rk.Units[i-1].ScoreLower {
+			t.Fatalf("ranking.json unit %d (rank %d): score %v, lower bound %v, after %v", i, u.Rank, u.Score, u.ScoreLower, rk.Units[max(i-1, 0)].ScoreLower)
+		}
+	}
 	// The same seed gives the same summary, timings aside, and the same ranking
 	// (Kendall's tau 1 against the first run's).
 	out2 := filepath.Join(t.TempDir(), "is2")
