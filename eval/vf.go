@@ -30,10 +30,6 @@ const (
 	VFCSVFile = "vf.csv"
 )
 
-// ClampsKey is the checkpoint metadata section (Metadata.Extra) whose presence
-// means the model restricts activation ranges; --tail-check auto turns on for it.
-const ClampsKey = model.ClampsKey
-
 // DefaultPrecision is the LVF interval half-width (0.5 pp) the CLI bounds
 // sampled layers to by default: at 10% sampling, one draw of 2 of VGG-11's 16
 // first-layer filters missed that layer's complete LVF by up to 1.5 pp.
@@ -54,7 +50,7 @@ type VFOptions struct {
 	Precision float64
 	Images    int // the first N test images
 	Semantics deepvigor.Semantics
-	TailCheck string // auto, on or off
+	TailCheck string // auto (on for exact semantics, off for reference), on or off
 	Seed      int64
 	Layers    []string
 	PerOctave int
@@ -231,11 +227,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		if o.Images > ld.Set.Len() {
 			return fmt.Errorf("eval: --images %d: the %s test split has only %d images", o.Images, ld.Dataset, ld.Set.Len())
 		}
-		tail := o.TailCheck == "on"
-		if o.TailCheck == "auto" || o.TailCheck == "" {
-			_, tail = ld.Meta.Extra[ClampsKey]
-			tail = tail && o.Semantics == deepvigor.Exact
-		}
+		tail := o.TailCheck == "on" || (o.TailCheck == "auto" || o.TailCheck == "") && o.Semantics == deepvigor.Exact
 		inj, ev, err := ld.EvalSet(o.Images, o.BatchSize)
 		if err != nil {
 			return err

@@ -38,8 +38,8 @@ holds the complete LVF; then, per target over every run and layer, the mean and
 largest difference, how many stay under --tolerance (0.005 = 0.5 pp) and how many
 intervals hold the complete LVF. Arguments are run directories or vf.json files.
 Runs with other settings (tail check, semantics, images, ...) are refused.`,
-		Example: `  faultline eval vf --checkpoint runs/lenet5 --sampling-ratio 1 --tail-check on --out runs/vf-full
-  for s in 1 2 3; do faultline eval vf --checkpoint runs/lenet5 --tail-check on --seed $s --out runs/vf-s$s; done
+		Example: `  faultline eval vf --checkpoint runs/lenet5 --sampling-ratio 1 --out runs/vf-full
+  for s in 1 2 3; do faultline eval vf --checkpoint runs/lenet5 --seed $s --out runs/vf-s$s; done
   faultline eval compare --complete runs/vf-full runs/vf-s1 runs/vf-s2 runs/vf-s3`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -118,9 +118,10 @@ DIR2/vf.csv (one row per channel).
 
 --semantics exact (default) uses true IEEE-754 flips; reference reproduces the
 authors' reference implementation, quirks included (BatchNorm-free models only).
---tail-check decides errors of magnitude 2^10 and more with the network instead
-of counting them critical; auto turns it on for checkpoints with activation
-clamps. Compare runs only with identical settings.`,
+--tail-check decides errors of magnitude 2^10 and more (up to the largest finite
+float32, and infinities) with the network instead of counting them critical, as
+the paper does; auto (the default) turns it on for exact semantics, the accurate
+mode, and off for reference. Compare runs only with identical settings.`,
 		Example: `  faultline eval vf --checkpoint runs/lenet5 --out runs/vf
   faultline eval vf --checkpoint runs/lenet5 --sampling-ratio 1 --validate 1 --out runs/vf-full
   faultline eval vf --checkpoint runs/vgg11 --target weights --validate 0.15 --out runs/vgg-vf`,
@@ -177,11 +178,11 @@ clamps. Compare runs only with identical settings.`,
 	f.IntVar(&o.ValidateNeurons, "validate-neurons", 1, "analysed neurons per validated channel that activation fault injection covers, drawn at random positions (from 2 on, border and interior neurons both)")
 	f.IntVar(&o.ValidateOperands, "validate-operands", 0, "cap on the weights per filter (operands per neuron) whose bits validation flips: a seeded sample (0 = all, exhaustive)")
 	f.StringVar(&semantics, "semantics", "exact", "exact or reference")
-	f.StringVar(&o.TailCheck, "tail-check", "auto", "auto, on or off: let the network decide errors of magnitude >= 2^10 (exact only)")
+	f.StringVar(&o.TailCheck, "tail-check", "auto", "auto, on or off: let the network decide errors of magnitude >= 2^10 (exact only; auto: on for exact, off for reference)")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the channel and neuron sampling")
 	f.StringVar(&layers, "layers", "", "comma-separated layer names (default: every conv and linear layer)")
 	f.IntVar(&o.PerOctave, "thresholds-per-octave", deepvigor.DefaultPerOctave, "exact semantics: candidate error values per factor of two")
-	f.StringVar((*string)(&o.WeightErrors), "weight-errors", "", "weight analysis errors: fault (exact's default: one per fault, its largest over the channel's positions) or position (the paper's and reference's: one per output position)")
+	f.StringVar((*string)(&o.WeightErrors), "weight-errors", "", "weight analysis errors: mean (exact's default: one per fault, its errors over the channel's positions averaged with loss-gradient weights), fault (one per fault, its largest over the positions) or position (the paper's and reference's: one per output position)")
 	f.IntVar(&o.BatchSize, "batch", 1024, "fault-injection samples per forward pass (validation)")
 	f.StringVar(&o.Out, "out", "", "output directory (vf.json, vf.csv)")
 	addRuntimeFlags(f, &o.Threads, &device)

@@ -46,7 +46,31 @@ const (
 	// PerFault: one error per (weight, bit, image): the largest in magnitude over
 	// the channel's output positions, since one weight fault hits them all.
 	PerFault WeightErrors = "fault"
+	// Averaged: one error per (weight, bit, image): its errors at the channel's
+	// positions averaged into the one uniform delta they amount to, each
+	// position weighted by its share of the magnitude of the loss gradient at
+	// the golden point (equal shares where the gradient is zero), in layers
+	// whose inputs are non-negative. In conv layers whose inputs take both
+	// signs (the errors would cancel), Pattern when a filter has at most
+	// MaxPatternOperands weights, else PerFault. Exact's default.
+	Averaged WeightErrors = "mean"
+	// Pattern: no single delta stands for a fault: the search runs per weight
+	// along the fault's own error pattern (the weight's operand at each of the
+	// channel's positions, times the weight's change), with the weight's 32
+	// bit-flip changes themselves as candidates, so each fault is decided as
+	// fault injection would decide it (given monotonicity along the pattern).
+	// About three forward passes per weight and image: only where Averaged
+	// chooses it.
+	Pattern WeightErrors = "pattern"
 )
+
+// MaxPatternOperands bounds the weights per filter of a layer whose weights
+// Averaged analyses by Pattern (first layers: 25 in LeNet-5, 9 in VGG-11).
+const MaxPatternOperands = 32
+
+// sampledOperands is how many of a filter's weights a sampled Pattern analysis
+// draws per filter (all of them when it has fewer).
+const sampledOperands = 8
 
 // Options configure Analyze.
 type Options struct {
@@ -54,7 +78,9 @@ type Options struct {
 	Weights     bool // analyse weights (filters)
 	Semantics   Semantics
 	// TailCheck lets the network decide errors of magnitude 2^10 and more
-	// (Exact only): otherwise they are always critical.
+	// (Exact only): the candidate errors go on beyond 2^10 up to the largest
+	// finite float32, and infinite errors are tested as infinite deltas.
+	// Otherwise they are always critical, as in the paper.
 	TailCheck bool
 	// SamplingRatio is the share of output channels analysed per layer, in (0, 1];
 	// 1 is the complete analysis.
@@ -70,8 +96,9 @@ type Options struct {
 	Precision float64
 	// Layers restricts the analysis (default: every conv and linear layer).
 	Layers []string
-	// WeightErrors selects the weight analysis's error distribution: PerFault
-	// (Exact's default) or PerPosition (the paper's, Reference's only choice).
+	// WeightErrors selects the weight analysis's error distribution: Averaged
+	// (Exact's default), PerFault or PerPosition (the paper's, Reference's only
+	// choice).
 	WeightErrors WeightErrors
 	// PerOctave is the Exact grid's thresholds per factor of two (default 1).
 	PerOctave int
@@ -104,6 +131,8 @@ type ChannelResult struct {
 	Positions      []int     `json:"positions"`
 	NVF            []float64 `json:"nvf,omitempty"`
 	CVFWeights     *float64  `json:"cvf_weights,omitempty"`
+	WeightOperands []int     `json:"weight_operands,omitempty"`
+	OperandVF      []float64 `json:"operand_vf,omitempty"`
 	ImageForwards  int64     `json:"image_forwards"`
 	ImageBackwards int64     `json:"image_backwards"`
 }
@@ -135,10 +164,15 @@ type Layer struct {
 	Kind string `json:"kind"` // conv or linear
 	// Neurons is the layer's output activations per image (C*H*W); Weights its
 	// weights without bias.
-	Neurons   int64 `json:"neurons"`
-	Weights   int64 `json:"weights"`
-	Channels  int   `json:"out_channels"`
-	Positions int   `json:"positions"` // per channel (H*W, 1 for linear)
+	Neurons  int64 `json:"neurons"`
+	Weights  int64 `json:"weights"`
+	Channels int   `json:"out_channels"`
+	// WeightErrors is the weight error model used in this layer: the run's,
+	// except that mean becomes pattern in a conv layer with inputs of both
+	// signs and at most MaxPatternOperands weights per filter, and fault in one
+	// with more.
+	WeightErrors WeightErrors `json:"weight_errors,omitempty"`
+	Positions    int          `json:"positions"` // per channel (H*W, 1 for linear)
 	// LVFs are means of the analysed channels' CVFs; their intervals are the 95%
 	// sampling intervals (two-stage for activations), equal to the LVF when the
 	// analysis is complete and absent when one channel cannot give one.
@@ -173,6 +207,12 @@ type Channel struct {
 	CVFActivations *float64  `json:"cvf_activations,omitempty"`
 	NVF            []float64 `json:"nvf,omitempty"` // per position, activations
 	CVFWeights     *float64  `json:"cvf_weights,omitempty"`
+	// WeightOperands are the filter's weights (flat indices within the
+	// filter) whose faults a pattern search analysed (see Layer.WeightErrors)
+	// and OperandVF their VFs; CVFWeights is their mean. All of the filter's
+	// weights in a complete analysis, a seeded sample in a sampled one.
+	WeightOperands []int     `json:"weight_operands,omitempty"`
+	OperandVF      []float64 `json:"operand_vf,omitempty"`
 }
 
 // Analyze runs DeepVigor+ on m with images x ([B, C, H, W], normalised) whose
@@ -205,7 +245,7 @@ func Analyze(ctx context.Context, m *model.Model, x *ts.Tensor, golden []int, o 
 		return nil, err
 	}
 	err = torch.NoGrad(func() error {
-		a := &analyzer{m: m, o: o, g: newGrid(o.PerOctave), golden: golden, res: res}
+		a := &analyzer{m: m, o: o, g: newGrid(o.PerOctave, o.TailCheck), golden: golden, res: res}
 		return a.run(ctx, x, sites)
 	})
 	if rerr := restore(); err == nil {
@@ -231,18 +271,18 @@ func (o *Options) check() error {
 		return fmt.Errorf("deepvigor: the tail check is an exact-semantics option (the reference counts errors beyond 2^10 critical)")
 	}
 	switch o.WeightErrors {
-	case "": // exact: per fault; reference: per position, as the reference does
-		o.WeightErrors = PerFault
+	case "": // exact: averaged; reference: per position, as the reference does
+		o.WeightErrors = Averaged
 		if o.Semantics == Reference {
 			o.WeightErrors = PerPosition
 		}
 	case PerPosition:
-	case PerFault:
+	case PerFault, Averaged:
 		if o.Semantics == Reference {
-			return fmt.Errorf("deepvigor: per-fault weight errors are an exact-semantics option (the reference pools per position)")
+			return fmt.Errorf("deepvigor: %s weight errors are an exact-semantics option (the reference pools per position)", o.WeightErrors)
 		}
 	default:
-		return fmt.Errorf("deepvigor: weight errors %q: want position or fault", o.WeightErrors)
+		return fmt.Errorf("deepvigor: weight errors %q: want mean, fault or position", o.WeightErrors)
 	}
 	if o.PerOctave < 0 || o.PerOctave > 64 {
 		return fmt.Errorf("deepvigor: %d thresholds per octave: want 1..64", o.PerOctave)
@@ -472,17 +512,32 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	if b, ok := a.m.WeightClamps()[s.Name]; ok {
 		ops.wb = &b
 	}
+	if a.o.Weights {
+		l.WeightErrors = a.o.WeightErrors
+		if l.WeightErrors == Averaged && ops.signed && s.Kind == model.Conv {
+			l.WeightErrors = PerFault
+			if ops.f <= MaxPatternOperands {
+				l.WeightErrors = Pattern
+			}
+		}
+	}
 	w, err := a.m.Param(s.Weight())
 	if err != nil {
 		return nil, err
 	}
-	if a.o.Semantics == Exact && a.o.SamplingRatio < 1 {
-		if l.ChannelSensitivity, err = sensitivity(r, w, l.Channels); err != nil {
+	var sl *slopes
+	if a.o.Semantics == Exact {
+		if sl, err = r.jacobian(); err != nil {
 			return nil, err
+		}
+		if a.o.SamplingRatio < 1 {
+			if l.ChannelSensitivity, err = sensitivity(sl, a.golden, w, l.Channels); err != nil {
+				return nil, err
+			}
 		}
 	}
 	p := a.draw(s, s.Index, l.ChannelSensitivity)
-	srch := &searcher{r: r, g: a.g, images: b, sem: a.o.Semantics, tailCheck: a.o.TailCheck,
+	srch := &searcher{r: r, sl: sl, g: a.g, images: b, sem: a.o.Semantics,
 		fullActivation: a.o.SamplingRatio >= 1}
 	done := map[string]Channel{} // analysed in an earlier draw, by channel and positions
 	at := map[int][]int{}        // the positions a channel was first analysed at
@@ -496,7 +551,7 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 			ch, ok := done[key]
 			if !ok {
 				var err error
-				if ch, err = a.channel(srch, ops, w, s.Name, c, p.positions[k]); err != nil {
+				if ch, err = a.channel(srch, ops, w, l, s.Index, c, p.positions[k]); err != nil {
 					return nil, err
 				}
 				done[key] = ch
@@ -534,12 +589,17 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 	return l, nil
 }
 
-// channel analyses channel c of a layer at the given positions, or takes it
-// from Options.Resume when that holds it, and records it there.
-func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, layer string, c int, pos []int) (Channel, error) {
+// channel analyses channel c of layer l (site index site) at the given
+// positions, or takes it from Options.Resume when that holds it, and records
+// it there.
+func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, l *Layer, site, c int, pos []int) (Channel, error) {
 	r := srch.r
 	ch := Channel{Index: c, Positions: pos}
-	if rec, ok := a.recorded(layer, c, pos); ok {
+	var operands []int
+	if a.o.Weights && l.WeightErrors == Pattern {
+		operands = a.patternOperands(site, c, int(ops.f))
+	}
+	if rec, ok := a.recorded(l.Name, c, pos, operands); ok {
 		if a.o.OnReplay != nil {
 			a.o.OnReplay(a.targets(len(pos)))
 		}
@@ -550,7 +610,7 @@ func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, layer st
 			a.progress(len(rec.NVF))
 		}
 		if a.o.Weights {
-			ch.CVFWeights = rec.CVFWeights
+			ch.CVFWeights, ch.WeightOperands, ch.OperandVF = rec.CVFWeights, rec.WeightOperands, rec.OperandVF
 			a.progress(1)
 		}
 		r.imageForwards += rec.ImageForwards
@@ -568,14 +628,24 @@ func (a *analyzer) channel(srch *searcher, ops *operands, w *ts.Tensor, layer st
 		ch.CVFActivations = &v
 	}
 	if a.o.Weights {
-		v, err := a.weights(srch, ops, w, c, pos)
+		var v float64
+		var err error
+		if operands != nil {
+			ch.WeightOperands = operands
+			if ch.OperandVF, err = a.patternWeights(srch, ops, w, c, operands); err == nil {
+				v = mean(ch.OperandVF)
+			}
+		} else {
+			v, err = a.weights(srch, ops, w, l.WeightErrors, c, pos)
+		}
 		if err != nil {
 			return ch, err
 		}
 		ch.CVFWeights = &v
 	}
 	if a.o.Resume != nil {
-		err := a.o.Resume.Record(layer, ChannelResult{Channel: c, Positions: pos, NVF: ch.NVF, CVFWeights: ch.CVFWeights,
+		err := a.o.Resume.Record(l.Name, ChannelResult{Channel: c, Positions: pos, NVF: ch.NVF, CVFWeights: ch.CVFWeights,
+			WeightOperands: ch.WeightOperands, OperandVF: ch.OperandVF,
 			ImageForwards: r.imageForwards - f0, ImageBackwards: r.imageBackwards - b0})
 		if err != nil {
 			return ch, err
@@ -660,14 +730,16 @@ func nextSize(n, c, df int, hw, d float64) int {
 }
 
 // recorded returns the channel's result from Options.Resume when it holds one
-// for the same positions and targets (anything else is analysed again).
-func (a *analyzer) recorded(layer string, c int, pos []int) (ChannelResult, bool) {
+// for the same positions, targets and pattern operands (anything else is
+// analysed again).
+func (a *analyzer) recorded(layer string, c int, pos, operands []int) (ChannelResult, bool) {
 	if a.o.Resume == nil {
 		return ChannelResult{}, false
 	}
 	rec, ok := a.o.Resume.Lookup(layer, c, pos)
 	if !ok || !slices.Equal(rec.Positions, pos) || a.o.Weights != (rec.CVFWeights != nil) ||
-		a.o.Activations != (len(rec.NVF) > 0) || a.o.Activations && len(rec.NVF) != len(pos) {
+		a.o.Activations != (len(rec.NVF) > 0) || a.o.Activations && len(rec.NVF) != len(pos) ||
+		!slices.Equal(rec.WeightOperands, operands) || len(rec.OperandVF) != len(operands) {
 		return ChannelResult{}, false
 	}
 	return rec, true
@@ -689,13 +761,13 @@ func (a *analyzer) activations(srch *searcher, ops *operands, w *ts.Tensor, c in
 	out := make([]float64, 0, len(pos))
 	for lo := 0; lo < len(pos); lo += jobsPerSearch {
 		chunk := pos[lo:min(len(pos), lo+jobsPerSearch)]
-		ds, err := ops.activationDists(w, c, chunk, a.g, a.bounds)
+		ds, err := ops.activationDists(w, c, chunk, a.g, a.bounds, a.o.Semantics == Exact)
 		if err != nil {
 			return nil, err
 		}
 		jobs := make([]*job, len(chunk))
 		for i, p := range chunk {
-			jobs[i] = &job{t: target{channel: c, neuron: int64(c)*srch.r.hw + int64(p)}, d: &ds[i]}
+			jobs[i] = &job{t: target{channel: c, neuron: int64(c)*srch.r.hw + int64(p)}, ds: ds[i]}
 		}
 		if err := a.searchJobs(srch, jobs, true); err != nil {
 			return nil, err
@@ -708,14 +780,19 @@ func (a *analyzer) activations(srch *searcher, ops *operands, w *ts.Tensor, c in
 	return out, nil
 }
 
-// weights returns the CVF of filter c, its error distribution built from the
-// listed output positions.
-func (a *analyzer) weights(srch *searcher, ops *operands, w *ts.Tensor, c int, pos []int) (float64, error) {
-	d, err := ops.weightDist(w, c, pos, a.g, a.bounds, a.o.WeightErrors == PerFault)
+// weights returns the CVF of filter c by one search of the whole channel, its
+// error distribution built (by error model wm) from the listed output
+// positions.
+func (a *analyzer) weights(srch *searcher, ops *operands, w *ts.Tensor, wm WeightErrors, c int, pos []int) (float64, error) {
+	var weights []float32
+	if wm == Averaged {
+		weights = srch.sl.positionWeights(c, srch.r.golden)
+	}
+	ds, err := ops.weightDist(w, c, pos, a.g, a.bounds, wm, a.o.Semantics == Exact, weights)
 	if err != nil {
 		return 0, err
 	}
-	j := &job{t: target{channel: c, neuron: -1}, d: d}
+	j := &job{t: target{channel: c, neuron: -1}, ds: ds}
 	if err := a.searchJobs(srch, []*job{j}, false); err != nil {
 		return 0, err
 	}
@@ -723,9 +800,52 @@ func (a *analyzer) weights(srch *searcher, ops *operands, w *ts.Tensor, c int, p
 	return 1 - mean(j.nc), nil
 }
 
+// patternWeights analyses filter c by Pattern: a search per listed weight along
+// its fault's own error pattern. It returns each weight's VF.
+func (a *analyzer) patternWeights(srch *searcher, ops *operands, w *ts.Tensor, c int, operands []int) ([]float64, error) {
+	pats, err := ops.patterns(c)
+	if err != nil {
+		return nil, err
+	}
+	errs, err := ops.faultErrors(w, c)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*job, len(operands))
+	for i, f := range operands {
+		g := exactGrid(errs[f])
+		jobs[i] = &job{t: target{channel: c, neuron: -1, pattern: pats[f]}, ds: []dist{binHost(g, errs[f])}, g: &g}
+	}
+	if err := a.searchJobs(srch, jobs, false); err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(jobs))
+	for i, j := range jobs {
+		out[i] = 1 - mean(j.nc)
+	}
+	a.progress(1)
+	return out, nil
+}
+
+// patternOperands lists the weights of filter c (of f per filter) that a
+// Pattern analysis of layer index layer takes: all of them in a complete
+// analysis, else sampledOperands of them drawn with a generator seeded by
+// (seed, layer, channel), sorted; the same whenever the channel is drawn.
+func (a *analyzer) patternOperands(layer, c, f int) []int {
+	if a.o.SamplingRatio >= 1 || f <= sampledOperands {
+		return iota(f)
+	}
+	rng := rand.New(rand.NewPCG(uint64(a.o.Seed), 0x0be7a<<32|uint64(layer)<<20|uint64(c)))
+	ops := rng.Perm(f)[:sampledOperands]
+	slices.Sort(ops)
+	return ops
+}
+
 func (a *analyzer) searchJobs(srch *searcher, jobs []*job, activation bool) error {
 	for _, j := range jobs {
-		j.d.finish()
+		for i := range j.ds {
+			j.ds[i].finish()
+		}
 	}
 	if a.o.Semantics == Reference {
 		return srch.walk(jobs, activation)
@@ -743,7 +863,9 @@ func (a *analyzer) progress(n int) {
 // aggregate sets a layer's LVFs and their sampling intervals.
 func (a *analyzer) aggregate(l *Layer) {
 	complete := a.o.SamplingRatio >= 1
-	strata := func(cvf func(Channel) float64, twoStage bool) ([]stratumSample, int) {
+	// within is a channel's VFs of its sampled units (positions, or a Pattern
+	// analysis's weights), nil when its CVF is not a mean over a sample.
+	strata := func(cvf func(Channel) float64, within func(Channel) []float64) ([]stratumSample, int) {
 		ss := make([]stratumSample, len(l.Strata))
 		m := 0
 		for h, size := range l.Strata {
@@ -752,21 +874,31 @@ func (a *analyzer) aggregate(l *Layer) {
 		for _, ch := range l.ChannelVFs {
 			st := &ss[ch.Stratum]
 			st.cv = append(st.cv, cvf(ch))
-			if twoStage {
-				st.within = append(st.within, variance(ch.NVF))
-				m = len(ch.NVF)
+			if u := within(ch); u != nil {
+				st.within = append(st.within, variance(u))
+				m = len(u)
 			}
 		}
 		return ss, m
 	}
 	if a.o.Activations {
-		ss, m := strata(func(ch Channel) float64 { return *ch.CVFActivations }, true)
+		ss, m := strata(func(ch Channel) float64 { return *ch.CVFActivations }, func(ch Channel) []float64 { return ch.NVF })
 		v, ci := estimate(ss, l.Channels, l.Positions, m, complete)
 		l.LVFActivations, l.LVFActivationsCI = &v, ci
 	}
 	if a.o.Weights {
-		ss, _ := strata(func(ch Channel) float64 { return *ch.CVFWeights }, false)
-		v, ci := estimate(ss, l.Channels, l.Positions, l.Positions, complete)
+		// A filter's weights are its units (sampled under Pattern); the other
+		// models analyse the filter whole.
+		units, per := l.Positions, int(l.Weights)/l.Channels
+		within := func(Channel) []float64 { return nil }
+		if l.WeightErrors == Pattern {
+			units, within = per, func(ch Channel) []float64 { return ch.OperandVF }
+		}
+		ss, m := strata(func(ch Channel) float64 { return *ch.CVFWeights }, within)
+		if m == 0 {
+			m = units
+		}
+		v, ci := estimate(ss, l.Channels, units, m, complete)
 		l.LVFWeights, l.LVFWeightsCI = &v, ci
 	}
 }

@@ -204,20 +204,13 @@ func histograms(delta, excluded *ts.Tensor, g grid, bounds *ts.Tensor, sem Seman
 	if err != nil {
 		return nil, err
 	}
-	var skip *ts.Tensor
 	if anyNaN {
 		if b, err = sc.KeepErr(b.MaskedFill(nan, ts.IntScalar(nt+1), false)); err != nil {
 			return nil, err
 		}
-		skip = nan
 	}
 	if excluded != nil {
 		if b, err = sc.KeepErr(b.MaskedFill(excluded, ts.IntScalar(nt+2), false)); err != nil {
-			return nil, err
-		}
-		if skip == nil {
-			skip = excluded
-		} else if skip, err = sc.KeepErr(nan.LogicalOr(excluded, false)); err != nil {
 			return nil, err
 		}
 	}
@@ -245,36 +238,32 @@ func histograms(delta, excluded *ts.Tensor, g grid, bounds *ts.Tensor, sem Seman
 	if err != nil {
 		return nil, err
 	}
-	hi, lo := d, d
-	if skip != nil {
-		if hi, err = sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(-1)), false)); err != nil {
-			return nil, err
-		}
-		if lo, err = sc.KeepErr(d.MaskedFill(skip, ts.FloatScalar(math.Inf(1)), false)); err != nil {
-			return nil, err
-		}
-	}
-	if hi, err = sc.KeepErr(hi.Amax([]int64{1}, false, false)); err != nil {
-		return nil, err
-	}
-	if lo, err = sc.KeepErr(lo.Amin([]int64{1}, false, false)); err != nil {
-		return nil, err
-	}
-	his, err := torch.Float32s(hi)
+	// Exact zeros (a flip that changes nothing) are counted apart as well:
+	// they are never critical, whatever the search finds.
+	z, err := sc.KeepErr(d.Eq(ts.FloatScalar(0), false))
 	if err != nil {
 		return nil, err
 	}
-	los, err := torch.Float32s(lo)
+	if excluded != nil {
+		in, err := sc.KeepErr(excluded.LogicalNot(false))
+		if err != nil {
+			return nil, err
+		}
+		if z, err = sc.KeepErr(z.LogicalAnd(in, false)); err != nil {
+			return nil, err
+		}
+	}
+	if z, err = sc.KeepErr(z.SumDimIntlist([]int64{1}, false, gotch.Int64, false)); err != nil {
+		return nil, err
+	}
+	zs, err := torch.Int64s(z)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]dist, rows)
 	for r := range out {
 		row := c[int64(r)*width : int64(r+1)*width]
-		out[r] = dist{bins: append([]int64(nil), row[:nt+1]...), nan: row[nt+1], min: los[r], max: his[r]}
-		if out[r].min > out[r].max { // nothing but NaN or excluded entries
-			out[r].min, out[r].max = 0, 0
-		}
+		out[r] = dist{bins: append([]int64(nil), row[:nt+1]...), nan: row[nt+1], zeros: zs[r]}
 	}
 	return out, nil
 }

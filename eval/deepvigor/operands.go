@@ -25,6 +25,10 @@ type operands struct {
 	// wb is the layer's weight clamps (model.SetWeightClamps): a flipped
 	// weight acts as its clamped value.
 	wb *model.Bounds
+	// signed marks a layer whose inputs take both signs on the analysis
+	// images (a first layer, or one after a layer without ReLU): there a
+	// weight fault's errors at the channel's positions do not share one sign.
+	signed bool
 }
 
 // elementsPerChunk bounds the error tensors built at once (32 bits x positions x
@@ -39,6 +43,15 @@ func newOperands(sc *torch.Scope, s model.Site, in *ts.Tensor, sem Semantics) (*
 	}
 	b := shape[0]
 	o := &operands{sem: sem, groups: 1, outPerG: s.WeightShape[0], images: b}
+	lo, err := sc.KeepErr(in.Min(false))
+	if err != nil {
+		return nil, err
+	}
+	lv, err := torch.Float32s(lo)
+	if err != nil {
+		return nil, err
+	}
+	o.signed = lv[0] < 0
 	if s.Kind == model.Linear {
 		o.f = shape[1]
 		o.cols, err = sc.KeepErr(in.View([]int64{1, b, o.f}, false))
@@ -142,13 +155,15 @@ func (o *operands) filter(sc *torch.Scope, w *ts.Tensor, c int) (*ts.Tensor, err
 
 // activationDists builds the error distribution of each neuron (c, p), p in pos:
 // every bit of every MAC input operand flipped, on every image, times the
-// operand's weight.
-func (o *operands) activationDists(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor) ([]dist, error) {
+// operand's weight. Per image (perImage), each neuron gets one distribution per
+// image, of that image's errors; otherwise one pooled over the images (the
+// reference's). The result is indexed [neuron][image] (one entry when pooled).
+func (o *operands) activationDists(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor, perImage bool) ([][]dist, error) {
 	per := 32 * o.images * o.f
 	chunk := max(1, int(elementsPerChunk/per))
-	var out []dist
+	var out [][]dist
 	for lo := 0; lo < len(pos); lo += chunk {
-		ds, err := o.activationChunk(w, c, pos[lo:min(len(pos), lo+chunk)], g, bounds)
+		ds, err := o.activationChunk(w, c, pos[lo:min(len(pos), lo+chunk)], g, bounds, perImage)
 		if err != nil {
 			return nil, err
 		}
@@ -157,7 +172,7 @@ func (o *operands) activationDists(w *ts.Tensor, c int, pos []int, g grid, bound
 	return out, nil
 }
 
-func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor) ([]dist, error) {
+func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor, perImage bool) ([][]dist, error) {
 	var sc torch.Scope
 	defer sc.Drop()
 	x, ex, err := o.slice(&sc, c, pos)
@@ -180,7 +195,11 @@ func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bound
 		return nil, err
 	}
 	n := int64(len(pos))
-	if d, err = sc.KeepErr(d.View([]int64{n, -1}, false)); err != nil {
+	rows, per := n, int64(1) // rows of the histogram and images per row group
+	if perImage {
+		rows, per = n*o.images, o.images
+	}
+	if d, err = sc.KeepErr(d.View([]int64{rows, -1}, false)); err != nil {
 		return nil, err
 	}
 	var exr *ts.Tensor
@@ -191,11 +210,19 @@ func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bound
 		if exr, err = sc.KeepErr(exr.Expand([]int64{n, o.images, o.f, 32}, false, false)); err != nil {
 			return nil, err
 		}
-		if exr, err = sc.KeepErr(exr.Reshape([]int64{n, -1}, false)); err != nil {
+		if exr, err = sc.KeepErr(exr.Reshape([]int64{rows, -1}, false)); err != nil {
 			return nil, err
 		}
 	}
-	return histograms(d, exr, g, bounds, o.sem)
+	flat, err := histograms(d, exr, g, bounds, o.sem)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]dist, n)
+	for i := range out {
+		out[i] = flat[int64(i)*per : int64(i+1)*per]
+	}
+	return out, nil
 }
 
 // weightDist builds filter c's error distribution: every bit of every weight of
@@ -204,38 +231,66 @@ func (o *operands) activationChunk(w *ts.Tensor, c int, pos []int, g grid, bound
 // its flipped weight times that position's operand, all pooled. Per fault, each
 // (weight, bit, image) gives one error: the largest in magnitude over all the
 // channel's positions (pos is then ignored), because one weight fault hits
-// every position at once and the strongest of them decides.
-func (o *operands) weightDist(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor, perFault bool) (*dist, error) {
+// every position at once and the strongest of them decides. Averaged, each
+// gives one error: its errors at all the channel's positions averaged with
+// weights (positionWeights, [B, hw]), the uniform delta it amounts to (the
+// analysis uses it where the layer's inputs are non-negative, so that the
+// errors share one sign). Per image
+// (perImage), the result holds one distribution per image, of that image's
+// errors; otherwise one pooled over the images.
+func (o *operands) weightDist(w *ts.Tensor, c int, pos []int, g grid, bounds *ts.Tensor, model WeightErrors, perImage bool, weights []float32) ([]dist, error) {
 	per := 32 * o.images * o.f
 	chunk := max(1, int(elementsPerChunk/per))
-	if perFault {
-		return o.faultDist(w, c, chunk, g, bounds)
+	switch model {
+	case PerFault:
+		return o.faultDist(w, c, chunk, g, bounds, perImage)
+	case Averaged:
+		return o.meanDist(w, c, g, bounds, perImage, weights)
 	}
-	total := &dist{}
+	var total []dist
 	for lo := 0; lo < len(pos); lo += chunk {
-		var d *dist
+		var ds []dist
 		err := o.weightErrors(w, c, pos[lo:min(len(pos), lo+chunk)], func(sc *torch.Scope, d4 *ts.Tensor) error {
-			flat, err := sc.KeepErr(d4.View([]int64{1, -1}, false))
+			rows, err := imageRows(sc, d4, perImage)
 			if err != nil {
 				return err
 			}
-			ds, err := histograms(flat, nil, g, bounds, o.sem)
-			if err == nil {
-				d = &ds[0]
-			}
+			ds, err = histograms(rows, nil, g, bounds, o.sem)
 			return err
 		})
 		if err != nil {
 			return nil, err
 		}
-		total.add(d)
+		if total == nil {
+			total = make([]dist, len(ds))
+		}
+		for i := range ds {
+			total[i].add(&ds[i])
+		}
 	}
 	return total, nil
 }
 
+// imageRows views errors [P, B, f, 32] as histogram rows: one per image
+// ([B, P*f*32]) or one pooled ([1, P*B*f*32]).
+func imageRows(sc *torch.Scope, d4 *ts.Tensor, perImage bool) (*ts.Tensor, error) {
+	if !perImage {
+		return sc.KeepErr(d4.View([]int64{1, -1}, false))
+	}
+	t, err := sc.KeepErr(d4.Transpose(0, 1, false))
+	if err != nil {
+		return nil, err
+	}
+	shape, err := torch.Shape(t)
+	if err != nil {
+		return nil, err
+	}
+	return sc.KeepErr(t.Reshape([]int64{shape[0], -1}, false))
+}
+
 // faultDist is weightDist per fault: the signed largest-magnitude error over
-// every output position (a NaN at any position wins), then one histogram.
-func (o *operands) faultDist(w *ts.Tensor, c int, chunk int, g grid, bounds *ts.Tensor) (*dist, error) {
+// every output position (a NaN at any position wins), then the histograms.
+func (o *operands) faultDist(w *ts.Tensor, c int, chunk int, g grid, bounds *ts.Tensor, perImage bool) ([]dist, error) {
 	var keep torch.Scope
 	defer keep.Drop()
 	shape, err := torch.Shape(o.cols)
@@ -266,15 +321,89 @@ func (o *operands) faultDist(w *ts.Tensor, c int, chunk int, g grid, bounds *ts.
 			return nil, err
 		}
 	}
-	flat, err := keep.KeepErr(cur.View([]int64{1, -1}, false))
+	rows, err := imageRows(&keep, cur, perImage)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := histograms(flat, nil, g, bounds, o.sem)
+	return histograms(rows, nil, g, bounds, o.sem)
+}
+
+// meanDist is weightDist averaged: each (weight, bit, image) error is the
+// flipped weight's change times the weighted mean of its operand over the
+// channel's positions, with weights ([B, hw]) per image.
+func (o *operands) meanDist(w *ts.Tensor, c int, g grid, bounds *ts.Tensor, perImage bool, weights []float32) ([]dist, error) {
+	var sc torch.Scope
+	defer sc.Drop()
+	shape, err := torch.Shape(o.cols)
 	if err != nil {
 		return nil, err
 	}
-	return &ds[0], nil
+	p := shape[0]
+	if int64(len(weights)) != o.images*p {
+		return nil, fmt.Errorf("deepvigor: %d position weights for %d images of %d positions", len(weights), o.images, p)
+	}
+	dev := o.cols.MustDevice()
+	at, err := sc.KeepErr(torch.FromFloat32(weights, []int64{o.images, p}, dev))
+	if err != nil {
+		return nil, err
+	}
+	if at, err = sc.KeepErr(at.Transpose(0, 1, false)); err != nil {
+		return nil, err
+	}
+	if at, err = sc.KeepErr(at.Unsqueeze(2, false)); err != nil { // [P, B, 1]
+		return nil, err
+	}
+	// The weighted mean of each operand over the positions, in chunks of
+	// positions: [B, f].
+	var mean *ts.Tensor
+	step := max(1, int(elementsPerChunk/(o.images*o.f)))
+	for lo := 0; lo < int(p); lo += step {
+		hi := min(int(p), lo+step)
+		x, _, err := o.slice(&sc, c, iota(hi)[lo:]) // [n, B, f]
+		if err != nil {
+			return nil, err
+		}
+		a, err := sc.KeepErr(at.Narrow(0, int64(lo), int64(hi-lo), false))
+		if err != nil {
+			return nil, err
+		}
+		ax, err := sc.KeepErr(x.Mul(a, false))
+		if err != nil {
+			return nil, err
+		}
+		part, err := sc.KeepErr(ax.SumDimIntlist([]int64{0}, false, ax.DType(), false))
+		if err != nil {
+			return nil, err
+		}
+		if mean == nil {
+			mean = part
+		} else if mean, err = sc.KeepErr(mean.Add(part, false)); err != nil {
+			return nil, err
+		}
+	}
+	wc, err := o.filter(&sc, w, c)
+	if err != nil {
+		return nil, err
+	}
+	eps, err := sc.KeepErr(flipErrorsWithin(wc, o.sem, o.wb)) // [f, 32]
+	if err != nil {
+		return nil, err
+	}
+	if mean, err = sc.KeepErr(mean.Unsqueeze(2, false)); err != nil { // [B, f, 1]
+		return nil, err
+	}
+	d, err := sc.KeepErr(mean.Mul(eps, false)) // [B, f, 32]
+	if err != nil {
+		return nil, err
+	}
+	if d, err = sc.KeepErr(d.Unsqueeze(0, false)); err != nil {
+		return nil, err
+	}
+	rows, err := imageRows(&sc, d, perImage)
+	if err != nil {
+		return nil, err
+	}
+	return histograms(rows, nil, g, bounds, o.sem)
 }
 
 // signedMaxAbs reduces dimension 0 to the element of largest magnitude (NaN
@@ -320,13 +449,11 @@ func (o *operands) weightErrors(w *ts.Tensor, c int, pos []int, use func(*torch.
 }
 
 // sensitivity is the variable the Exact sampling stratifies a layer's channels
-// on: the runner's per-channel gradient sensitivity times the mean absolute
-// weight of each channel's filter w (whose first dimension is the channel).
-func sensitivity(r *runner, w *ts.Tensor, channels int) ([]float64, error) {
-	g, err := r.sensitivity()
-	if err != nil {
-		return nil, err
-	}
+// on: the per-channel gradient sensitivity of the layer's slopes times the mean
+// absolute weight of each channel's filter w (whose first dimension is the
+// channel).
+func sensitivity(sl *slopes, golden []int, w *ts.Tensor, channels int) ([]float64, error) {
+	g := sl.sensitivity(golden)
 	wv, err := torch.Float32s(w)
 	if err != nil {
 		return nil, err
@@ -340,4 +467,61 @@ func sensitivity(r *runner, w *ts.Tensor, channels int) ([]float64, error) {
 		g[c] *= a / float64(per)
 	}
 	return g, nil
+}
+
+// patterns returns, for each operand f of channel c's filter, its values at
+// every output position of the channel on every image ([B, hw] each): the
+// error pattern of a fault in weight f, per unit of the weight's change.
+func (o *operands) patterns(c int) ([][]float32, error) {
+	var sc torch.Scope
+	defer sc.Drop()
+	shape, err := torch.Shape(o.cols)
+	if err != nil {
+		return nil, err
+	}
+	p := shape[0]
+	x, _, err := o.slice(&sc, c, iota(int(p))) // [P, B, f]
+	if err != nil {
+		return nil, err
+	}
+	if x, err = sc.KeepErr(x.Permute([]int64{2, 1, 0}, false)); err != nil { // [f, B, P]
+		return nil, err
+	}
+	if x, err = sc.KeepErr(x.Contiguous(false)); err != nil {
+		return nil, err
+	}
+	v, err := torch.Float32s(x)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float32, o.f)
+	per := o.images * p
+	for f := range out {
+		out[f] = v[int64(f)*per : int64(f+1)*per]
+	}
+	return out, nil
+}
+
+// faultErrors returns the 32 bit-flip changes of each weight of channel c's
+// filter ([f][32]; the flipped value clamped as the forward pass reads it).
+func (o *operands) faultErrors(w *ts.Tensor, c int) ([][]float32, error) {
+	var sc torch.Scope
+	defer sc.Drop()
+	wc, err := o.filter(&sc, w, c)
+	if err != nil {
+		return nil, err
+	}
+	eps, err := sc.KeepErr(flipErrorsWithin(wc, o.sem, o.wb)) // [f, 32]
+	if err != nil {
+		return nil, err
+	}
+	v, err := torch.Float32s(eps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float32, o.f)
+	for f := range out {
+		out[f] = v[f*32 : (f+1)*32]
+	}
+	return out, nil
 }

@@ -4,23 +4,43 @@ import (
 	"math"
 )
 
-// job is one target's search: its error distribution and, once searched, the
-// non-critical fraction of its errors for every image.
+// job is one target's search: its error distributions (one per image, or one
+// pooled over the images) and, once searched, the non-critical fraction of its
+// errors for every image. g, when set, is the job's own grid (exactGrid),
+// which its distributions are binned over instead of the searcher's.
 type job struct {
 	t  target
-	d  *dist
+	ds []dist
+	g  *grid
 	nc []float64 // per image, in [0, 1]
 }
 
+// gridOr is the job's grid, or def when it has none of its own.
+func (j *job) gridOr(def grid) grid {
+	if j.g != nil {
+		return *j.g
+	}
+	return def
+}
+
+// dist is image b's error distribution.
+func (j *job) dist(b int) *dist {
+	if len(j.ds) == 1 {
+		return &j.ds[0]
+	}
+	return &j.ds[b]
+}
+
 // searcher finds, for every job and image, which errors misclassify, and sets
-// each job's nc. Exact and Reference semantics search differently (see search and
-// walk); both start with the +-1 probe and its gradient pre-check.
+// each job's nc. Exact and Reference semantics search differently (see search
+// and walk): Exact from the layer's slopes, Reference from the +-1 probe and
+// its gradient pre-check.
 type searcher struct {
-	r         *runner
-	g         grid
-	images    int
-	sem       Semantics
-	tailCheck bool
+	r      *runner
+	sl     *slopes // Exact: the layer's slopes at the golden point
+	g      grid
+	images int
+	sem    Semantics
 	// fullActivation marks the reference's complete activation analysis, whose
 	// skipped images get NEG_BIG[0] instead of -1024.
 	fullActivation bool
@@ -59,73 +79,117 @@ func sign(side int) float32 {
 	return 1
 }
 
-// state is one (job, side, image) bisection of Exact semantics over cands, grid
-// indices in ascending magnitude: lo is the last candidate known to keep the
-// class (-1: only zero), hi the first known to misclassify (len: none yet).
+// state is one (job, side, image) search of Exact semantics over cands, grid
+// indices in ascending magnitude (inf: one more, virtual, candidate after them:
+// the side's infinite errors, tested as an infinite delta): lo is the last
+// candidate known to keep the class (-1: only zero), hi the first known to
+// misclassify (n: none yet), guess the candidate the linear model predicts to
+// misclassify first (n: none), tests the tests run so far.
 type state struct {
 	j      *job
 	side   int
 	img    int
 	cands  []int
+	inf    bool
 	lo, hi int
-	first  int // a candidate to test before bisecting (-1: none)
-	tail   int // 0: no tail test, 1: pending, 2: passed, 3: failed
+	guess  int
+	tests  int
+	last   int // the candidate tested last
+}
+
+// n is the number of candidates, the virtual infinite one included.
+func (st *state) n() int {
+	if st.inf {
+		return len(st.cands) + 1
+	}
+	return len(st.cands)
+}
+
+// next picks the candidate to test, or -1 when the search is over (the cut
+// lies between neighbouring candidates). The first test is the predicted candidate, or the largest when the
+// linear model predicts no crossing (or nothing: flat), so that an image it
+// calls safe usually costs one forward pass. After a predicted crossing, a
+// failure tests the candidate just below it and a success the largest, so
+// that a good prediction costs two. Everything else is bisection.
+func (st *state) next() int {
+	if st.hi-st.lo <= 1 {
+		return -1
+	}
+	n := st.n()
+	if st.tests == 0 {
+		if st.guess < 0 {
+			return n - 1
+		}
+		return min(st.guess, n-1)
+	}
+	if st.tests == 1 && st.guess >= 0 {
+		if st.hi == st.last {
+			return st.hi - 1 // > lo: the interval is wider than one
+		}
+		if st.hi == n {
+			return n - 1
+		}
+	}
+	return (st.lo + st.hi) / 2
+}
+
+// value is the delta candidate k stands for.
+func (st *state) value(g grid, k int) float32 {
+	if k == len(st.cands) {
+		return float32(math.Inf(2*st.side - 1))
+	}
+	return g.t[st.cands[k]]
 }
 
 // candidates lists the grid indices on one side whose cut changes the count:
-// those with errors just below or just above them, and always +-2^10.
-func candidates(d *dist, g grid, side int) []int {
-	var c []int
+// those with errors just below or just above them, and always the outermost
+// threshold (+-2^10, or +-MaxFloat32 on a tail grid); inf says whether the
+// side has errors beyond the outermost threshold that only an infinite delta
+// reaches (tail grids only: there they are the infinite errors).
+func candidates(d *dist, g grid, side int) (c []int, inf bool) {
 	if side == 1 {
 		for i := g.zero + 1; i <= g.top(); i++ {
 			if i == g.top() || d.bins[i] > 0 || d.bins[i+1] > 0 {
 				c = append(c, i)
 			}
 		}
-		return c
+		return c, g.tail && d.upperTail() > 0
 	}
 	for i := g.zero - 1; i >= g.bottom(); i-- {
 		if i == g.bottom() || d.bins[i] > 0 || d.bins[i+1] > 0 {
 			c = append(c, i)
 		}
 	}
-	return c
+	return c, g.tail && d.lowerTail() > 0
 }
 
-// search runs Exact semantics' search: after the probe, a per-image bisection
-// over the candidates finds the last value that keeps the golden class and the
-// first that does not; the errors between them (at most one non-empty grid bin)
-// count half. An image with a zero gradient that kept its class at +-1 tests
-// +-2^10 first, so that a target whose images all pass needs no bisection. With
-// the tail check, an image that kept its class up to +-2^10 also tests the
-// largest error beyond it and, if it keeps its class there too, counts the tail
-// as non-critical.
+// search runs Exact semantics' search. Per job, side and image, the
+// candidates are the image's own errors' grid thresholds; a search tests the
+// candidate the layer's slopes predict first to misclassify (see next), then
+// narrows the cut to two neighbouring candidates: the last that keeps the
+// golden class and the first that does not. The errors between them (at most
+// one non-empty grid bin) count half. On a tail grid the errors up to the
+// largest finite float32 are candidates like the others and the infinite ones
+// are decided by an infinite delta; otherwise errors of magnitude 2^10 and
+// more are critical.
 func (s *searcher) search(jobs []*job) error {
-	pr, err := s.probe(jobs)
-	if err != nil {
-		return err
-	}
 	var sts []*state
-	for i, j := range jobs {
+	for _, j := range jobs {
 		for side := range 2 {
-			cands := candidates(j.d, s.g, side)
-			one := s.g.index(sign(side))
-			k1 := 0 // first candidate at or beyond magnitude 1
-			for k1 < len(cands) && absIndex(s.g, cands[k1]) < absIndex(s.g, one) {
-				k1++
-			}
 			for b := range s.images {
-				st := &state{j: j, side: side, img: b, cands: cands, first: -1}
-				p := pr[i][side][b]
-				if p.mis {
-					st.lo, st.hi = -1, k1
-				} else {
-					st.lo, st.hi = k1-1, len(cands)
-					if k1 < len(cands) && cands[k1] == one {
-						st.lo = k1
-					}
-					if p.zeroGrad && st.hi-st.lo > 1 {
-						st.first = len(cands) - 1
+				d := j.dist(b)
+				g := j.gridOr(s.g)
+				cands, inf := candidates(d, g, side)
+				st := &state{j: j, side: side, img: b, cands: cands, inf: inf, lo: -1}
+				st.hi = st.n()
+				st.guess = st.n()
+				p, flat := s.sl.crossing(&j.t, b, s.r.golden[b], side)
+				if flat {
+					st.guess = -1
+				} else if !math.IsInf(p, 1) {
+					st.guess = 0
+					for st.guess < len(cands) && float64(absf(g.t[cands[st.guess]])) < p {
+						st.guess++
 					}
 				}
 				sts = append(sts, st)
@@ -135,18 +199,14 @@ func (s *searcher) search(jobs []*job) error {
 	for {
 		var qs []query
 		var who []*state
-		var mids []int
 		for _, st := range sts {
-			if st.hi-st.lo <= 1 {
+			k := st.next()
+			if k < 0 {
 				continue
 			}
-			mid := (st.lo + st.hi) / 2
-			if st.first >= 0 {
-				mid, st.first = st.first, -1
-			}
-			qs = append(qs, query{t: &st.j.t, img: st.img, d: s.g.t[st.cands[mid]]})
+			st.last = k
+			qs = append(qs, query{t: &st.j.t, img: st.img, d: st.value(st.j.gridOr(s.g), k)})
 			who = append(who, st)
-			mids = append(mids, mid)
 		}
 		if len(qs) == 0 {
 			break
@@ -156,41 +216,11 @@ func (s *searcher) search(jobs []*job) error {
 			return err
 		}
 		for k, st := range who {
+			st.tests++
 			if res[k].mis {
-				st.hi = mids[k]
+				st.hi = st.last
 			} else {
-				st.lo = mids[k]
-			}
-		}
-	}
-	if s.tailCheck {
-		var qs []query
-		var who []*state
-		for _, st := range sts {
-			d := st.j.d
-			if st.hi < len(st.cands) {
-				continue
-			}
-			v := d.max
-			if st.side == 0 {
-				v = d.min
-			}
-			if (st.side == 1 && d.upperTail() == 0) || (st.side == 0 && d.lowerTail() == 0) {
-				continue
-			}
-			qs = append(qs, query{t: &st.j.t, img: st.img, d: v})
-			who = append(who, st)
-		}
-		if len(qs) > 0 {
-			res, err := s.r.run(qs, false)
-			if err != nil {
-				return err
-			}
-			for k, st := range who {
-				st.tail = 3
-				if !res[k].mis {
-					st.tail = 2
-				}
+				st.lo = st.last
 			}
 		}
 	}
@@ -200,26 +230,7 @@ func (s *searcher) search(jobs []*job) error {
 		j.nc = make([]float64, s.images)
 	}
 	for _, st := range sts {
-		d := st.j.d
-		near := s.g.zero
-		if st.lo >= 0 {
-			near = st.cands[st.lo]
-		}
-		var c float64
-		switch {
-		case st.hi < len(st.cands):
-			c = (float64(d.cdf[near]) + float64(d.cdf[st.cands[st.hi]])) / 2
-		case st.side == 1:
-			c = float64(d.cdf[s.g.top()])
-			if st.tail == 2 {
-				c += float64(d.upperTail())
-			}
-		default:
-			c = float64(d.lowerTail())
-			if st.tail == 2 {
-				c = 0
-			}
-		}
+		c := st.count(st.j.gridOr(s.g))
 		if st.side == 0 {
 			c = -c
 		}
@@ -227,18 +238,42 @@ func (s *searcher) search(jobs []*job) error {
 	}
 	for _, j := range jobs {
 		for b := range j.nc {
-			if j.d.n > 0 {
-				j.nc[b] = math.Max(0, j.nc[b]/float64(j.d.n))
+			if d := j.dist(b); d.n > 0 {
+				j.nc[b] = math.Max(0, j.nc[b]/float64(d.n))
 			}
 		}
 	}
 	return nil
 }
 
-// absIndex is the position of a grid index in ascending magnitude on its side.
-func absIndex(g grid, i int) int {
-	if i < g.zero {
-		return g.zero - i
+// below is the cumulative count at candidate k: the errors below it (NaN
+// excluded); for the virtual infinite candidate, every error (positive side)
+// or none (negative side); at k = -1, the errors below zero, and on the
+// positive side the zeros too.
+func (st *state) below(g grid, k int) float64 {
+	d := st.j.dist(st.img)
+	switch {
+	case k < 0 && st.side == 1:
+		return float64(d.cdf[g.zero] + d.zeros) // the zero errors change nothing
+	case k < 0:
+		return float64(d.cdf[g.zero])
+	case k == len(st.cands) && st.side == 1:
+		return float64(d.cdf[g.top()] + d.upperTail())
+	case k == len(st.cands):
+		return 0
 	}
-	return i - g.zero
+	return float64(d.cdf[st.cands[k]])
 }
+
+// count is the state's cumulative count at its cut: at the last passing
+// candidate when nothing failed, when the first failure is the infinite
+// candidate, or on an exact grid (whose candidates are the errors themselves,
+// each tested); else halfway between the cut's two candidates.
+func (st *state) count(g grid) float64 {
+	if st.hi == st.n() || st.hi == len(st.cands) || g.exact {
+		return st.below(g, st.lo)
+	}
+	return (st.below(g, st.lo) + st.below(g, st.hi)) / 2
+}
+
+func absf(v float32) float32 { return float32(math.Abs(float64(v))) }

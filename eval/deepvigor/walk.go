@@ -53,7 +53,7 @@ func (s *searcher) walk(jobs []*job, activation bool) error {
 	}
 	var ws []*walker
 	for i, j := range jobs {
-		negBig, negSmall, posSmall, posBig := referenceLists(j.d, s.g)
+		negBig, negSmall, posSmall, posBig := referenceLists(j.dist(0), s.g)
 		for side := range 2 {
 			w := &walker{j: j, side: side, list: make([][]int, s.images), idx: make([]int, s.images),
 				fixed: make([]int, s.images), zero: make([]bool, s.images)}
@@ -178,13 +178,13 @@ func (s *searcher) walk(jobs []*job, activation bool) error {
 			if w.list[b] != nil && !w.zero[b] {
 				v = w.list[b][w.idx[b]]
 			}
-			w.j.nc[b] += sgn * float64(w.j.d.cdf[v])
+			w.j.nc[b] += sgn * float64(w.j.dist(0).cdf[v])
 		}
 	}
 	for _, j := range jobs {
 		for b := range j.nc {
-			if j.d.n > 0 {
-				j.nc[b] /= float64(j.d.n)
+			if d := j.dist(0); d.n > 0 {
+				j.nc[b] /= float64(d.n)
 			}
 		}
 	}

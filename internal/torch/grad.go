@@ -1,6 +1,7 @@
 package torch
 
 import (
+	"github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -40,4 +41,15 @@ func NoGrad(fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// BackwardKeepGraph runs the backward pass of scalar t like t.Backward, but
+// keeps the autograd graph so that another backward pass can run over it
+// (gotch's Backward always frees it). It must run on the torch thread.
+func BackwardKeepGraph(t *ts.Tensor) error {
+	if err := mustBeOnTorchThread("BackwardKeepGraph"); err != nil {
+		return err
+	}
+	libtch.AtBackward(libtch.Ctensor(t.Ctensor()), 1, 0)
+	return ts.TorchErr()
 }
