@@ -131,6 +131,26 @@ func TestFlipErrorsReferenceQuirks(t *testing.T) {
 	if e := flips(t, []float32{0.375}, Reference); e[30][0] != fault.FlipBits(0.375, 30)-0.375 || e[0][0] != fault.FlipBits(0.375, 0)-0.375 {
 		t.Errorf("normal value: %g %g", e[30][0], e[0][0])
 	}
+	// A value a hair below a power of two: float32 log2(16 - 2^-20) rounds to 4,
+	// so the converter encodes exponent 4 (field 131) with the 23 bits below the
+	// leading one read one place higher (all ones): it stands for 32 - 2^-19.
+	// Flipping the mantissa's last bit gives 32 - 2^-18, an error of about 16.
+	hair := math.Nextafter32(16, 0)
+	enc := func(field, mant uint32) float32 { return math.Float32frombits(field<<23 | mant) }
+	hf := flips(t, []float32{hair, -hair}, Reference)
+	for _, c := range []struct {
+		bit  int
+		want float32
+	}{
+		{0, enc(131, 0x7FFFFE) - hair},
+		{22, enc(131, 0x3FFFFF) - hair},
+		{23, enc(130, 0x7FFFFF) - hair}, // the exponent's last bit: back to about 16
+		{31, -enc(131, 0x7FFFFF) - hair},
+	} {
+		if hf[c.bit][0] != c.want || hf[c.bit][1] != -c.want {
+			t.Errorf("16 - 2^-20, bit %d: %g and %g, want %g and %g", c.bit, hf[c.bit][0], hf[c.bit][1], c.want, -c.want)
+		}
+	}
 }
 
 // hist bins rows of values (one row per slice) over g.

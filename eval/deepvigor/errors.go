@@ -50,6 +50,11 @@ func flipErrorsWithin(x *ts.Tensor, sem Semantics, b *model.Bounds) (*ts.Tensor,
 	if err != nil {
 		return nil, err
 	}
+	if sem == Reference {
+		if bits, err = referenceEncode(&sc, src, bits); err != nil {
+			return nil, err
+		}
+	}
 	maskShape := []int64{32}
 	m := make([]int64, 32)
 	for b := range m {
@@ -89,6 +94,76 @@ func flipErrorsWithin(x *ts.Tensor, sem Semantics, b *model.Bounds) (*ts.Tensor,
 		return nil, err
 	}
 	return flipped.Sub(xs, false)
+}
+
+// referenceEncode applies the reference converter's encoding to the IEEE bits
+// of src (int32, nonzero values): it takes the exponent as floor(log2|x|)
+// computed in float32, which for a value a hair below a power of two rounds up
+// to that power; the converter then reads the 23 bits below one position
+// higher (the leading one becomes the mantissa's top bit), so the encoding
+// stands for about twice the value. Other values keep their IEEE bits.
+func referenceEncode(sc *torch.Scope, src, bits *ts.Tensor) (*ts.Tensor, error) {
+	a, err := sc.KeepErr(src.Abs(false))
+	if err != nil {
+		return nil, err
+	}
+	if a, err = sc.KeepErr(a.Log2(false)); err != nil {
+		return nil, err
+	}
+	if a, err = sc.KeepErr(a.Floor(false)); err != nil {
+		return nil, err
+	}
+	field, err := sc.KeepErr(a.Totype(gotch.Int, false))
+	if err != nil {
+		return nil, err
+	}
+	if field, err = sc.KeepErr(field.AddScalar(ts.IntScalar(127), false)); err != nil {
+		return nil, err
+	}
+	ieee, err := sc.KeepErr(bits.BitwiseRightShiftTensorScalar(ts.IntScalar(23), false))
+	if err != nil {
+		return nil, err
+	}
+	if ieee, err = sc.KeepErr(ieee.BitwiseAnd(ts.IntScalar(0xFF), false)); err != nil {
+		return nil, err
+	}
+	up, err := sc.KeepErr(field.GtTensor(ieee, false))
+	if err != nil {
+		return nil, err
+	}
+	if any, err := anyTrue(sc, up); err != nil || !any {
+		return bits, err
+	}
+	// field << 23 | (2^23 + m) >> 1, with the sign bit put back.
+	mant, err := sc.KeepErr(bits.BitwiseAnd(ts.IntScalar(0x7FFFFF), false))
+	if err != nil {
+		return nil, err
+	}
+	if mant, err = sc.KeepErr(mant.BitwiseRightShiftTensorScalar(ts.IntScalar(1), false)); err != nil {
+		return nil, err
+	}
+	if mant, err = sc.KeepErr(mant.BitwiseOr(ts.IntScalar(1<<22), false)); err != nil {
+		return nil, err
+	}
+	enc, err := sc.KeepErr(field.BitwiseLeftShiftTensorScalar(ts.IntScalar(23), false))
+	if err != nil {
+		return nil, err
+	}
+	if enc, err = sc.KeepErr(enc.BitwiseOrTensor(mant, false)); err != nil {
+		return nil, err
+	}
+	neg, err := sc.KeepErr(bits.Lt(ts.IntScalar(0), false))
+	if err != nil {
+		return nil, err
+	}
+	signed, err := sc.KeepErr(enc.AddScalar(ts.IntScalar(math.MinInt32), false))
+	if err != nil {
+		return nil, err
+	}
+	if enc, err = sc.KeepErr(signed.WhereSelf(neg, enc, false)); err != nil {
+		return nil, err
+	}
+	return sc.KeepErr(enc.WhereSelf(up, bits, false))
 }
 
 // referenceDecode applies the reference converter's decoding of the flipped bit

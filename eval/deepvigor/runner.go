@@ -6,6 +6,7 @@ import (
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -219,6 +220,11 @@ func (r *runner) logits(sc *torch.Scope, y, it *ts.Tensor, grad bool) (*ts.Tenso
 // gradient at an image is almost never exactly zero; a per-image loss would
 // be zero wherever every margin saturates the sigmoid (spec section 2.5).
 func (r *runner) backward(sc *torch.Scope, qs []query, y, logits *ts.Tensor) (*ts.Tensor, error) {
+	return r.backwardOn(sc, qs, y, logits, r.m.Device())
+}
+
+// backwardOn is backward with the one-hots made on dev.
+func (r *runner) backwardOn(sc *torch.Scope, qs []query, y, logits *ts.Tensor, dev gotch.Device) (*ts.Tensor, error) {
 	b := int64(len(r.golden))
 	n := int64(len(qs))
 	if n%b != 0 {
@@ -233,7 +239,7 @@ func (r *runner) backward(sc *torch.Scope, qs []query, y, logits *ts.Tensor) (*t
 		}
 		oh[int64(s)*c+int64(r.golden[q.img])] = 1
 	}
-	ot, err := sc.KeepErr(torch.FromFloat32(oh, []int64{g, b, 1, c}, r.m.Device()))
+	ot, err := sc.KeepErr(torch.FromFloat32(oh, []int64{g, b, 1, c}, dev))
 	if err != nil {
 		return nil, err
 	}

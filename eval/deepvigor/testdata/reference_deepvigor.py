@@ -2,13 +2,15 @@
 """Test oracle: faultline's own PyTorch re-implementation of what the DeepVigor+
 reference code computes (its "full" weight and activation analyses), quirks included.
 
-It is written from faultline's specification (shared/specs/deepvigor.md, section 2), not
-copied from the reference.  It exists so the Go `reference` semantics can be checked value
-for value; it is NOT a model of true IEEE-754 fault behaviour (see `exact` mode for that).
+It is written from a description of what the reference code does (README, eval vf,
+--semantics reference), not copied from it.  It exists so the Go `reference` semantics can
+be checked value for value; it is NOT a model of true IEEE-754 fault behaviour (see `exact`
+mode for that).
 
-Network: faultline's LeNet-5 for 1x28x28 inputs, loaded from a .npz whose keys are PyTorch
-state_dict names.  Like the reference, the model is never switched to eval() (it has no
-BatchNorm or Dropout, so this does not change anything here).
+Network: faultline's LeNet-5 for 1x28x28 inputs, of any width (the layer sizes are read from
+the weights), loaded from a .npz whose keys are PyTorch state_dict names.  Like the
+reference, the model is never switched to eval() (it has no BatchNorm or Dropout, so this
+does not change anything here).
 
 Usage:
   reference_deepvigor.py --weights model.npz --images images.npy --out result.json
@@ -61,15 +63,18 @@ ZERO_SLOT = 2 * RESOLUTION + 1  # index of the 0 threshold (21)
 # The network
 # ----------------------------------------------------------------------------------------
 class LeNet5(nn.Module):
-    """faultline's lenet5: two 5x5 convs with ReLU + 2x2 max-pool, then three dense layers."""
+    """faultline's lenet5: two 5x5 convs with ReLU + 2x2 max-pool, then three dense layers.
+    Its widths come from the weights' shapes (faultline's width multiplier)."""
 
-    def __init__(self):
+    def __init__(self, shapes):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        c1, c2 = shapes["conv1.weight"], shapes["conv2.weight"]
+        self.conv1 = nn.Conv2d(c1[1], c1[0], 5, padding=2)
+        self.conv2 = nn.Conv2d(c2[1], c2[0], 5)
+        f1, f2, f3 = shapes["fc1.weight"], shapes["fc2.weight"], shapes["fc3.weight"]
+        self.fc1 = nn.Linear(f1[1], f1[0])
+        self.fc2 = nn.Linear(f2[1], f2[0])
+        self.fc3 = nn.Linear(f3[1], f3[0])
 
     def forward(self, x):
         h = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -82,7 +87,7 @@ class LeNet5(nn.Module):
 
 def load_model(path):
     arrays = np.load(path)
-    net = LeNet5()
+    net = LeNet5({k: arrays[k].shape for k in arrays.files})
     net.load_state_dict({k: torch.from_numpy(np.asarray(arrays[k], dtype=np.float32))
                          for k in arrays.files})
     return net
