@@ -63,7 +63,8 @@ func TestWilsonEffective(t *testing.T) {
 	}
 }
 
-// The figures of shared/specs/importance-fat-sfi.md section 2.1 and 2.3.
+// Leveugle's sample sizes for a few populations, errors and confidences
+// (hand-checked with the formula of LeveugleN).
 func TestSampleSizeLeveugle(t *testing.T) {
 	cases := []struct {
 		n          int64

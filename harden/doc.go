@@ -3,6 +3,6 @@
 // training data, Ranger-style), fault-aware fine-tuning with critical faults
 // found by importance sampling plus fresh ones, and the same measurements
 // (clean accuracy, DeepVigor+ vulnerability factors with the tail check on,
-// accuracy under bit error rates) before and after. The method is described in
-// shared/specs/importance-fat-sfi.md, sections 1.5, 1.6 and 3.
+// accuracy under bit error rates) before and after. The README's harden section
+// describes the method.
 package harden

@@ -8,6 +8,6 @@
 // score (Unit.ScoreLower), so that a unit drawn once or twice does not top the
 // ranking on the strength of one lucky draw.
 //
-// The method, its sources and the differences from ISimDL's code are described
-// in shared/specs/importance-fat-sfi.md (sections 1 and 2).
+// The README's importance section describes the method, its sources and the
+// differences from ISimDL's code.
 package importance
