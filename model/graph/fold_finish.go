@@ -194,8 +194,10 @@ func (f *folder) finish(g *Graph, in Value) (*Graph, error) {
 	}
 	for _, name := range f.newInits {
 		if live[name] && !orig[name] {
-			t := f.consts[name]
-			h.Initializers = append(h.Initializers, &Tensor{Name: name, DType: t.DType, Shape: t.Shape, raw: t.raw})
+			// A copy: results of Identity, Reshape, ... share their input's data,
+			// and each initializer must be its own (a fault injected into one
+			// layer's bias must not reach another's).
+			h.Initializers = append(h.Initializers, f.consts[name].Clone(name))
 			orig[name] = true
 		}
 	}
