@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// Supported lists the operations (default domain) faultline's later layers
+// supported lists the operations (default domain) faultline's later layers
 // execute: the network ops and the ones Fold evaluates.
-var Supported = map[string]bool{
+var supported = map[string]bool{
 	"Conv": true, "Gemm": true, "MatMul": true, "Add": true, "Sub": true, "Mul": true,
 	"Div": true, "BatchNormalization": true, "Relu": true, "LeakyRelu": true, "PRelu": true,
 	"Clip": true, "Sigmoid": true, "HardSigmoid": true, "HardSwish": true, "Tanh": true,
@@ -19,6 +19,20 @@ var Supported = map[string]bool{
 	// folded by Fold, accepted if some remain
 	"ConstantOfShape": true, "Shape": true, "Gather": true, "Cast": true, "Range": true,
 	"Equal": true, "Where": true,
+}
+
+// IsSupported reports whether Check accepts the default-domain op type op (in
+// the forms Check allows).
+func IsSupported(op string) bool { return supported[op] }
+
+// SupportedOps returns the default-domain op types Check accepts, sorted.
+func SupportedOps() []string {
+	ops := make([]string, 0, len(supported))
+	for op := range supported {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	return ops
 }
 
 // MinOpset and MaxOpset bound the default-domain opset versions Check accepts.
@@ -41,6 +55,8 @@ type UnsupportedError struct {
 	Ops []UnsupportedOp
 }
 
+// Error lists the ops with their nodes, e.g. "unsupported operations: LSTM
+// (nodes lstm_1, lstm_2), Resize (node up1)".
 func (e *UnsupportedError) Error() string {
 	parts := make([]string, len(e.Ops))
 	for i, op := range e.Ops {
@@ -66,6 +82,7 @@ type DynamicShapeError struct {
 	Dims []DynamicDim
 }
 
+// Error names the first few values and dimensions.
 func (e *DynamicShapeError) Error() string {
 	const show = 6
 	var parts []string
@@ -88,6 +105,7 @@ type OpsetError struct {
 	Opset int
 }
 
+// Error says which opsets are supported.
 func (e *OpsetError) Error() string {
 	return fmt.Sprintf("opset %d not supported (want %d to %d)", e.Opset, MinOpset, MaxOpset)
 }
@@ -95,6 +113,7 @@ func (e *OpsetError) Error() string {
 // checkErrors joins Check's errors with "; ".
 type checkErrors []error
 
+// Error joins the messages.
 func (e checkErrors) Error() string {
 	s := make([]string, len(e))
 	for i, err := range e {
@@ -103,10 +122,11 @@ func (e checkErrors) Error() string {
 	return strings.Join(s, "; ")
 }
 
+// Unwrap returns the errors, for errors.As and errors.Is.
 func (e checkErrors) Unwrap() []error { return e }
 
 // Check reports whether faultline can run g, normally a graph from Fold: the
-// opset is within MinOpset..MaxOpset (*OpsetError), every op is Supported in the
+// opset is within MinOpset..MaxOpset (*OpsetError), every op is supported (IsSupported) in the
 // form used (*UnsupportedError, listing every op with its nodes), and every value
 // read or output has a known shape that is static apart from the first
 // (batch) dimension (*DynamicShapeError). All problems are reported in one
@@ -159,7 +179,7 @@ func unsupportedForm(g *Graph, n *Node) string {
 	if n.Domain != "" && n.Domain != "ai.onnx" {
 		return n.Domain + "." + n.Op
 	}
-	if !Supported[n.Op] {
+	if !supported[n.Op] {
 		return n.Op
 	}
 	switch n.Op {

@@ -106,3 +106,13 @@ func TestWeightSites(t *testing.T) {
 		t.Errorf("MatMul site after folding (Transpose folded) %+v", s)
 	}
 }
+
+func TestSupportedOps(t *testing.T) {
+	ops := SupportedOps()
+	if !slices.IsSorted(ops) || !slices.Contains(ops, "Conv") || slices.Contains(ops, "LSTM") {
+		t.Errorf("SupportedOps %v", ops)
+	}
+	if !IsSupported("HardSwish") || IsSupported("Resize") {
+		t.Error("IsSupported")
+	}
+}

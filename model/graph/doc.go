@@ -8,10 +8,11 @@
 //
 // The pipeline on an imported model is:
 //
-//	g, _ := onnx.ReadFile("net.onnx")
-//	g, err := graph.Fold(g, []int64{1, 28, 28}) // constants folded, shapes inferred
-//	err = graph.Check(g)                        // only supported ops, static shapes
-//	sites := graph.WeightSites(g)               // the conv and linear layers
+//	g, err := onnx.ReadFile("net.onnx")
+//	g, err = graph.Fold(g, []int64{1, 28, 28}) // constants folded, shapes inferred
+//	err = graph.Check(g)                       // only supported ops, static shapes
+//	sites, err := graph.WeightSites(g)         // the conv and linear layers
+//	err = onnx.WriteFile("hardened.onnx", g)
 //
 // Shapes use -1 for a dynamic dimension; after Fold only the batch dimension (the
 // first dimension of the input and of every value computed from it) is dynamic.

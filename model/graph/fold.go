@@ -199,9 +199,15 @@ func (f *folder) node(orig *Node) error {
 		return err
 	}
 	for i, o := range n.Outputs {
-		if o != "" {
-			f.infos[o] = outs[i]
+		if o == "" {
+			continue
 		}
+		for _, d := range outs[i].shape {
+			if d < dimUnknown || d > maxElems {
+				return fmt.Errorf("output %q: inferred shape %s out of range", o, dimString(outs[i].shape))
+			}
+		}
+		f.infos[o] = outs[i]
 	}
 	f.kept = append(f.kept, n)
 	return nil

@@ -272,6 +272,9 @@ func (f *folder) output(decl Value) (Value, error) {
 		for i, d := range decl.Shape {
 			if d >= 0 && v.Shape[i] < 0 { // declared static, inferred dynamic
 				v.Shape[i] = d
+				if v.DimNames != nil {
+					v.DimNames[i] = ""
+				}
 			}
 		}
 		if slices.Equal(decl.Shape, v.Shape) && decl.DimNames != nil {
