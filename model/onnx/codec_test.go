@@ -189,6 +189,24 @@ func TestEncodeEverything(t *testing.T) {
 	}
 }
 
+// TestDecodeAttrKindWins: an attribute whose type field disagrees with the value
+// fields it holds keeps only the value of its type (found by FuzzDecode: the
+// other fields were kept, then lost by Encode).
+func TestDecodeAttrKindWins(t *testing.T) {
+	var e encoder
+	e.str(attrName, "pads")
+	e.packedVarints(attrInts, []int64{1, 1})
+	e.varint(attrI, 4)
+	e.varint(attrType, int64(graph.AttrString))
+	name, a, err := decodeAttr(e.b)
+	if err != nil || name != "pads" {
+		t.Fatal(name, err)
+	}
+	if want := graph.Str(""); !a.Equal(want) {
+		t.Errorf("attribute %+v, want %+v", a, want)
+	}
+}
+
 // tensorProto encodes a TensorProto with the given fields.
 func tensorProto(dt graph.DType, dims []int64, fill func(e *encoder)) []byte {
 	var e encoder

@@ -157,8 +157,20 @@ func decodeAttr(b []byte) (string, graph.Attr, error) {
 	if !hasType {
 		a.Kind = implied
 	}
+	// Keep only the field the kind uses (what Encode writes back).
+	v := a
+	a = graph.Attr{Kind: v.Kind}
 	switch a.Kind {
-	case graph.AttrFloat, graph.AttrInt, graph.AttrString, graph.AttrInts, graph.AttrStrings:
+	case graph.AttrFloat:
+		a.Float = v.Float
+	case graph.AttrInt:
+		a.Int = v.Int
+	case graph.AttrString:
+		a.Str = v.Str
+	case graph.AttrInts:
+		a.Ints = v.Ints
+	case graph.AttrStrings:
+		a.Strings = v.Strings
 	case graph.AttrFloats:
 		a.Floats = make([]float32, len(floatBytes)/4)
 		for i := range a.Floats {
