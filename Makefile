@@ -6,6 +6,11 @@ BIN      := bin/faultline
 DEMO_DIR ?= runs/demo
 # go test's own timeout for `make test` (it must finish well inside 30 minutes).
 TEST_TIMEOUT ?= 25m
+# The ONNX corpus `make test` builds (scripts/onnx-corpus-cache.sh: rebuilt only when
+# scripts/onnx-corpus.py, the opsets or Debian's torch/onnx packages change; about
+# 2 minutes for the seven opsets) and runs TestCorpus on.
+ONNX_CORPUS ?= .cache/onnx-corpus
+ONNX_OPSETS ?= 11,12,13,14,15,16,17
 
 .PHONY: setup setup-test build test demo soak bench fuzz clean
 
@@ -19,10 +24,15 @@ build: setup
 	$(GO) build -o $(BIN) ./cmd/faultline
 
 # The README's test command. Slow checks (long soaks, full-size benchmarks) live in
-# `make soak`, `make bench` and `make fuzz`.
+# `make soak`, `make bench` and `make fuzz`. setup-test installs every optional test
+# dependency, so FAULTLINE_REQUIRE_ONNX and FAULTLINE_REQUIRE_TORCH turn the tests'
+# "not installed" skips (python3-onnx, ONNX Runtime, the corpus, python3-torch)
+# into failures: CI cannot pass by skipping them.
 test: setup-test
 	$(GO) vet ./...
-	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	@scripts/onnx-corpus-cache.sh $(ONNX_CORPUS) $(ONNX_OPSETS)
+	FAULTLINE_ONNX_CORPUS=$(abspath $(ONNX_CORPUS)) FAULTLINE_REQUIRE_ONNX=1 FAULTLINE_REQUIRE_TORCH=1 \
+	  $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 # The main job on the embedded default: train LeNet-5 on Fashion-MNIST, a uniform
 # weight fault-injection campaign (per-bit SDC rates), its critical weight faults by
@@ -54,4 +64,4 @@ fuzz: setup
 	done
 
 clean:
-	rm -rf bin .gotch go.work go.work.sum
+	rm -rf bin .gotch go.work go.work.sum $(ONNX_CORPUS) $(ONNX_CORPUS).tmp

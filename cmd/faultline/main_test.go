@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/spf13/cobra"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/internal/testdeps"
 )
 
 // TestMain lets a test re-run this binary as the faultline CLI (CLI_TEST_ARGS holds
@@ -169,7 +172,7 @@ func TestPyTorchAccuracyOfExportedNPZ(t *testing.T) {
 		t.Skipf("Fashion-MNIST is not installed (make setup installs it): %v", err)
 	}
 	if out, err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").CombinedOutput(); err != nil {
-		t.Skipf("python3-torch is not installed (make test installs it): %v: %s", err, out)
+		testdeps.Skipf(t, testdeps.Torch, "python3-torch is not installed (make test installs it): %v: %s", err, out)
 	}
 	ckpt := filepath.Join(t.TempDir(), "lenet")
 	if _, errs, code := cli(t, "train", "--preset", "lenet5-fashion", "--train-limit", "3000", "--test-limit", "2000",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faultline/faultline/internal/npz"
 	"github.com/faultline/faultline/internal/testckpt"
+	"github.com/faultline/faultline/internal/testdeps"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
@@ -30,7 +31,8 @@ func needTorch(t *testing.T) {
 	}
 	out, err := exec.Command(torchPython, "-c", "import torch, numpy").CombinedOutput()
 	if err != nil {
-		t.Skipf("%s cannot import torch: %v: %s", torchPython, err, bytes.TrimSpace(out))
+		testdeps.Skipf(t, testdeps.Torch, "%s cannot import torch (scripts/setup.sh --test installs python3-torch): %v: %s",
+			torchPython, err, bytes.TrimSpace(out))
 	}
 }
 

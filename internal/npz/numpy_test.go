@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/faultline/faultline/internal/testdeps"
 )
 
 // systemPython is Debian's interpreter, which has numpy; the python3 first in PATH
@@ -55,7 +57,8 @@ func needNumpy(t *testing.T) {
 	}
 	out, err := exec.Command(systemPython, "-c", "import numpy").CombinedOutput()
 	if err != nil {
-		t.Skipf("%s cannot import numpy: %v: %s", systemPython, err, bytes.TrimSpace(out))
+		testdeps.Skipf(t, testdeps.Torch, "%s cannot import numpy (scripts/setup.sh --test installs python3-numpy): %v: %s",
+			systemPython, err, bytes.TrimSpace(out))
 	}
 }
 

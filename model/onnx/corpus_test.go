@@ -13,12 +13,14 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/faultline/faultline/internal/testdeps"
 	"github.com/faultline/faultline/model/graph"
 )
 
 // The corpus: CNNs exported by PyTorch at opsets 11-17, built by
 // `python3 scripts/onnx-corpus.py --out DIR`; FAULTLINE_ONNX_CORPUS=DIR runs
-// TestCorpus on it.
+// TestCorpus on it (`make test` builds one in .cache/onnx-corpus with
+// scripts/onnx-corpus-cache.sh and sets it, with FAULTLINE_REQUIRE_ONNX=1).
 
 // corpusLayers are each corpus model's conv and linear layer counts.
 var corpusLayers = map[string][2]int{
@@ -58,11 +60,11 @@ const corpusImages = 16
 func TestCorpus(t *testing.T) {
 	dir := os.Getenv("FAULTLINE_ONNX_CORPUS")
 	if dir == "" {
-		t.Skip("FAULTLINE_ONNX_CORPUS not set (build a corpus with python3 scripts/onnx-corpus.py --out DIR)")
+		testdeps.Skipf(t, testdeps.ONNX, "FAULTLINE_ONNX_CORPUS not set (build a corpus with scripts/onnx-corpus-cache.sh DIR, or python3 scripts/onnx-corpus.py --out DIR)")
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if os.IsNotExist(err) {
-		t.Skipf("no corpus in %s", dir)
+		testdeps.Skipf(t, testdeps.ONNX, "no corpus in %s (no manifest.json)", dir)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -72,14 +74,15 @@ func TestCorpus(t *testing.T) {
 		t.Fatalf("manifest.json: %v", err)
 	}
 	checker, ort := haveOnnxChecker(), haveORT()
+	requireCheckers(t, checker, ort)
 	if !checker {
-		t.Log("python3 does not import onnx: onnx.checker not run")
+		t.Log("onnx.checker not run")
 	}
 	var images string
 	if ort {
 		images = writeFirst(t, readNpy(t, filepath.Join(dir, "images.npy")), corpusImages)
 	} else {
-		t.Log("onnxruntime-node not installed (cd scripts && npm ci --ignore-scripts): ONNX Runtime not run")
+		t.Log("ONNX Runtime not run")
 	}
 	var table []string
 	for _, model := range slices.Sorted(maps.Keys(m.Models)) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/faultline/faultline/internal/npz"
+	"github.com/faultline/faultline/internal/testdeps"
 	"github.com/faultline/faultline/model/graph"
 )
 
@@ -13,8 +14,9 @@ import (
 func TestFixturesExternalCheckers(t *testing.T) {
 	checker, ort := haveOnnxChecker(), haveORT()
 	if !checker && !ort {
-		t.Skip("neither python3-onnx nor onnxruntime-node (cd scripts && npm ci --ignore-scripts) installed")
+		testdeps.Skipf(t, testdeps.ONNX, "neither checker is installed: %s; %s", noChecker, noORT)
 	}
+	requireCheckers(t, checker, ort)
 	arrays, err := npz.Read("../testdata/onnx/smallnet_io.npz")
 	if err != nil {
 		t.Fatal(err)

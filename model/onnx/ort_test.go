@@ -11,11 +11,14 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/faultline/faultline/internal/npz"
+	"github.com/faultline/faultline/internal/testdeps"
 )
 
 // Independent checkers: ONNX's own checker (Debian's python3-onnx) and ONNX
 // Runtime (scripts/ort-run.js with onnxruntime-node from scripts/package.json).
-// Tests using them skip when they are not installed.
+// Tests using them skip when they are not installed, or fail when
+// FAULTLINE_REQUIRE_ONNX=1 (as `make test` sets; scripts/setup.sh --test installs
+// both).
 
 const python = "/usr/bin/python3"
 
@@ -37,6 +40,34 @@ for p in sys.argv[1:]:
 	cmd := exec.Command(python, append([]string{"-c", script}, paths...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("onnx.checker rejects %v: %v\n%s", paths, err, out)
+	}
+}
+
+// The messages for a missing checker.
+const (
+	noChecker = python + " does not import onnx (apt-get install python3-onnx, or scripts/setup.sh --test)"
+	noORT     = "node or onnxruntime-node not installed (cd scripts && npm ci --ignore-scripts, or scripts/setup.sh --test)"
+)
+
+// requireCheckers fails t when FAULTLINE_REQUIRE_ONNX=1 and either checker is
+// missing; otherwise it logs what is missing (the caller skips what it cannot run).
+func requireCheckers(t *testing.T, checker, ort bool) {
+	t.Helper()
+	for _, c := range []struct {
+		have bool
+		msg  string
+	}{{checker, noChecker}, {ort, noORT}} {
+		if c.have {
+			continue
+		}
+		if testdeps.Required(testdeps.ONNX) {
+			t.Errorf("%s (required: %s=1)", c.msg, testdeps.ONNX)
+		} else {
+			t.Log(c.msg)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/internal/testdeps"
 	"github.com/faultline/faultline/model/graph"
 )
 
@@ -116,8 +117,9 @@ func TestUnsupportedTorchExport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode")
 	}
-	if exec.Command(python, "-c", "import torch, onnx").Run() != nil {
-		t.Skip("python3 does not import torch and onnx")
+	if out, err := exec.Command(python, "-c", "import torch, onnx").CombinedOutput(); err != nil {
+		testdeps.Skipf(t, testdeps.ONNX, "%s does not import torch and onnx (scripts/setup.sh --test installs python3-torch and python3-onnx): %v: %s",
+			python, err, bytes.TrimSpace(out))
 	}
 	path := filepath.Join(t.TempDir(), "rnn.onnx")
 	if out, err := exec.Command(python, "-c", exportScript, path).CombinedOutput(); err != nil {
