@@ -63,12 +63,13 @@ type replayLog struct {
 }
 
 // newJournalHeader describes a run for its journal.
-func newJournalHeader(o *Options, threads int, dataset, imagesHash string, images int) (journalHeader, error) {
-	src, err := journal.NewSource(journalKind, o.Checkpoint, dataset)
+func newJournalHeader(o *Options, ld *fault.Loaded, threads int, imagesHash string, images int) (journalHeader, error) {
+	id, err := ld.Identity()
 	if err != nil {
 		return journalHeader{}, err
 	}
-	return journalHeader{Source: src, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(o.Device), Threads: threads,
+	src := journal.NewSource(journalKind, ld.Checkpoint, id, ld.Dataset)
+	return journalHeader{Source: src, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(ld.Model.Device()), Threads: threads,
 		Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha, Score: o.Score,
 		ScoreFloor: o.ScoreFloor, Cap: o.Cap, SensBatches: o.SensBatches, SensBatchSize: o.SensBatchSize,
 		Seed: o.Seed, BatchSize: o.BatchSize, Block: blockSize(*o, images), Stratify: o.Stratify, Allocation: string(o.Allocation)}, nil
