@@ -13,8 +13,9 @@ import (
 
 // JournalFile, in the output directory, records every analysed channel and every
 // validated unit as it finishes, so that an interrupted `eval vf` (killed, out
-// of time) resumes where it stopped: a rerun with the same arguments takes the
-// recorded channels and units over instead of computing them again, and writes
+// of time) resumes where it stopped: a rerun with the same arguments, on the
+// same model (by fault.Loaded.Identity: a checkpoint's content SHA-256, or
+// fault.ModelSHA256 of a model in memory), takes the recorded channels and units over instead of computing them again, and writes
 // what an uninterrupted run writes. It is removed once vf.json is written.
 const JournalFile = "journal.jsonl"
 

@@ -13,7 +13,9 @@ import (
 
 // JournalFile, in the output directory, records the outcome of every block of
 // injections as it finishes, so that an interrupted run (killed, out of time,
-// out of disk) resumes where it stopped: a rerun with the same arguments replays
+// out of disk) resumes where it stopped: a rerun with the same arguments, on
+// the same model (by fault.Loaded.Identity: a checkpoint's content SHA-256, or
+// fault.ModelSHA256 of a model in memory), replays
 // the recorded blocks instead of injecting them again, and its results equal an
 // uninterrupted run's. It is removed once the results are written.
 const JournalFile = "journal.jsonl"
