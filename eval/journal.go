@@ -6,14 +6,16 @@ import (
 	"path/filepath"
 
 	"github.com/faultline/faultline/eval/deepvigor"
+	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/journal"
 	"github.com/faultline/faultline/internal/torch"
 )
 
 // JournalFile, in the output directory, records every analysed channel and every
 // validated unit as it finishes, so that an interrupted `eval vf` (killed, out
-// of time) resumes where it stopped: a rerun with the same arguments takes the
-// recorded channels and units over instead of computing them again, and writes
+// of time) resumes where it stopped: a rerun with the same arguments, on the
+// same model (by fault.Loaded.Identity: a checkpoint's content SHA-256, or
+// fault.ModelSHA256 of a model in memory), takes the recorded channels and units over instead of computing them again, and writes
 // what an uninterrupted run writes. It is removed once vf.json is written.
 const JournalFile = "journal.jsonl"
 
@@ -70,12 +72,13 @@ type vfJournal struct {
 
 // openVFJournal opens o.Out's journal for this run; a journal of a run with
 // other arguments is an error naming the first that differs.
-func openVFJournal(o *VFOptions, threads int, dataset string, tail bool) (*vfJournal, error) {
-	src, err := journal.NewSource("faultline.vf_journal", o.Checkpoint, dataset)
+func openVFJournal(o *VFOptions, ld *fault.Loaded, threads int, tail bool) (*vfJournal, error) {
+	id, err := ld.Identity()
 	if err != nil {
 		return nil, err
 	}
-	h := vfJournalHeader{Source: src, Images: o.Images, Device: torch.DeviceName(o.Device), Threads: threads, Target: o.Target, Ratio: o.Ratio, Precision: o.Precision,
+	src := journal.NewSource("faultline.vf_journal", ld.Checkpoint, id, ld.Dataset)
+	h := vfJournalHeader{Source: src, Images: o.Images, Device: torch.DeviceName(ld.Model.Device()), Threads: threads, Target: o.Target, Ratio: o.Ratio, Precision: o.Precision,
 		Semantics: o.Semantics, TailCheck: tail, Seed: o.Seed, Layers: o.Layers, PerOctave: o.PerOctave, WeightErrors: o.WeightErrors,
 		Validate: o.Validate, ValidateNeurons: o.ValidateNeurons, ValidateOperands: o.ValidateOperands, BatchSize: o.BatchSize}
 	j, err := journal.Open(filepath.Join(o.Out, JournalFile), "eval", h, o.ReplaceJournal)

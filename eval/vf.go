@@ -35,10 +35,12 @@ const (
 // first-layer filters missed that layer's complete LVF by up to 1.5 pp.
 const DefaultPrecision = 0.005
 
-// VFOptions configure RunVF.
+// VFOptions configure RunVF and RunVFOn.
 type VFOptions struct {
+	// Checkpoint, Dataset (default: the checkpoint's), DataDir and Device say
+	// what RunVF loads; RunVFOn takes the model and data loaded.
 	Checkpoint string
-	Dataset    string // default: the checkpoint's
+	Dataset    string
 	DataDir    string
 	Device     gotch.Device
 	Threads    int
@@ -187,13 +189,63 @@ func (o *VFOptions) check() (acts, weights bool, err error) {
 	return acts, weights, nil
 }
 
-// RunVF loads a checkpoint, analyses it with DeepVigor+, validates the result
-// against fault injection when asked, and writes vf.json and vf.csv into o.Out.
+// RunVF loads a checkpoint and the test split of its data set
+// (fault.LoadCheckpoint) and runs RunVFOn on them.
 func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 	start := time.Now()
-	acts, weights, err := o.check()
+	p, err := o.prepare()
 	if err != nil {
 		return nil, err
+	}
+	var vf *VF
+	err = torch.Do(func() error {
+		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
+		if err != nil {
+			return err
+		}
+		vf, err = runVF(ctx, ld, o, p, start)
+		return err
+	})
+	return vf, err
+}
+
+// RunVFOn analyses model l, in memory, with DeepVigor+ on the first o.Images
+// images of l's test split, validates the result against fault injection when
+// asked, and writes vf.json and vf.csv into o.Out, where its journal
+// (JournalFile) keys on l.Checkpoint and l.Identity(). o.Checkpoint,
+// o.Dataset, o.DataDir and o.Device are not read: l holds the model and its
+// data. The model's parameters are left as they were.
+func RunVFOn(ctx context.Context, l *fault.Loaded, o VFOptions) (*VF, error) {
+	start := time.Now()
+	if l == nil || l.Model == nil {
+		return nil, fmt.Errorf("eval: no model")
+	}
+	p, err := o.prepare()
+	if err != nil {
+		return nil, err
+	}
+	var vf *VF
+	err = torch.Do(func() error {
+		var err error
+		vf, err = runVF(ctx, l, o, p, start)
+		return err
+	})
+	return vf, err
+}
+
+// prepared is what VFOptions.prepare works out before a run.
+type prepared struct {
+	acts, weights bool
+	threads       int
+}
+
+// prepare checks o and fills in its defaults, readies o.Out (removing an old
+// vf.json) and sets the thread count.
+func (o *VFOptions) prepare() (prepared, error) {
+	var p prepared
+	var err error
+	if p.acts, p.weights, err = o.check(); err != nil {
+		return p, err
 	}
 	if o.ValidateNeurons == 0 {
 		o.ValidateNeurons = 1
@@ -207,23 +259,24 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 		o.Precision = 0
 	}
 	if err := atomicfile.CheckDir(o.Out); err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return p, fmt.Errorf("eval: %w", err)
 	}
 	// vf.json is written last: a directory holding one holds a finished run.
 	if err := os.Remove(filepath.Join(o.Out, VFFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("eval: %w", err)
+		return p, fmt.Errorf("eval: %w", err)
 	}
-	threads, err := torch.SetThreads(o.Threads)
-	if err != nil {
-		return nil, err
+	if p.threads, err = torch.SetThreads(o.Threads); err != nil {
+		return p, err
 	}
+	return p, nil
+}
+
+// runVF is RunVFOn once o is prepared, on the torch thread.
+func runVF(ctx context.Context, ld *fault.Loaded, o VFOptions, p prepared, start time.Time) (*VF, error) {
+	acts, weights := p.acts, p.weights
 	var vf *VF
 	var jn *vfJournal
-	err = torch.Do(func() error {
-		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
-		if err != nil {
-			return err
-		}
+	err := func() error {
 		if o.Images > ld.Set.Len() {
 			return fmt.Errorf("eval: --images %d: the %s test split has only %d images", o.Images, ld.Dataset, ld.Set.Len())
 		}
@@ -233,7 +286,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 			return err
 		}
 		defer ev.Drop()
-		if jn, err = openVFJournal(&o, threads, ld.Dataset, tail); err != nil {
+		if jn, err = openVFJournal(&o, ld, p.threads, tail); err != nil {
 			return err
 		}
 		if c, u := jn.recorded(); c+u > 0 && o.OnResume != nil {
@@ -258,7 +311,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 			return err
 		}
 		analysis := time.Since(start)
-		vf = &VF{Kind: VFKind, SchemaVersion: VFSchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
+		vf = &VF{Kind: VFKind, SchemaVersion: VFSchema, Checkpoint: ld.Checkpoint, Arch: ld.Meta.Arch,
 			Dataset: ld.Dataset, Images: o.Images, GoldenAccuracy: ev.Accuracy(), Target: targetName(acts, weights),
 			Semantics: res.Semantics, TailCheck: res.TailCheck, TailCheckFlag: orDefault(o.TailCheck, "auto"),
 			SamplingRatio: res.SamplingRatio, Precision: o.Precision, Seed: res.Seed, PerOctave: res.PerOctave, WeightErrors: res.WeightErrors, Layers: res.Layers,
@@ -275,7 +328,7 @@ func RunVF(ctx context.Context, o VFOptions) (*VF, error) {
 			vf.Timing.Validation = time.Since(vstart).Seconds()
 		}
 		return nil
-	})
+	}()
 	if err == nil {
 		vf.Timing.Total = time.Since(start).Seconds()
 		err = vf.write(o.Out)

@@ -7,4 +7,12 @@
 // layer's input or output, or one operand of one neuron's multiply-accumulate),
 // what it does (bit flips, stuck-at bits, a random value, zero) and whether it lasts
 // one inference or stays until removed.
+//
+// Loaded is a model in memory with its metadata, test split and normalisation:
+// what the measuring steps take (RunBERCurveOn here, eval.RunVFOn,
+// importance.RunOn), so that they chain in memory. LoadCheckpoint reads one
+// from a checkpoint directory, ForModel pairs a model built or changed in
+// memory with its data. A resumable step's journal records the model's
+// Identity: the checkpoint's content SHA-256 (model.ContentSHA256) as loaded,
+// else ModelSHA256 of the weights, clamps and metadata in memory.
 package fault

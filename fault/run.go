@@ -9,9 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/internal/torch"
-	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
 )
 
@@ -37,53 +35,6 @@ type RunOptions struct {
 	OnPlan func(Header)
 	// OnProgress is called after each block.
 	OnProgress func(done, total int64, faultsPerSecond float64)
-}
-
-// Loaded is a checkpoint loaded for evaluation: the model, its metadata, the
-// test split of its data set and its input normalisation.
-type Loaded struct {
-	Model   *model.Model
-	Meta    model.Metadata
-	Dataset string // the data set's name: the one asked for, or the checkpoint's
-	Set     *datasets.Set
-	Stats   datasets.Stats // the checkpoint's input normalisation
-}
-
-// LoadCheckpoint loads a checkpoint, the test split of dataset (the checkpoint's
-// own when empty) and the checkpoint's input normalisation, checked against it.
-func LoadCheckpoint(ckpt, dataset, dataDir string, dev gotch.Device) (*Loaded, error) {
-	m, meta, err := model.Load(ckpt, dev)
-	if err != nil {
-		return nil, err
-	}
-	if dataset == "" {
-		dataset = meta.Dataset
-	}
-	set, err := datasets.Load(dataset, dataDir, datasets.Test)
-	if err != nil {
-		return nil, err
-	}
-	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
-	if err := stats.Validate(set.C); err != nil {
-		return nil, fmt.Errorf("fault: %s: normalization: %w", ckpt, err)
-	}
-	return &Loaded{Model: m, Meta: meta, Dataset: dataset, Set: set, Stats: stats}, nil
-}
-
-// EvalSet prepares the loaded model for injection with batchSize samples per
-// forward pass and loads the first images test images (all when <= 0) as its
-// evaluation set. It must run on the torch thread; the caller drops the set.
-func (l *Loaded) EvalSet(images, batchSize int) (*Injector, *EvalSet, error) {
-	inj, err := NewInjector(l.Model)
-	if err != nil {
-		return nil, nil, err
-	}
-	inj.BatchSize = batchSize
-	ev, err := inj.LoadEvalSet(l.Set, l.Stats, images)
-	if err != nil {
-		return nil, nil, err
-	}
-	return inj, ev, nil
 }
 
 // RunCampaign loads a checkpoint and its data, plans (or reads) the faults and

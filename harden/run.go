@@ -278,7 +278,12 @@ type Timing struct {
 	Total  float64 `json:"total_seconds"`
 }
 
-// Run hardens o.Checkpoint into o.Out and measures both.
+// Run hardens o.Checkpoint into o.Out and measures both. The steps chain in
+// memory: the checkpoint is read once for the before measurements and once more
+// for each model to harden, and each hardened model is measured as it is in
+// memory once saved (the importance searches of fault-aware training run on the
+// model being trained, with no staging checkpoint). Their journals identify the
+// models in memory by fault.ModelSHA256.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
 	if err := o.check(); err != nil {
@@ -297,16 +302,24 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := &Report{Kind: ReportKind, SchemaVersion: ReportSchema, Checkpoint: o.Checkpoint, Hardened: o.Out,
 		Software: model.CurrentSoftware()}
-	var err error
-	if rep.Before, err = measure(ctx, o, o.Checkpoint, filepath.Join(o.Out, "before")); err != nil {
+	o.phase("accuracy before")
+	before, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Before, err = measure(ctx, o, before, filepath.Join(o.Out, "before")); err != nil {
 		return nil, err
 	}
 	tHarden := time.Now()
-	if rep.Recipe, err = harden(ctx, o); err != nil {
+	d := &inputs{test: before}
+	hardened, recipe, err := harden(ctx, o, d)
+	if err != nil {
 		return nil, err
 	}
+	rep.Recipe = recipe
 	tAfter := time.Now()
-	if rep.After, err = measure(ctx, o, o.Out, filepath.Join(o.Out, "after")); err != nil {
+	o.phase("accuracy after")
+	if rep.After, err = measure(ctx, o, hardened, filepath.Join(o.Out, "after")); err != nil {
 		return nil, err
 	}
 	rep.Change = change(rep.Before, rep.After)
@@ -326,10 +339,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if err := os.MkdirAll(vo.Out, 0o755); err != nil {
 				return nil, fmt.Errorf("harden: %w", err)
 			}
-			if _, err := harden(ctx, vo); err != nil {
+			h, _, err := harden(ctx, vo, d)
+			if err != nil {
 				return nil, err
 			}
-			after, err := measure(ctx, vo, vo.Out, filepath.Join(vo.Out, "after"))
+			vo.phase("accuracy after")
+			after, err := measure(ctx, vo, h, filepath.Join(vo.Out, "after"))
 			if err != nil {
 				return nil, err
 			}
@@ -346,6 +361,34 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// inputs is the data a hardening reads, loaded once: the checkpoint's test split
+// and normalisation (with the checkpoint as loaded), and, once an importance
+// search needs it, the training split the sensitivities are measured on.
+type inputs struct {
+	test  *fault.Loaded
+	train *datasets.Set
+}
+
+// trainSplit is the training split of the checkpoint's data set, loaded on
+// first use.
+func (d *inputs) trainSplit(dataDir string) (*datasets.Set, error) {
+	if d.train == nil {
+		set, err := datasets.Load(d.test.Dataset, dataDir, datasets.Train)
+		if err != nil {
+			return nil, err
+		}
+		d.train = set
+	}
+	return d.train, nil
+}
+
+// inMemory pairs model m, in memory, with the checkpoint's test split and
+// normalisation, labelled name; its identity is fault.ModelSHA256.
+func (d *inputs) inMemory(m *model.Model, meta model.Metadata, name string) *fault.Loaded {
+	t := d.test
+	return &fault.Loaded{Model: m, Meta: meta, Dataset: t.Dataset, Set: t.Set, Stats: t.Stats, Checkpoint: name}
 }
 
 // variant names what o does: clamps, fat or both.
@@ -373,23 +416,20 @@ func (o *Options) progress(phase string) func(done, total int64) {
 	}
 }
 
-// measure takes a checkpoint's clean accuracy (whole test split), DeepVigor+
-// VFs and BER curve, writing the raw results under dir.
-func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
+// measure takes model l's clean accuracy (whole test split), DeepVigor+ VFs
+// and BER curve, writing the raw results under dir. The model is left as it
+// was.
+func measure(ctx context.Context, o Options, l *fault.Loaded, dir string) (Side, error) {
 	var s Side
-	o.phase("accuracy " + filepath.Base(dir))
-	ld, err := fault.LoadCheckpoint(ckpt, o.Dataset, o.DataDir, o.Device)
-	if err != nil {
+	var err error
+	if s.CleanAccuracy, err = train.Evaluate(l.Model, l.Set, l.Stats, 1000, l.Model.Device(), nil); err != nil {
 		return s, err
 	}
-	if s.CleanAccuracy, err = train.Evaluate(ld.Model, ld.Set, ld.Stats, 1000, o.Device, nil); err != nil {
-		return s, err
-	}
-	s.TestImages = ld.Set.Len()
+	s.TestImages = l.Set.Len()
 	s.CleanAccuracyCI = fault.Wilson(int64(math.Round(s.CleanAccuracy*float64(s.TestImages))), int64(s.TestImages), confidence)
 	phase := "vf " + filepath.Base(dir)
 	o.phase(phase)
-	s.VF, err = eval.RunVF(ctx, eval.VFOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir, Device: o.Device, ReplaceJournal: true,
+	s.VF, err = eval.RunVFOn(ctx, l, eval.VFOptions{ReplaceJournal: true,
 		Threads: o.Threads, Target: "both", Ratio: o.VFRatio, Precision: o.VFPrecision, Images: o.VFImages, Semantics: deepvigor.Exact, TailCheck: "on",
 		Seed: o.Seed, Out: filepath.Join(dir, "vf"),
 		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})
@@ -398,8 +438,7 @@ func measure(ctx context.Context, o Options, ckpt, dir string) (Side, error) {
 	}
 	phase = "ber " + filepath.Base(dir)
 	o.phase(phase)
-	curve, err := fault.RunBERCurve(ctx, fault.BERRunOptions{Checkpoint: ckpt, Dataset: o.Dataset, DataDir: o.DataDir,
-		Device: o.Device, Threads: o.Threads, Images: o.BERImages, Out: filepath.Join(dir, "ber"),
+	curve, err := fault.RunBERCurveOn(ctx, l, fault.BERRunOptions{Threads: o.Threads, Images: o.BERImages, Out: filepath.Join(dir, "ber"),
 		BER:        fault.BEROptions{BERs: o.BERs, Trials: o.BERTrials, Seed: o.Seed, Confidence: confidence},
 		OnProgress: func(done, total int) { o.progress(phase)(int64(done), int64(total)) }})
 	if err != nil {
@@ -470,17 +509,19 @@ func change(b, a Side) Change {
 	return c
 }
 
-// harden builds the hardened checkpoint in o.Out.
-func harden(ctx context.Context, o Options) (Recipe, error) {
+// harden builds the hardened checkpoint in o.Out from a fresh load of
+// o.Checkpoint and returns the hardened model, as saved, in memory (labelled
+// o.Out) with its recipe.
+func harden(ctx context.Context, o Options, d *inputs) (*fault.Loaded, Recipe, error) {
 	r := Recipe{Margin: o.Margin, Seed: o.Seed}
 	m, meta, err := model.Load(o.Checkpoint, o.Device)
 	if err != nil {
-		return r, err
+		return nil, r, err
 	}
 	cfg := configs.Default()
 	if len(meta.Config) > 0 {
 		if err := json.Unmarshal(meta.Config, &cfg); err != nil {
-			return r, fmt.Errorf("harden: %s: config: %w", o.Checkpoint, err)
+			return nil, r, fmt.Errorf("harden: %s: config: %w", o.Checkpoint, err)
 		}
 	}
 	if o.Dataset != "" {
@@ -489,26 +530,26 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 	if o.DataDir != "" {
 		cfg.Data.Dir = o.DataDir
 	}
-	data, err := train.LoadData(cfg.Data)
+	tdata, err := train.LoadData(cfg.Data)
 	if err != nil {
-		return r, err
+		return nil, r, err
 	}
 	if o.Clamps {
 		o.phase("profile clamps")
-		if r.Clamps, err = Profile(m, data.Train, data.Stats, o.ProfileImages, 500, o.Margin); err != nil {
-			return r, err
+		if r.Clamps, err = Profile(m, tdata.Train, tdata.Stats, o.ProfileImages, 500, o.Margin); err != nil {
+			return nil, r, err
 		}
-		r.ProfileImages = min(o.ProfileImages, data.Train.Len())
+		r.ProfileImages = min(o.ProfileImages, tdata.Train.Len())
 		if o.ProfileImages <= 0 {
-			r.ProfileImages = data.Train.Len()
+			r.ProfileImages = tdata.Train.Len()
 		}
 		if err := m.SetClamps(r.Clamps); err != nil {
-			return r, err
+			return nil, r, err
 		}
 	}
 	if o.FAT {
-		if r.FAT, err = fineTune(ctx, o, m, meta, cfg, data); err != nil {
-			return r, err
+		if r.FAT, err = fineTune(ctx, o, m, meta, cfg, tdata, d); err != nil {
+			return nil, r, err
 		}
 		if o.Clamps {
 			r.Clamps = m.Clamps() // refreshed every epoch
@@ -524,23 +565,23 @@ func harden(ctx context.Context, o Options) (Recipe, error) {
 			return m.SetWeightClamps(r.WeightClamps)
 		})
 		if err != nil {
-			return r, err
+			return nil, r, err
 		}
 	}
 	rec, err := json.Marshal(r)
 	if err != nil {
-		return r, err
+		return nil, r, err
 	}
 	meta.Source = "harden"
 	meta.Extra = map[string]json.RawMessage{RecipeKey: rec}
-	meta.TestAccuracy, err = train.Evaluate(m, data.Test, data.Stats, 1000, o.Device, nil)
+	meta.TestAccuracy, err = train.Evaluate(m, tdata.Test, tdata.Stats, 1000, o.Device, nil)
 	if err != nil {
-		return r, err
+		return nil, r, err
 	}
 	if err := m.Save(o.Out, meta); err != nil {
-		return r, err
+		return nil, r, err
 	}
-	return r, nil
+	return d.inMemory(m, meta, o.Out), r, nil
 }
 
 // finiteOn checks that m gives finite logits on the first test images: fault-
@@ -586,10 +627,10 @@ func finiteOn(m *model.Model, data *train.Data) error {
 // critical weight faults with importance sampling on the clamped model. With
 // o.Refresh it re-profiles the clamps and searches the pool again before every
 // epoch after the first, so both follow the weights as they move.
-func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadata, cfg configs.Config, data *train.Data) (*FATRecipe, error) {
+func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadata, cfg configs.Config, data *train.Data, d *inputs) (*FATRecipe, error) {
 	fr := &FATRecipe{Epochs: o.Epochs, LR: cfg.Train.LR * o.LRScale, FaultProb: o.FaultProb, FaultsPerStep: o.FaultsPerStep,
 		PoolShare: o.PoolShare, Lambda: o.Lambda, MaxGradNorm: o.MaxGradNorm}
-	pool, err := searchPool(ctx, o, m, meta, "importance search", "importance")
+	pool, err := searchPool(ctx, o, d.inMemory(m, meta, poolModelName(o)), d, "importance search", "importance")
 	if err != nil {
 		return nil, err
 	}
@@ -644,7 +685,7 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 				return err
 			}
 		}
-		pool, err := searchPool(ctx, o, m, meta, fmt.Sprintf("importance search (epoch %d)", epoch+1),
+		pool, err := searchPool(ctx, o, d.inMemory(m, meta, poolModelName(o)), d, fmt.Sprintf("importance search (epoch %d)", epoch+1),
 			fmt.Sprintf("importance-epoch%d", epoch+1))
 		if err != nil {
 			return err
@@ -678,33 +719,33 @@ func fineTune(ctx context.Context, o Options, m *model.Model, meta model.Metadat
 	return fr, nil
 }
 
-// searchPool runs the importance search for critical weight faults on m as it
-// is now (saved to a staging checkpoint) into o.Out/sub and returns them;
-// nothing when o.PoolShare is 0.
-func searchPool(ctx context.Context, o Options, m *model.Model, meta model.Metadata, phase, sub string) ([]fault.Fault, error) {
+// poolModelName labels the model being hardened in the importance searches'
+// summaries and journals: it is in memory, on its way to o.Out.
+func poolModelName(o Options) string {
+	return o.Checkpoint + " (hardening in memory)"
+}
+
+// searchPool runs the importance search for critical weight faults on model
+// l as it is now (in memory) into o.Out/sub and returns them; nothing when
+// o.PoolShare is 0.
+func searchPool(ctx context.Context, o Options, l *fault.Loaded, d *inputs, phase, sub string) ([]fault.Fault, error) {
 	if o.PoolShare == 0 {
 		return nil, nil
 	}
 	o.phase(phase)
-	isDir := filepath.Join(o.Out, sub)
-	stage := filepath.Join(isDir, "model")
-	if err := m.Save(stage, meta); err != nil {
+	trainSet, err := d.trainSplit(o.DataDir)
+	if err != nil {
 		return nil, err
 	}
-	_, err := importance.Run(ctx, importance.Options{Checkpoint: stage, Dataset: o.Dataset, DataDir: o.DataDir, ReplaceJournal: true,
-		Device: o.Device, Threads: o.Threads, Target: importance.Weights, Mode: importance.SearchMode,
-		Budget: o.PoolBudget, Tau: 0.05, Images: o.PoolImages, Alpha: 0.1, ScoreFloor: 1, Seed: o.Seed, Out: isDir,
+	res, err := importance.RunOn(ctx, l, trainSet, importance.Options{ReplaceJournal: true,
+		Threads: o.Threads, Target: importance.Weights, Mode: importance.SearchMode,
+		Budget: o.PoolBudget, Tau: 0.05, Images: o.PoolImages, Alpha: 0.1, ScoreFloor: 1, Seed: o.Seed, Out: filepath.Join(o.Out, sub),
 		OnProgress: func(_ string, done, total int64) { o.progress(phase)(done, total) }})
 	if err != nil {
 		return nil, err
 	}
-	_ = os.RemoveAll(stage)
-	all, err := fault.ReadFaults(filepath.Join(isDir, importance.CriticalFile))
-	if err != nil {
-		return nil, err
-	}
 	var pool []fault.Fault
-	for _, f := range all {
+	for _, f := range res.Critical {
 		if f.Target == fault.Weight {
 			f.Outcome = nil
 			pool = append(pool, f)

@@ -8,6 +8,11 @@
 // score (Unit.ScoreLower), so that a unit drawn once or twice does not top the
 // ranking on the strength of one lucky draw.
 //
+// Run reads a checkpoint and its data; RunOn takes a model in memory
+// (fault.Loaded) and the training split, and returns the results
+// (Result: the summary, the critical faults, the ranking) besides writing them,
+// so that a caller such as harden chains it with its own steps in memory.
+//
 // The README's importance section describes the method, its sources and the
 // differences from ISimDL's code.
 package importance

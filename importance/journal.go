@@ -13,7 +13,9 @@ import (
 
 // JournalFile, in the output directory, records the outcome of every block of
 // injections as it finishes, so that an interrupted run (killed, out of time,
-// out of disk) resumes where it stopped: a rerun with the same arguments replays
+// out of disk) resumes where it stopped: a rerun with the same arguments, on
+// the same model (by fault.Loaded.Identity: a checkpoint's content SHA-256, or
+// fault.ModelSHA256 of a model in memory), replays
 // the recorded blocks instead of injecting them again, and its results equal an
 // uninterrupted run's. It is removed once the results are written.
 const JournalFile = "journal.jsonl"
@@ -63,12 +65,13 @@ type replayLog struct {
 }
 
 // newJournalHeader describes a run for its journal.
-func newJournalHeader(o *Options, threads int, dataset, imagesHash string, images int) (journalHeader, error) {
-	src, err := journal.NewSource(journalKind, o.Checkpoint, dataset)
+func newJournalHeader(o *Options, ld *fault.Loaded, threads int, imagesHash string, images int) (journalHeader, error) {
+	id, err := ld.Identity()
 	if err != nil {
 		return journalHeader{}, err
 	}
-	return journalHeader{Source: src, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(o.Device), Threads: threads,
+	src := journal.NewSource(journalKind, ld.Checkpoint, id, ld.Dataset)
+	return journalHeader{Source: src, ImagesSHA256: imagesHash, Images: images, Device: torch.DeviceName(ld.Model.Device()), Threads: threads,
 		Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha, Score: o.Score,
 		ScoreFloor: o.ScoreFloor, Cap: o.Cap, SensBatches: o.SensBatches, SensBatchSize: o.SensBatchSize,
 		Seed: o.Seed, BatchSize: o.BatchSize, Block: blockSize(*o, images), Stratify: o.Stratify, Allocation: string(o.Allocation)}, nil

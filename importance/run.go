@@ -55,10 +55,13 @@ const (
 	RankingKind   = "faultline.ranking"
 )
 
-// Options configure Run.
+// Options configure Run and RunOn.
 type Options struct {
+	// Checkpoint, Dataset (default: the checkpoint's) and Device say what Run
+	// loads, DataDir where it finds the data set; RunOn takes the model and
+	// data loaded.
 	Checkpoint string
-	Dataset    string // default: the checkpoint's
+	Dataset    string
 	DataDir    string
 	Device     gotch.Device
 	Threads    int
@@ -301,34 +304,104 @@ type draw struct {
 	f        fault.Fault
 }
 
-// Run runs importance sampling and the uniform comparison and writes the
-// results to o.Out.
+// Result is what RunOn finds, as written to the output directory.
+type Result struct {
+	Summary *Summary // summary.json
+	// Critical is critical.jsonl: the distinct critical faults, importance-
+	// sampled ones first, numbered from 0, with their outcomes.
+	Critical []fault.Fault
+	// Ranking is ranking.json's units, most critical first.
+	Ranking []Unit
+}
+
+// Run loads o.Checkpoint, the test split and the training split of its data
+// set (fault.LoadCheckpoint) and runs RunOn on them; it returns the summary.
 func Run(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.CheckDir(o.Out); err != nil {
-		return nil, fmt.Errorf("importance: %w", err)
-	}
-	threads, err := torch.SetThreads(o.Threads)
+	threads, err := o.prepare()
 	if err != nil {
 		return nil, err
 	}
-	var sum *Summary
-	var jn *replayLog
+	var res *Result
 	err = torch.Do(func() error {
 		ld, err := fault.LoadCheckpoint(o.Checkpoint, o.Dataset, o.DataDir, o.Device)
 		if err != nil {
 			return err
 		}
-		if o.Images > ld.Set.Len() {
-			return fmt.Errorf("importance: --images %d: the %s test split has only %d images", o.Images, ld.Dataset, ld.Set.Len())
+		if err := checkImages(ld, o.Images); err != nil {
+			return err
 		}
 		train, err := datasets.Load(ld.Dataset, o.DataDir, datasets.Train)
 		if err != nil {
 			return err
 		}
+		res, err = runOn(ctx, ld, train, o, threads, start)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.Summary, nil
+}
+
+// RunOn runs importance sampling and the uniform comparison on model l, in
+// memory, with the first o.Images images of l's test split (class by class)
+// as the evaluation set and train as the training split the sensitivities are
+// measured on, and writes the results to o.Out, where its journal
+// (JournalFile) keys on l.Checkpoint and l.Identity(). o.Checkpoint,
+// o.Dataset, o.DataDir and o.Device are not read: l and train hold the model
+// and its data. The model's parameters are left as they were.
+func RunOn(ctx context.Context, l *fault.Loaded, train *datasets.Set, o Options) (*Result, error) {
+	start := time.Now()
+	if l == nil || l.Model == nil {
+		return nil, fmt.Errorf("importance: no model")
+	}
+	if train == nil {
+		return nil, fmt.Errorf("importance: %s: no training split for the sensitivities", l.Checkpoint)
+	}
+	threads, err := o.prepare()
+	if err != nil {
+		return nil, err
+	}
+	var res *Result
+	err = torch.Do(func() error {
+		if err := checkImages(l, o.Images); err != nil {
+			return err
+		}
+		res, err = runOn(ctx, l, train, o, threads, start)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// prepare checks o and fills in its defaults, readies o.Out and sets the
+// thread count, which it returns.
+func (o *Options) prepare() (int, error) {
+	if err := o.defaults(); err != nil {
+		return 0, err
+	}
+	if err := atomicfile.CheckDir(o.Out); err != nil {
+		return 0, fmt.Errorf("importance: %w", err)
+	}
+	return torch.SetThreads(o.Threads)
+}
+
+// checkImages checks that l's test split holds the evaluation set.
+func checkImages(l *fault.Loaded, images int) error {
+	if images > l.Set.Len() {
+		return fmt.Errorf("importance: --images %d: the %s test split has only %d images", images, l.Dataset, l.Set.Len())
+	}
+	return nil
+}
+
+// runOn is RunOn once o is prepared, on the torch thread.
+func runOn(ctx context.Context, ld *fault.Loaded, train *datasets.Set, o Options, threads int, start time.Time) (*Result, error) {
+	var res *Result
+	var jn *replayLog
+	err := func() error {
 		sp, err := newSpace(ld.Model, o.Target)
 		if err != nil {
 			return err
@@ -365,7 +438,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return err
 		}
-		jh, err := newJournalHeader(&o, threads, ld.Dataset, hash, ev.Len())
+		jh, err := newJournalHeader(&o, ld, threads, hash, ev.Len())
 		if err != nil {
 			return err
 		}
@@ -392,7 +465,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return err
 		}
-		sum = &Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Checkpoint: o.Checkpoint, Arch: ld.Meta.Arch,
+		sum := &Summary{Kind: SummaryKind, SchemaVersion: SummarySchema, Checkpoint: ld.Checkpoint, Arch: ld.Meta.Arch,
 			Dataset: ld.Dataset, Target: o.Target, Mode: o.Mode, Budget: o.Budget, Tau: o.Tau, Alpha: o.Alpha,
 			Score: o.Score, ScoreFloor: o.ScoreFloor, Cap: o.Cap, Seed: o.Seed, Images: ev.Len(), ImagesSHA256: hash, GoldenAccuracy: golden,
 			SensImages: sens.Images, FaultSpace: sp.faults(), M: o.M, Software: model.CurrentSoftware()}
@@ -410,8 +483,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			}
 		}
 		sum.Timing = Timing{Sensitivity: tSens.Seconds(), Injection: time.Since(tInj).Seconds(), Total: time.Since(start).Seconds()}
-		return write(o.Out, sum, ranked, is, uni)
-	})
+		res = &Result{Summary: sum, Critical: criticalFaults(is, uni), Ranking: ranked}
+		return write(o.Out, res, is, uni)
+	}()
 	if jn != nil {
 		// Kept while the results are not written: a rerun resumes from it.
 		if cerr := jn.close(err == nil); err == nil && cerr != nil {
@@ -421,7 +495,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sum, nil
+	return res, nil
 }
 
 // drawKeys draws n fault keys; without replacement when distinct (giving up
@@ -888,8 +962,28 @@ type drawRecord struct {
 	Fault    *fault.Fault `json:"fault"`
 }
 
-// write writes every output file atomically.
-func write(dir string, s *Summary, ranked []Unit, is, uni []draw) error {
+// criticalFaults lists the distinct critical faults of the draws, importance-
+// sampled first, numbered from 0 (critical.jsonl).
+func criticalFaults(is, uni []draw) []fault.Fault {
+	var out []fault.Fault
+	seen := map[int64]bool{}
+	for _, ds := range [][]draw{is, uni} {
+		for _, d := range ds {
+			if !d.critical || seen[d.key] {
+				continue
+			}
+			seen[d.key] = true
+			f := d.f
+			f.ID = int64(len(out))
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// write writes every output file of r atomically.
+func write(dir string, r *Result, is, uni []draw) error {
+	s, ranked := r.Summary, r.Ranking
 	jsonl := func(name string, each func(enc *json.Encoder) error) error {
 		return atomicfile.Write(filepath.Join(dir, name), 0o644, func(w io.Writer) error {
 			return each(json.NewEncoder(w))
@@ -912,20 +1006,9 @@ func write(dir string, s *Summary, ranked []Unit, is, uni []draw) error {
 		return err
 	}
 	if err := jsonl(CriticalFile, func(enc *json.Encoder) error {
-		seen := map[int64]bool{}
-		id := int64(0)
-		for _, ds := range [][]draw{is, uni} {
-			for _, d := range ds {
-				if !d.critical || seen[d.key] {
-					continue
-				}
-				seen[d.key] = true
-				f := d.f
-				f.ID = id
-				id++
-				if err := enc.Encode(&f); err != nil {
-					return err
-				}
+		for i := range r.Critical {
+			if err := enc.Encode(&r.Critical[i]); err != nil {
+				return err
 			}
 		}
 		return nil

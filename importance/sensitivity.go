@@ -98,6 +98,11 @@ func sensitivity(m *model.Model, sp *space, set *datasets.Set, stats datasets.St
 		return nil, err
 	}
 	defer func() { _ = restore() }()
+	if sp.target == Weights {
+		if err := clearWeightGrads(m, sp); err != nil {
+			return nil, fmt.Errorf("importance: sensitivity: %w", err)
+		}
+	}
 	prev, err := torch.SetGradEnabled(true)
 	if err != nil {
 		return nil, err
@@ -129,6 +134,31 @@ func sensitivity(m *model.Model, sp *space, set *datasets.Set, stats datasets.St
 		}
 	}
 	return s, nil
+}
+
+// clearWeightGrads zeroes the gradients that the space's weights hold, if any:
+// pass reads them after its backward pass, so gradients a caller left there (a
+// model fresh from a training step) would add to the first batch's.
+func clearWeightGrads(m *model.Model, sp *space) error {
+	for _, l := range sp.layers {
+		w, err := m.Param(l.site.Weight())
+		if err != nil {
+			return err
+		}
+		g, err := w.Grad(false)
+		if err != nil {
+			return fmt.Errorf("gradient of %s: %w", l.site.Weight(), err)
+		}
+		def, err := g.Defined()
+		if err == nil && def {
+			err = g.Zero_()
+		}
+		_ = g.Drop()
+		if err != nil {
+			return fmt.Errorf("gradient of %s: %w", l.site.Weight(), err)
+		}
+	}
+	return nil
 }
 
 // batch adds one batch's contributions: squared loss gradients to Fisher and

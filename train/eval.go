@@ -56,6 +56,38 @@ func SpecFor(c configs.ModelConfig, set *datasets.Set) model.Spec {
 // Evaluate returns m's top-1 accuracy on set (a fraction in [0,1]) in eval mode
 // without gradients, optionally with a forward hook.
 func Evaluate(m *model.Model, set *datasets.Set, stats datasets.Stats, batch int, dev gotch.Device, hook model.Hook) (float64, error) {
+	return evaluate(m, set, stats, batch, dev, hook, nil)
+}
+
+// EvaluateLogits is Evaluate without a hook that also returns m's logits on
+// every image of set, in set order: row-major [set.Len(), classes] float32, as
+// the forward pass computed them. The accuracy is Evaluate's.
+func EvaluateLogits(m *model.Model, set *datasets.Set, stats datasets.Stats, batch int, dev gotch.Device) (acc float64, logits []float32, classes int, err error) {
+	classes = int(m.Spec().Classes)
+	logits = make([]float32, 0, set.Len()*classes)
+	acc, err = evaluate(m, set, stats, batch, dev, nil, func(out *ts.Tensor) error {
+		shape, err := torch.Shape(out)
+		if err != nil {
+			return err
+		}
+		if len(shape) != 2 || shape[1] != int64(classes) {
+			return fmt.Errorf("train: evaluate: logits of shape %v, want [N %d]", shape, classes)
+		}
+		v, err := torch.Float32s(out)
+		if err != nil {
+			return fmt.Errorf("train: evaluate: logits: %w", err)
+		}
+		logits = append(logits, v...)
+		return nil
+	})
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	return acc, logits, classes, nil
+}
+
+// evaluate is Evaluate, handing every batch's logits to keep when set.
+func evaluate(m *model.Model, set *datasets.Set, stats datasets.Stats, batch int, dev gotch.Device, hook model.Hook, keep func(*ts.Tensor) error) (float64, error) {
 	if set.Len() == 0 {
 		return 0, fmt.Errorf("train: evaluate: empty data set")
 	}
@@ -76,7 +108,7 @@ func Evaluate(m *model.Model, set *datasets.Set, stats datasets.Stats, batch int
 				if !ok {
 					return nil
 				}
-				n, err := evalBatch(m, b, dev, hook)
+				n, err := evalBatch(m, b, dev, hook, keep)
 				if err != nil {
 					return err
 				}
@@ -90,7 +122,7 @@ func Evaluate(m *model.Model, set *datasets.Set, stats datasets.Stats, batch int
 	return float64(correct) / float64(set.Len()), nil
 }
 
-func evalBatch(m *model.Model, b *datasets.Batch, dev gotch.Device, hook model.Hook) (int64, error) {
+func evalBatch(m *model.Model, b *datasets.Batch, dev gotch.Device, hook model.Hook, keep func(*ts.Tensor) error) (int64, error) {
 	var s torch.Scope
 	defer s.Drop()
 	x, y, err := b.Tensors(dev)
@@ -102,6 +134,11 @@ func evalBatch(m *model.Model, b *datasets.Batch, dev gotch.Device, hook model.H
 	logits, err := s.KeepErr(m.Forward(x, false, hook))
 	if err != nil {
 		return 0, err
+	}
+	if keep != nil {
+		if err := keep(logits); err != nil {
+			return 0, err
+		}
 	}
 	return countCorrect(logits, y)
 }

@@ -3,9 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"time"
 
+	"gorgonia.org/tensor"
+
 	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/atomicfile"
+	"github.com/faultline/faultline/internal/npz"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/train"
@@ -26,6 +33,7 @@ type testResult struct {
 func (a *app) testCommand() *cobra.Command {
 	var (
 		ckpt, dataset, dir, split, device string
+		saveLogits                        string
 		limit, batch, threads             int
 		asJSON                            bool
 	)
@@ -33,7 +41,8 @@ func (a *app) testCommand() *cobra.Command {
 		Use:   "test --checkpoint DIR",
 		Short: "Measure a checkpoint's accuracy on a data set",
 		Example: `  faultline test --checkpoint runs/lenet5
-  faultline test --checkpoint runs/lenet5 --json --limit 1000`,
+  faultline test --checkpoint runs/lenet5 --json --limit 1000
+  faultline test --checkpoint runs/lenet5 --limit 100 --save-logits logits.npy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ckpt == "" {
@@ -42,6 +51,14 @@ func (a *app) testCommand() *cobra.Command {
 			sp, err := datasets.ParseSplit(split)
 			if err != nil {
 				return err
+			}
+			if limit < 0 {
+				return fmt.Errorf("test: --limit %d: want a number of images, or 0 for all", limit)
+			}
+			if saveLogits != "" {
+				if err := checkOutputFile(saveLogits); err != nil {
+					return fmt.Errorf("test: --save-logits: %w", err)
+				}
 			}
 			if _, err := torch.SetThreads(threads); err != nil {
 				return err
@@ -71,9 +88,21 @@ func (a *app) testCommand() *cobra.Command {
 				return fmt.Errorf("test: %s: normalization: %w", ckpt, err)
 			}
 			start := time.Now()
-			acc, err := train.Evaluate(m, set, stats, batch, dev, nil)
+			var acc float64
+			var logits []float32
+			var classes int
+			if saveLogits == "" {
+				acc, err = train.Evaluate(m, set, stats, batch, dev, nil)
+			} else {
+				acc, logits, classes, err = train.EvaluateLogits(m, set, stats, batch, dev)
+			}
 			if err != nil {
 				return err
+			}
+			if saveLogits != "" {
+				if err := writeLogits(saveLogits, logits, set.Len(), classes); err != nil {
+					return fmt.Errorf("test: --save-logits: %w", err)
+				}
 			}
 			r := testResult{Accuracy: acc, Correct: int64(acc*float64(set.Len()) + 0.5), Images: set.Len(), Dataset: dataset,
 				Split: string(sp), Checkpoint: ckpt, Arch: meta.Arch}
@@ -81,6 +110,9 @@ func (a *app) testCommand() *cobra.Command {
 				return json.NewEncoder(a.stdout).Encode(r)
 			}
 			fmt.Fprintf(a.stdout, "accuracy %.2f%% (%d/%d) of %s on %s %s (%.1f s)\n", 100*acc, r.Correct, r.Images, meta.Arch, dataset, sp, time.Since(start).Seconds())
+			if saveLogits != "" {
+				fmt.Fprintf(a.stdout, "wrote %s: float32 logits [%d, %d]\n", saveLogits, set.Len(), classes)
+			}
 			return nil
 		},
 	}
@@ -92,7 +124,27 @@ func (a *app) testCommand() *cobra.Command {
 	f.IntVar(&batch, "batch-size", 1000, "evaluation batch size")
 	addRuntimeFlags(f, &threads, &device)
 	f.BoolVar(&asJSON, "json", false, `print {"accuracy": ...} as JSON on stdout`)
+	f.StringVar(&saveLogits, "save-logits", "", "write the logits of the evaluated images (the first --limit N) to FILE.npy: float32 [N, classes], in split order")
 	return cmd
+}
+
+// checkOutputFile checks, before any work, that a file can be written at path:
+// not a directory, in a directory that exists (or can be made) and is writable.
+func checkOutputFile(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	return atomicfile.CheckDir(filepath.Dir(path))
+}
+
+// writeLogits writes n x classes logits (row-major) to path as a float32 .npy
+// array of shape [n, classes], atomically.
+func writeLogits(path string, logits []float32, n, classes int) error {
+	if len(logits) != n*classes {
+		return fmt.Errorf("%d logits for %d images of %d classes", len(logits), n, classes)
+	}
+	t := tensor.New(tensor.WithShape(n, classes), tensor.WithBacking(logits))
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return npz.WriteNpy(w, t) })
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -17,28 +17,29 @@ import (
 	"syscall"
 
 	"github.com/faultline/faultline/internal/atomicfile"
-	"github.com/faultline/faultline/model"
 )
 
 // Source heads a journal header: the kind of journal and what the run reads,
-// the checkpoint (by path and content) and the data set. Embedded first in a
+// the model (by name and content) and the data set. Embedded first in a
 // command's header, its fields lead the header line.
 type Source struct {
-	Kind             string `json:"kind"`
-	SchemaVersion    int    `json:"schema_version"`
-	Checkpoint       string `json:"checkpoint"`
-	CheckpointSHA256 string `json:"checkpoint_sha256"` // model.ContentSHA256
+	Kind          string `json:"kind"`
+	SchemaVersion int    `json:"schema_version"`
+	// Checkpoint names the model: its checkpoint directory, or a label for a
+	// model in memory (fault.Loaded.Checkpoint).
+	Checkpoint string `json:"checkpoint"`
+	// CheckpointSHA256 identifies what the model computes
+	// (fault.Loaded.Identity): a checkpoint's model.ContentSHA256, or
+	// fault.ModelSHA256 of a model in memory. A rerun on another model has
+	// another header, and does not resume.
+	CheckpointSHA256 string `json:"checkpoint_sha256"`
 	Dataset          string `json:"dataset"`
 }
 
-// NewSource describes a run of journal kind (schema version 1) on the
-// checkpoint in dir and the data set.
-func NewSource(kind, dir, dataset string) (Source, error) {
-	sum, err := model.ContentSHA256(dir)
-	if err != nil {
-		return Source{}, err
-	}
-	return Source{Kind: kind, SchemaVersion: 1, Checkpoint: dir, CheckpointSHA256: sum, Dataset: dataset}, nil
+// NewSource describes a run of journal kind (schema version 1) on the model
+// named checkpoint whose identity is sum, and on the data set.
+func NewSource(kind, checkpoint, sum, dataset string) Source {
+	return Source{Kind: kind, SchemaVersion: 1, Checkpoint: checkpoint, CheckpointSHA256: sum, Dataset: dataset}
 }
 
 // Journal is an open journal: its recorded lines and the file to append to.
