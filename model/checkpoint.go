@@ -356,10 +356,16 @@ func (m *Model) assign(tensors map[string]*ts.Tensor, source string) error {
 			if err != nil {
 				return err
 			}
-			if !equalShape(want, got) {
+			// A scalar may come as a one-element vector (LoadNPZ reads 0-d
+			// arrays so).
+			scalar := len(want) == 0 && equalShape(got, []int64{1})
+			if !equalShape(want, got) && !scalar {
 				return fmt.Errorf("model: %s: %s has shape %v, %s needs %v", source, p.Name, got, m.spec.Arch, want)
 			}
 			f, err := src.Totype(gotch.Float, false)
+			if err == nil && scalar {
+				f, err = f.Squeeze(true)
+			}
 			if err != nil {
 				return fmt.Errorf("model: %s: %s: %w", source, p.Name, err)
 			}

@@ -162,7 +162,7 @@ func (c *compiler) params() error {
 			if err != nil {
 				return fmt.Errorf("model: initializer %q: %w", t.Name, err)
 			}
-			x, err := torch.FromInt64(v, t.Shape, c.dev)
+			x, err := fromHost(v, t.Shape, c.dev, torch.FromInt64)
 			if err != nil {
 				return fmt.Errorf("model: initializer %q: %w", t.Name, err)
 			}
@@ -174,7 +174,7 @@ func (c *compiler) params() error {
 		if err != nil {
 			return fmt.Errorf("model: initializer %q: %w", t.Name, err)
 		}
-		x, err := torch.FromFloat32(v, t.Shape, c.dev)
+		x, err := fromHost(v, t.Shape, c.dev, torch.FromFloat32)
 		if err != nil {
 			return fmt.Errorf("model: initializer %q: %w", t.Name, err)
 		}
@@ -189,6 +189,20 @@ func (c *compiler) params() error {
 		c.consts[t.Name] = y
 	}
 	return nil
+}
+
+// fromHost copies vals into a new tensor of shape on dev with from, making a
+// scalar (shape []) from a one-element vector (gotch cannot create 0-d
+// tensors directly).
+func fromHost[T any](vals []T, shape []int64, dev gotch.Device, from func([]T, []int64, gotch.Device) (*ts.Tensor, error)) (*ts.Tensor, error) {
+	if len(shape) > 0 {
+		return from(vals, shape, dev)
+	}
+	x, err := from(vals, []int64{1}, dev)
+	if err != nil {
+		return nil, err
+	}
+	return x.Squeeze(true)
 }
 
 // varPath returns the VarStore path and leaf name of a dotted parameter name
