@@ -351,7 +351,7 @@ func (c *compiler) sites() error {
 		if st.args[0].slot < 0 {
 			return fmt.Errorf("model: %s: a layer with a constant input", st.ref)
 		}
-		s := Site{Name: w.Name, Index: len(c.m.sites), Node: st.ref, HasBias: w.Bias != "",
+		s := Site{Name: w.Name, Index: len(c.m.sites), Node: w.Node, HasBias: w.Bias != "",
 			InShape: perSample(w.InShape), OutShape: perSample(w.OutShape)}
 		if s.InShape == nil || s.OutShape == nil {
 			return fmt.Errorf("model: %s: unknown input or output shape", st.ref)

@@ -71,7 +71,7 @@ func TestONNXCorpus(t *testing.T) {
 				got := corpusLogits(t, m, x, shape, 100)
 				diff, scale := compareRef(t, file, got, ref, n)
 				table = append(table, fmt.Sprintf("%s | %d sites | %d stages | %.3g | %.3g", file, len(m.Sites()), m.NumStages(), diff, scale))
-				if diff > worst {
+				if diff > worst || worstFile == "" {
 					worst, worstScale, worstFile = diff, scale, file
 				}
 			})

@@ -105,6 +105,10 @@ func (p *program) stages(sites []Site) []stage {
 			st.first = 0
 		}
 		st.in = perSample(p.shapes[st.inSlot])
+		if start == len(p.steps) { // a graph without nodes
+			out = append(out, st)
+			continue
+		}
 		first := &p.steps[start]
 		if first.site >= 0 && st.end-st.first == 1 && first.selfContained && first.args[0].slot == st.inSlot &&
 			len(first.outs) == 1 && slices.Equal(p.live(start+1), []int{first.outs[0]}) {

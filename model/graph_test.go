@@ -168,7 +168,7 @@ func TestONNXFixtures(t *testing.T) {
 				}
 			}
 			down, _ := m.Site("down")
-			if down.Stride != 2 || down.Padding != 0 || !down.Regular() {
+			if down.Stride != 2 || down.Padding != 0 || !down.Regular() || down.Node != "/down/Conv" {
 				t.Errorf("down: %+v", down)
 			}
 			dw, _ := m.Site("dw.0")

@@ -370,3 +370,21 @@ func TestScalarParamNPZ(t *testing.T) {
 		t.Errorf("after the round trip: %v, want [3 6 9]", got)
 	}
 }
+
+// A graph without nodes (its output is its input) is one stage without sites.
+func TestEmptyGraph(t *testing.T) {
+	g := &graph.Graph{Opset: 13,
+		Inputs:  []graph.Value{{Name: "x", DType: graph.Float32, Shape: []int64{-1, 3}}},
+		Outputs: []graph.Value{{Name: "x", DType: graph.Float32, Shape: []int64{-1, 3}}},
+	}
+	m, err := FromGraph(g, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.NumStages() != 1 || len(m.Sites()) != 0 || m.Lead(0) != "" {
+		t.Errorf("%d stages, sites %v, lead %q", m.NumStages(), m.SiteNames(), m.Lead(0))
+	}
+	if got := evalLogits(t, m, []float32{1, 2, 3}, []int64{1, 3}); got[0] != 1 || got[2] != 3 {
+		t.Errorf("output %v, want the input", got)
+	}
+}
