@@ -431,16 +431,17 @@ func (c *compiler) clip(n *graph.Node) (compiled, error) {
 		bounds[i] = ts.FloatScalar(vals[i])
 	}
 	lo, hi := bounds[0], bounds[1]
+	if lo == nil && hi == nil {
+		return view(func(_ *pass, in []*ts.Tensor) (*ts.Tensor, error) { return in[0].ShallowClone() }), nil
+	}
 	return fresh(func(_ *pass, in []*ts.Tensor) (*ts.Tensor, error) {
 		switch {
-		case lo != nil && hi != nil:
-			return in[0].Clamp(lo, hi, false)
-		case lo != nil:
-			return in[0].ClampMin(lo, false)
-		case hi != nil:
+		case lo == nil:
 			return in[0].ClampMax(hi, false)
+		case hi == nil:
+			return in[0].ClampMin(lo, false)
 		}
-		return in[0].ShallowClone()
+		return in[0].Clamp(lo, hi, false)
 	}), nil
 }
 

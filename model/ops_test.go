@@ -388,3 +388,69 @@ func TestEmptyGraph(t *testing.T) {
 		t.Errorf("output %v, want the input", got)
 	}
 }
+
+// ReLU works in place only on a tensor nothing else reads: never on the
+// caller's input (through views of it) nor on a value a later node reads.
+func TestInPlaceSafety(t *testing.T) {
+	cases := []struct {
+		name   string
+		consts []*graph.Tensor
+		nodes  []graph.Node
+		want   []float32
+	}{
+		{"view of the input", []*graph.Tensor{mustI(t, "shape", []int64{2}, -1, 2)},
+			[]graph.Node{nd("Reshape", []string{"x", "shape"}, []string{"v"}, nil), nd("Relu", []string{"v"}, []string{"y"}, nil)},
+			[]float32{0, 2}},
+		{"unbounded Clip of the input", nil,
+			[]graph.Node{nd("Clip", []string{"x"}, []string{"v"}, nil), nd("Identity", []string{"v"}, []string{"w"}, nil),
+				nd("Relu", []string{"w"}, []string{"y"}, nil)},
+			[]float32{0, 2}},
+		{"value read again later", []*graph.Tensor{mustF(t, "two", nil, 2)},
+			[]graph.Node{nd("Mul", []string{"x", "two"}, []string{"a"}, nil), nd("Relu", []string{"a"}, []string{"r"}, nil),
+				nd("Add", []string{"a", "r"}, []string{"y"}, nil)},
+			[]float32{-2, 8}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &graph.Graph{Opset: 13,
+				Inputs:       []graph.Value{{Name: "x", DType: graph.Float32, Shape: []int64{-1, 2}}},
+				Outputs:      []graph.Value{{Name: "y", DType: graph.Float32}},
+				Nodes:        tc.nodes,
+				Initializers: tc.consts,
+			}
+			m, err := FromGraph(g, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			do(t, func() error {
+				return torch.NoGrad(func() error {
+					x, err := torch.FromFloat32([]float32{-1, 2}, []int64{1, 2}, gotch.CPU)
+					if err != nil {
+						return err
+					}
+					defer x.Drop()
+					y, err := m.Forward(x, false, nil)
+					if err != nil {
+						return err
+					}
+					defer y.Drop()
+					got, err := torch.Float32s(y)
+					if err != nil {
+						return err
+					}
+					in, err := torch.Float32s(x)
+					if err != nil {
+						return err
+					}
+					if got[0] != tc.want[0] || got[1] != tc.want[1] {
+						t.Errorf("output %v, want %v", got, tc.want)
+					}
+					if in[0] != -1 || in[1] != 2 {
+						t.Errorf("the input became %v", in)
+					}
+					return nil
+				})
+			})
+		})
+	}
+}
