@@ -171,6 +171,31 @@ func TestONNXFixtures(t *testing.T) {
 			if down.Stride != 2 || down.Padding != 0 || !down.Regular() || down.Node != "/down/Conv" {
 				t.Errorf("down: %+v", down)
 			}
+			// The hook sees every site in order, with the shapes the site gives.
+			var calls []string
+			do(t, func() error {
+				in, err := torch.FromFloat32(x, shape, gotch.CPU)
+				if err != nil {
+					return err
+				}
+				defer in.Drop()
+				y, err := m.Forward(in, false, func(s *Site, in, out *ts.Tensor) (*ts.Tensor, error) {
+					calls = append(calls, s.Name)
+					is, _ := in.Size()
+					os, _ := out.Size()
+					if !equalShape(is[1:], s.InShape) || !equalShape(os[1:], s.OutShape) {
+						t.Errorf("%s: in %v out %v, site says %v -> %v", s.Name, is, os, s.InShape, s.OutShape)
+					}
+					return nil, nil
+				})
+				if err == nil {
+					y.Drop()
+				}
+				return err
+			})
+			if !equalStrings(calls, wantSites) {
+				t.Errorf("hook calls %v, want %v", calls, wantSites)
+			}
 			dw, _ := m.Site("dw.0")
 			if dw.Groups != 16 || dw.Padding != 1 {
 				t.Errorf("dw.0: %+v", dw)
