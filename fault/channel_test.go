@@ -8,9 +8,10 @@ import (
 )
 
 // Which stages' weight faults take the one-channel shortcut (channel.go): the
-// probe must find every plain chain of layers channel-local, and refuse the
-// stages followed by one without a lead layer (a residual block, VGG-11's
-// classifier) and the last stage.
+// probe must find every plain chain of layers channel-local (VGG-11's last conv
+// too: its global pooling is in its stage, and the classifier is the next
+// stage's lead), and refuse the stages followed by one without a lead layer (a
+// residual block) and the last stage.
 func TestChannelLocalStages(t *testing.T) {
 	cases := []struct {
 		spec model.Spec
@@ -22,7 +23,7 @@ func TestChannelLocalStages(t *testing.T) {
 			map[string]bool{"fc2": true, "fc3": false}},
 		{model.Spec{Arch: "vgg11", InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 0.125, BatchNorm: true},
 			map[string]bool{"features.0": true, "features.4": true, "features.8": true, "features.11": true, "features.15": true,
-				"features.18": true, "features.22": true, "features.25": false}},
+				"features.18": true, "features.22": true, "features.25": true, "classifier": false}},
 		// A residual stage has no lead layer: the stem's channels meet in it.
 		{model.Spec{Arch: "resnet20", InChannels: 1, Height: 16, Width: 16, Classes: 10, WidthMult: 0.25},
 			map[string]bool{"conv1": false}},

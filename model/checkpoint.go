@@ -118,7 +118,14 @@ func (m *Model) paramInfos() ([]ParamInfo, error) {
 // rerun of the save replaces it). A save that fails before model.ot is replaced
 // (e.g. a full disk) leaves the previous checkpoint as it was. meta.Arch, Spec,
 // Params, Files, Software, Kind and SchemaVersion are filled in from the model.
+//
+// A model built by FromGraph cannot be saved yet: its checkpoint will hold its
+// graph (Model.Graph, written with onnx.WriteFile as model.onnx) for Load to
+// rebuild it from, instead of the zoo Spec.
 func (m *Model) Save(dir string, meta Metadata) error {
+	if m.spec.Arch == GraphArch {
+		return fmt.Errorf("model: save %s: checkpoints of graphs built by FromGraph are not supported yet", dir)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("model: save: %w", err)
 	}
@@ -349,10 +356,16 @@ func (m *Model) assign(tensors map[string]*ts.Tensor, source string) error {
 			if err != nil {
 				return err
 			}
-			if !equalShape(want, got) {
+			// A scalar may come as a one-element vector (LoadNPZ reads 0-d
+			// arrays so).
+			scalar := len(want) == 0 && equalShape(got, []int64{1})
+			if !equalShape(want, got) && !scalar {
 				return fmt.Errorf("model: %s: %s has shape %v, %s needs %v", source, p.Name, got, m.spec.Arch, want)
 			}
 			f, err := src.Totype(gotch.Float, false)
+			if err == nil && scalar {
+				f, err = f.Squeeze(true)
+			}
 			if err != nil {
 				return fmt.Errorf("model: %s: %s: %w", source, p.Name, err)
 			}

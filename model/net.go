@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model/graph"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
@@ -29,9 +30,60 @@ type Site struct {
 	HasBias     bool     `json:"has_bias"`
 	InShape     []int64  `json:"in_shape"`
 	OutShape    []int64  `json:"out_shape"`
-	Stride      int64    `json:"stride,omitempty"`  // conv only
-	Padding     int64    `json:"padding,omitempty"` // conv only
-	Groups      int64    `json:"groups,omitempty"`  // conv only
+	// Stride and Padding are a conv's stride and padding when they are the
+	// same on every axis and side (0 otherwise: see Strides and Pads).
+	Stride  int64 `json:"stride,omitempty"`
+	Padding int64 `json:"padding,omitempty"`
+	Groups  int64 `json:"groups,omitempty"` // conv only
+	// Kernel, Strides and Dilations are a conv's geometry per spatial axis,
+	// and Pads its padding: the begin pads of every axis, then the end pads
+	// (ONNX order: top, left, bottom, right).
+	Kernel    []int64 `json:"kernel,omitempty"`
+	Strides   []int64 `json:"strides,omitempty"`
+	Pads      []int64 `json:"pads,omitempty"`
+	Dilations []int64 `json:"dilations,omitempty"`
+	// Node names the graph node computing the layer.
+	Node string `json:"node,omitempty"`
+	// WeightParam and BiasParam name the weight and bias parameters when they
+	// are not Name+".weight" and Name+".bias" (an imported graph whose
+	// exporter folded BatchNorm into the conv names them e.g.
+	// "onnx::Conv_193").
+	WeightParam string `json:"weight_param,omitempty"`
+	BiasParam   string `json:"bias_param,omitempty"`
+	// TransposedWeight says that a linear layer's weight parameter holds the
+	// weight transposed, [in, out] (a MatMul, or a Gemm without transB);
+	// WeightShape is [out, in] all the same.
+	TransposedWeight bool `json:"transposed_weight,omitempty"`
+}
+
+// Regular reports whether the site's geometry is what Stride, Padding and
+// WeightShape alone describe, as the fault engine's arithmetic on conv
+// windows and weight indices assumes: a conv with the same stride and padding
+// on every axis and side and no dilation, or a linear layer whose weight is
+// stored [out, in].
+func (s Site) Regular() bool {
+	if s.Kind == Linear {
+		return !s.TransposedWeight
+	}
+	if s.Stride < 1 {
+		return false
+	}
+	for _, v := range s.Strides {
+		if v != s.Stride {
+			return false
+		}
+	}
+	for _, v := range s.Pads {
+		if v != s.Padding {
+			return false
+		}
+	}
+	for _, d := range s.Dilations {
+		if d != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Numel is the number of elements of a tensor of shape dims (1 for a scalar).
@@ -43,13 +95,22 @@ func Numel(dims []int64) int64 {
 	return n
 }
 
-// Weight is the state_dict name of the site's weight.
-func (s Site) Weight() string { return s.Name + ".weight" }
+// Weight is the state_dict name of the site's weight parameter.
+func (s Site) Weight() string {
+	if s.WeightParam != "" {
+		return s.WeightParam
+	}
+	return s.Name + ".weight"
+}
 
-// Bias is the state_dict name of the site's bias ("" when it has none).
+// Bias is the state_dict name of the site's bias parameter ("" when it has
+// none).
 func (s Site) Bias() string {
-	if !s.HasBias {
+	switch {
+	case !s.HasBias:
 		return ""
+	case s.BiasParam != "":
+		return s.BiasParam
 	}
 	return s.Name + ".bias"
 }
@@ -67,30 +128,27 @@ type Param struct {
 	Trainable bool
 }
 
-// Model is a network of the zoo.
+// Model is a network executed on libtorch: a graph of ONNX operations (a zoo
+// architecture built by New, or any graph given to FromGraph), each node
+// compiled once into an operation on tensors, with the graph's weights as its
+// parameters.
 type Model struct {
-	spec   Spec
-	vs     *nn.VarStore
-	params []Param
-	byName map[string]int
-	sites  []Site
-	convs  map[string]*conv
-	fcs    map[string]*linear
-	stages []stage
-	clamps map[string]clamp // range restriction of site outputs (SetClamps)
-	wclamp map[string]clamp // range restriction of site weights (SetWeightClamps)
-}
-
-// stage is a run of layers that the forward pass can start from: the input of a
-// stage is a plain tensor (no skip connection crosses a stage boundary).
-type stage struct {
-	in         []int64 // per-sample input shape
-	first, end int     // the stage's sites are sites[first:end]
-	run        func(r *pass, x *ts.Tensor) (*ts.Tensor, error)
-	// lead is the conv or linear site the stage applies to its input first, and
-	// post the rest of the stage, when the stage has that form (endLead).
-	lead string
-	post func(r *pass, y *ts.Tensor) (*ts.Tensor, error)
+	spec     Spec
+	vs       *nn.VarStore
+	params   []Param
+	byName   map[string]int
+	sites    []Site
+	siteStep []int // the step of each site
+	prog     *program
+	stages   []stage
+	clamps   map[string]clamp // range restriction of site outputs (SetClamps)
+	wclamp   map[string]clamp // range restriction of site weights (SetWeightClamps)
+	// graph is the folded graph without the parameters' initializers, inits
+	// the names of all its initializers in order (Graph rebuilds it).
+	graph *graph.Graph
+	inits []string
+	none  *ts.Tensor   // an undefined tensor: an omitted input
+	keep  []*ts.Tensor // constant tensors the steps read
 }
 
 // Spec returns the architecture description the model was built from.
@@ -152,18 +210,22 @@ func (m *Model) NumParams() int64 {
 	return n
 }
 
-// Forward runs the network on x ([N, C, H, W], float32) and returns the logits
-// [N, classes]. train selects training behaviour (BatchNorm batch statistics and
-// running-stat updates); hook, when not nil, is called at every site. x is not
-// modified or dropped; the caller owns the result.
+// Forward runs the network on x (batch first, float32; [N, C, H, W] for the
+// zoo) and returns its output (the logits [N, classes]). train selects training
+// behaviour (BatchNorm batch statistics and running-stat updates); hook, when
+// not nil, is called at every site. x is not modified or dropped; the caller
+// owns the result.
 func (m *Model) Forward(x *ts.Tensor, train bool, hook Hook) (*ts.Tensor, error) {
 	return m.RunStages(x, 0, len(m.stages), train, hook)
 }
 
-// NumStages is the number of stages. The forward pass is a chain of stages; each
-// starts at one or more sites (a conv or linear layer, or a residual block), so a
+// NumStages is the number of stages. The forward pass is a chain of stages,
+// cut where the graph is a chain: a stage starts just before a site where the
+// value it reads is the only one computed so far that later nodes need, so a
 // pass can start at any stage from a saved input (prefix reuse: the golden
-// activations up to a faulty layer are computed once and reused for every fault).
+// activations up to a faulty layer are computed once and reused for every
+// fault). Every stage holds at least one site; a residual block, whose input
+// its shortcut reads again, is one stage.
 func (m *Model) NumStages() int { return len(m.stages) }
 
 // StageOf returns the stage that holds the site.
@@ -183,6 +245,26 @@ func (m *Model) StageOf(site string) (int, error) {
 // StageInShape is the per-sample shape of stage i's input.
 func (m *Model) StageInShape(i int) []int64 { return append([]int64(nil), m.stages[i].in...) }
 
+// stageBounds returns the steps of stages [from, to) and the slots they start
+// from and end with.
+func (m *Model) stageBounds(from, to int) (start, stop, in, out int) {
+	p := m.prog
+	in, out = p.output, p.output
+	if from < len(m.stages) {
+		in, start, stop = m.stages[from].inSlot, m.stages[from].start, m.stages[from].start
+	}
+	if to > from {
+		stop = m.stages[to-1].stop
+	}
+	if to < len(m.stages) {
+		out = m.stages[to].inSlot
+	}
+	return start, stop, in, out
+}
+
+// outShape is the per-sample shape of the network's output.
+func (m *Model) outShape() []int64 { return perSample(m.prog.shapes[m.prog.output]) }
+
 // RunStages runs stages [from, to) on x, whose per-sample shape must be stage
 // from's input shape: from = 0 and to = NumStages() is the whole forward pass,
 // to < NumStages() returns the input of stage to. x is not modified or dropped; the
@@ -198,31 +280,30 @@ func (m *Model) RunStages(x *ts.Tensor, from, to int, train bool, hook Hook) (*t
 	if err != nil {
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
-	want := []int64{m.spec.Classes}
+	want := m.outShape()
 	if from < len(m.stages) {
 		want = m.stages[from].in
 	}
 	if len(shape) != len(want)+1 || !equalShape(shape[1:], want) {
 		return nil, fmt.Errorf("model: %s stage %d wants input [N %v], have %v", m.spec.Arch, from, want, shape)
 	}
-	out, err := x.ShallowClone()
+	in, err := x.ShallowClone()
 	if err != nil {
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
+	start, stop, inSlot, outSlot := m.stageBounds(from, to)
 	r := &pass{m: m, train: train, hook: hook, inPlace: hook == nil && !train}
-	for i := from; i < to; i++ {
-		out, err = m.stages[i].run(r, out)
-		if err != nil {
-			return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
-		}
+	out, err := r.run(start, stop, inSlot, in, false, outSlot)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
 	}
 	return out, nil
 }
 
 // Lead is the conv or linear site that stage i applies first, directly to the
 // stage's input, when everything after it in the stage is free of sites
-// (normalisation, activation, pooling, flattening); it is "" for other stages (a
-// residual block, a pooling head, an MLP's flattening first stage).
+// (normalisation, activation, pooling, flattening) and reads only its output;
+// it is "" for other stages (a residual block, an MLP's flattening first stage).
 func (m *Model) Lead(i int) string {
 	if i < 0 || i >= len(m.stages) {
 		return ""
@@ -262,29 +343,44 @@ func (m *Model) RunAfterLead(i int, y *ts.Tensor, to int, train bool, hook Hook)
 	if out, err = m.clampOutput(st.lead, out); err != nil {
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
+	_, stop, _, outSlot := m.stageBounds(i, to)
 	r := &pass{m: m, train: train, hook: hook, inPlace: hook == nil && !train}
-	if out, err = st.post(r, out); err != nil {
+	if out, err = r.run(st.start+1, stop, m.prog.steps[st.start].outs[0], out, true, outSlot); err != nil {
 		return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
-	}
-	for k := i + 1; k < to; k++ {
-		if out, err = m.stages[k].run(r, out); err != nil {
-			return nil, fmt.Errorf("model: %s forward: %w", m.spec.Arch, err)
-		}
 	}
 	return out, nil
 }
 
 // RunLayer runs one conv or linear site alone on x (its input, batch first) with
-// the model's current weights, without hooks. x is not dropped.
+// the model's current weights (and weight clamp), without hooks; the site's
+// output clamp applies. x is not dropped.
 func (m *Model) RunLayer(site string, x *ts.Tensor) (*ts.Tensor, error) {
 	if !torch.OnTorchThread() {
 		return nil, fmt.Errorf("model: RunLayer called outside torch.Do")
 	}
-	in, err := x.ShallowClone()
+	s, err := m.Site(site)
 	if err != nil {
 		return nil, err
 	}
-	return (&pass{m: m}).layer(site, in)
+	st := &m.prog.steps[m.siteStep[s.Index]]
+	if !st.selfContained {
+		return nil, fmt.Errorf("model: %s: layer %s reads computed values besides its input", m.spec.Arch, site)
+	}
+	in := make([]*ts.Tensor, len(st.args))
+	for k, a := range st.args {
+		in[k] = a.t
+	}
+	in[0] = x
+	outs, err := (&pass{m: m}).step(st, in, false)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %s: %w", m.spec.Arch, st.ref, err)
+	}
+	for _, o := range outs[1:] {
+		if o != nil {
+			_ = o.Drop()
+		}
+	}
+	return outs[0], nil
 }
 
 // pass is the state of one forward pass.
@@ -330,4 +426,39 @@ func (m *Model) SetRequiresGrad(on bool) (restore func() error, err error) {
 		prev = append(prev, state{p.Tensor, was})
 	}
 	return restore, nil
+}
+
+// Graph returns the graph the model executes (folded), with the parameters'
+// current values as its initializers (float32), ready for onnx.WriteFile.
+func (m *Model) Graph() (*graph.Graph, error) {
+	g := m.graph.Clone()
+	consts := g.InitializerMap()
+	g.Initializers = nil
+	err := torch.Do(func() error {
+		for _, name := range m.inits {
+			if t := consts[name]; t != nil {
+				g.Initializers = append(g.Initializers, t)
+				continue
+			}
+			p := m.params[m.byName[name]]
+			v, err := torch.Float32s(p.Tensor)
+			if err != nil {
+				return fmt.Errorf("model: %s: %w", name, err)
+			}
+			shape, err := torch.Shape(p.Tensor)
+			if err != nil {
+				return fmt.Errorf("model: %s: %w", name, err)
+			}
+			t, err := graph.FromFloat32s(name, shape, v)
+			if err != nil {
+				return fmt.Errorf("model: %s: %w", name, err)
+			}
+			g.Initializers = append(g.Initializers, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
 }

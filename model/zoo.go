@@ -5,8 +5,8 @@ import (
 	"math"
 
 	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model/graph"
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -70,31 +70,29 @@ func (s Spec) scale(c int64) int64 {
 	return v
 }
 
-// New builds a freshly initialised model on dev. Initialisation uses libtorch's
-// global generator: seed it (torch.ManualSeed) first for reproducible weights.
+// New builds a freshly initialised model on dev: the architecture as a graph of
+// ONNX operations (Conv, Gemm, BatchNormalization, Relu, MaxPool, Flatten,
+// GlobalAveragePool, Add) whose initializers carry the PyTorch state_dict names,
+// executed like any graph (FromGraph). Initialisation uses libtorch's global
+// generator, with PyTorch's defaults: seed it (torch.ManualSeed) first for
+// reproducible weights.
 func New(spec Spec, dev gotch.Device) (*Model, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	var m *Model
 	err := torch.Do(func() error {
-		m = &Model{spec: spec, vs: nn.NewVarStore(dev), byName: map[string]int{},
-			convs: map[string]*conv{}, fcs: map[string]*linear{}}
-		b := newBuilder(m, []int64{spec.InChannels, spec.Height, spec.Width})
-		switch spec.Arch {
-		case "mlp":
-			buildMLP(b, spec)
-		case "lenet5":
-			buildLeNet5(b, spec)
-		case "vgg11":
-			buildVGG11(b, spec)
-		case "resnet20":
-			buildResNet20(b, spec)
+		g, err := zooGraph(spec, dev)
+		if err != nil {
+			return err
 		}
-		if b.err == nil && (len(b.shape) != 1 || b.shape[0] != spec.Classes) {
-			b.fail("model: %s ends with shape %v, want [%d]", spec.Arch, b.shape, spec.Classes)
+		if m, err = compileGraph(g, spec, []int64{spec.InChannels, spec.Height, spec.Width}, dev); err != nil {
+			return err
 		}
-		return b.err
+		if out := m.outShape(); !equalShape(out, []int64{spec.Classes}) {
+			return fmt.Errorf("model: %s ends with shape %v, want [%d]", spec.Arch, out, spec.Classes)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -102,40 +100,195 @@ func New(spec Spec, dev gotch.Device) (*Model, error) {
 	return m, nil
 }
 
+// zooGraph builds spec's architecture as a graph with freshly initialised
+// weights.
+func zooGraph(spec Spec, dev gotch.Device) (*graph.Graph, error) {
+	in := []int64{spec.InChannels, spec.Height, spec.Width}
+	b := &builder{dev: dev, x: "input", shape: in, names: map[string]int{}, g: &graph.Graph{
+		Name: spec.Arch, Opset: 13,
+		Inputs: []graph.Value{{Name: "input", DType: graph.Float32, Shape: append([]int64{-1}, in...),
+			DimNames: []string{"batch", "", "", ""}}},
+	}}
+	switch spec.Arch {
+	case "mlp":
+		buildMLP(b, spec)
+	case "lenet5":
+		buildLeNet5(b, spec)
+	case "vgg11":
+		buildVGG11(b, spec)
+	case "resnet20":
+		buildResNet20(b, spec)
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	b.g.Outputs = []graph.Value{{Name: b.x, DType: graph.Float32, Shape: []int64{-1, spec.Classes}, DimNames: []string{"batch", ""}}}
+	return b.g, nil
+}
+
+// builder appends nodes to a graph, tracking the current value and its
+// per-sample shape, and creates the weights in the order PyTorch's modules do.
+type builder struct {
+	g     *graph.Graph
+	dev   gotch.Device
+	x     string  // the current value
+	shape []int64 // its per-sample shape: [C, H, W] or [F]
+	names map[string]int
+	err   error
+}
+
+func (b *builder) fail(format string, a ...any) {
+	if b.err == nil {
+		b.err = fmt.Errorf(format, a...)
+	}
+}
+
+// node appends a node named after its module (or its op) reading inputs and
+// makes its output the current value.
+func (b *builder) node(op, module string, inputs []string, attrs map[string]graph.Attr) {
+	name := module
+	if name == "" {
+		name = op
+	}
+	if b.names[name]++; b.names[name] > 1 {
+		name = fmt.Sprintf("%s_%d", name, b.names[name]-1)
+	}
+	b.g.Nodes = append(b.g.Nodes, graph.Node{Name: name, Op: op, Inputs: inputs, Outputs: []string{name}, Attrs: attrs})
+	b.x = name
+}
+
+// param adds an initializer: drawn from U(-bound, bound) by libtorch's
+// generator on the model's device, as PyTorch initialises conv and linear
+// layers (bound 1/sqrt(fan_in)), or, for bound 0, filled with fill.
+func (b *builder) param(name string, dims []int64, bound float64, fill float32) string {
+	if b.err != nil {
+		return name
+	}
+	var vals []float32
+	if bound > 0 {
+		t, err := ts.Zeros(dims, gotch.Float, b.dev)
+		if err == nil {
+			if err = t.Uniform_(-bound, bound); err == nil {
+				vals, err = torch.Float32s(t)
+			}
+			_ = t.Drop()
+		}
+		if err != nil {
+			b.fail("model: initialise %s: %w", name, err)
+			return name
+		}
+	} else {
+		vals = make([]float32, Numel(dims))
+		for i := range vals {
+			vals[i] = fill
+		}
+	}
+	t, err := graph.FromFloat32s(name, dims, vals)
+	if err != nil {
+		b.fail("model: initialise %s: %w", name, err)
+		return name
+	}
+	b.g.Initializers = append(b.g.Initializers, t)
+	return name
+}
+
+// conv adds a k x k convolution with out channels.
+func (b *builder) conv(name string, out, k, stride, pad int64, bias bool) {
+	if b.err != nil {
+		return
+	}
+	if len(b.shape) != 3 {
+		b.fail("model: conv %s needs a [C,H,W] input, have %v", name, b.shape)
+		return
+	}
+	c, h, w := b.shape[0], b.shape[1], b.shape[2]
+	oh, ow := (h+2*pad-k)/stride+1, (w+2*pad-k)/stride+1
+	if oh < 1 || ow < 1 || h+2*pad < k || w+2*pad < k {
+		b.fail("model: conv %s: input %dx%d too small for kernel %d", name, h, w, k)
+		return
+	}
+	bound := 1 / math.Sqrt(float64(c*k*k))
+	inputs := []string{b.x, b.param(name+".weight", []int64{out, c, k, k}, bound, 0)}
+	if bias {
+		inputs = append(inputs, b.param(name+".bias", []int64{out}, bound, 0))
+	}
+	b.node("Conv", name, inputs, map[string]graph.Attr{
+		"kernel_shape": graph.Ints(k, k), "strides": graph.Ints(stride, stride),
+		"pads": graph.Ints(pad, pad, pad, pad), "dilations": graph.Ints(1, 1), "group": graph.Int(1)})
+	b.shape = []int64{out, oh, ow}
+}
+
+// linear adds a fully connected layer with out units (the input must be flat).
+func (b *builder) linear(name string, out int64) {
+	if b.err != nil {
+		return
+	}
+	if len(b.shape) != 1 {
+		b.fail("model: linear %s needs a flat input, have %v", name, b.shape)
+		return
+	}
+	in := b.shape[0]
+	bound := 1 / math.Sqrt(float64(in))
+	w := b.param(name+".weight", []int64{out, in}, bound, 0)
+	bias := b.param(name+".bias", []int64{out}, bound, 0)
+	b.node("Gemm", name, []string{b.x, w, bias}, map[string]graph.Attr{"transB": graph.Int(1)})
+	b.shape = []int64{out}
+}
+
+// batchNorm adds a BatchNorm2d over the current channels (PyTorch's defaults:
+// weight 1, bias 0, running statistics 0 and 1, eps 1e-5, momentum 0.1).
+func (b *builder) batchNorm(name string) {
+	if b.err != nil {
+		return
+	}
+	c := []int64{b.shape[0]}
+	inputs := []string{b.x, b.param(name+".weight", c, 0, 1), b.param(name+".bias", c, 0, 0),
+		b.param(name+".running_mean", c, 0, 0), b.param(name+".running_var", c, 0, 1)}
+	b.node("BatchNormalization", name, inputs, map[string]graph.Attr{
+		"epsilon": graph.Float(1e-5), "momentum": graph.Float(0.9)})
+}
+
+func (b *builder) relu() { b.node("Relu", "", []string{b.x}, nil) }
+
+// pool adds a 2x2 max pool with stride 2.
+func (b *builder) pool() {
+	if b.err != nil {
+		return
+	}
+	if len(b.shape) != 3 || b.shape[1] < 2 || b.shape[2] < 2 {
+		b.fail("model: max pool 2 on shape %v", b.shape)
+		return
+	}
+	b.node("MaxPool", "", []string{b.x}, map[string]graph.Attr{
+		"kernel_shape": graph.Ints(2, 2), "strides": graph.Ints(2, 2), "pads": graph.Ints(0, 0, 0, 0)})
+	b.shape = []int64{b.shape[0], b.shape[1] / 2, b.shape[2] / 2}
+}
+
+// flatten flattens [C,H,W] into [C*H*W].
+func (b *builder) flatten() {
+	b.node("Flatten", "", []string{b.x}, map[string]graph.Attr{"axis": graph.Int(1)})
+	b.shape = []int64{Numel(b.shape)}
+}
+
+// globalPool adds global average pooling and a flatten.
+func (b *builder) globalPool() {
+	b.node("GlobalAveragePool", "", []string{b.x}, nil)
+	b.shape = []int64{b.shape[0], 1, 1}
+	b.flatten()
+}
+
 func buildMLP(b *builder, s Spec) {
+	b.flatten()
 	var outs []int64
 	for _, h := range s.Hidden {
 		outs = append(outs, s.scale(int64(h)))
 	}
 	outs = append(outs, s.Classes)
 	for i, out := range outs {
-		first, last := i == 0, i == len(outs)-1
-		b.begin()
-		if first {
-			b.flatten()
+		b.linear(fmt.Sprintf("fc%d", i+1), out)
+		if i < len(outs)-1 {
+			b.relu()
 		}
-		name := fmt.Sprintf("fc%d", i+1)
-		l := b.linear(name, out)
-		if first { // the stage flattens its input before the layer
-			b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-				x, err := flatten(x, nil)
-				if err != nil {
-					return nil, err
-				}
-				y, err := r.linear(l, x)
-				if last || err != nil {
-					return y, err
-				}
-				return r.relu(y, nil)
-			})
-			continue
-		}
-		b.endLead(name, func(r *pass, y *ts.Tensor) (*ts.Tensor, error) {
-			if last {
-				return y, nil
-			}
-			return r.relu(y, nil)
-		})
 	}
 }
 
@@ -147,107 +300,58 @@ func buildLeNet5(b *builder, s Spec) {
 	if s.Height < 32 {
 		pad = (32 - s.Height + 1) / 2
 	}
-	b.begin()
 	b.conv("conv1", s.scale(6), 5, 1, pad, true)
-	b.pool(2)
-	b.endLead("conv1", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return pool2(r.relu(y, nil)) })
-	b.begin()
+	b.relu()
+	b.pool()
 	b.conv("conv2", s.scale(16), 5, 1, 0, true)
-	b.pool(2)
+	b.relu()
+	b.pool()
 	b.flatten()
-	b.endLead("conv2", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return flatten(pool2(r.relu(y, nil))) })
-	for _, n := range []struct {
-		name string
-		out  int64
-	}{{"fc1", s.scale(120)}, {"fc2", s.scale(84)}} {
-		b.begin()
-		b.linear(n.name, n.out)
-		b.endLead(n.name, func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return r.relu(y, nil) })
-	}
-	b.begin()
+	b.linear("fc1", s.scale(120))
+	b.relu()
+	b.linear("fc2", s.scale(84))
+	b.relu()
 	b.linear("fc3", s.Classes)
-	b.endLead("fc3", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return y, nil })
 }
 
 // vgg11Config is VGG-11's feature stack: channel counts and "M" (max pool) as 0.
 var vgg11Config = []int64{64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}
 
 // buildVGG11 is VGG-11 in the CIFAR style (3x3 convs, optional BatchNorm, one
-// linear classifier), with layers named like PyTorch's nn.Sequential
-// (features.0, features.1, ...). On inputs smaller than 32x32 the last max pool is
-// left out, so 28x28 ends at 1x1 like 32x32 does. Each conv with its BatchNorm,
-// ReLU and following pool is one stage.
+// linear classifier after global average pooling), with layers named like
+// PyTorch's nn.Sequential (features.0, features.1, ...). On inputs smaller than
+// 32x32 the last max pool is left out, so 28x28 ends at 1x1 like 32x32 does.
 func buildVGG11(b *builder, s Spec) {
 	idx := 0
 	for i := 0; i < len(vgg11Config); i++ {
-		c := vgg11Config[i]
-		b.begin()
-		name := fmt.Sprintf("features.%d", idx)
-		b.conv(name, s.scale(c), 3, 1, 1, true)
+		b.conv(fmt.Sprintf("features.%d", idx), s.scale(vgg11Config[i]), 3, 1, 1, true)
 		idx++
-		var bn *batchNorm
 		if s.BatchNorm {
-			bn = b.batchNorm(fmt.Sprintf("features.%d", idx))
+			b.batchNorm(fmt.Sprintf("features.%d", idx))
 			idx++
 		}
-		idx++ // ReLU
-		pool := false
+		b.relu()
+		idx++
 		if i+1 < len(vgg11Config) && vgg11Config[i+1] == 0 {
 			i++
 			idx++
 			if !(i == len(vgg11Config)-1 && (s.Height < 32 || s.Width < 32)) {
-				b.pool(2)
-				pool = true
+				b.pool()
 			}
 		}
-		b.endLead(name, func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-			var err error
-			if bn != nil {
-				x, err = r.batchNorm(bn, x)
-			}
-			x, err = r.relu(x, err)
-			if pool {
-				x, err = pool2(x, err)
-			}
-			return x, err
-		})
 	}
-	b.poolHead("classifier", s.Classes)
-}
-
-// poolHead adds the last stage of VGG and ResNet: global average pooling and a
-// linear layer with out units.
-func (b *builder) poolHead(name string, out int64) {
-	b.begin()
 	b.globalPool()
-	l := b.linear(name, out)
-	b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) {
-		x, err := globalPool(x, nil)
-		if err != nil {
-			return nil, err
-		}
-		return r.linear(l, x)
-	})
-}
-
-// basicBlock is ResNet's two-conv residual block with an optional 1x1 projection
-// shortcut (shortcut.0 conv, shortcut.1 BatchNorm) when the shape changes.
-type basicBlock struct {
-	conv1, conv2 *conv
-	bn1, bn2     *batchNorm
-	proj         *conv
-	projBN       *batchNorm
+	b.linear("classifier", s.Classes)
 }
 
 // buildResNet20 is the CIFAR ResNet-20 of He et al. (3 stages of 3 basic blocks,
-// 16/32/64 channels times the width multiplier, projection shortcuts), named like
-// the common PyTorch implementation (conv1, bn1, layer1.0.conv1, ..., fc). The
-// stem, each basic block and the head are one stage each.
+// 16/32/64 channels times the width multiplier, 1x1 projection shortcuts with
+// BatchNorm where the shape changes), named like the common PyTorch
+// implementation (conv1, bn1, layer1.0.conv1, ..., layer2.0.shortcut.0, fc).
 func buildResNet20(b *builder, s Spec) {
-	b.begin()
 	b.conv("conv1", s.scale(16), 3, 1, 1, false)
-	stemBN := b.batchNorm("bn1")
-	b.endLead("conv1", func(r *pass, y *ts.Tensor) (*ts.Tensor, error) { return r.relu(r.batchNorm(stemBN, y)) })
+	b.batchNorm("bn1")
+	b.relu()
 	for stage := 1; stage <= 3; stage++ {
 		planes := s.scale(16 << (stage - 1))
 		for i := 0; i < 3; i++ {
@@ -256,58 +360,28 @@ func buildResNet20(b *builder, s Spec) {
 				stride = 2
 			}
 			name := fmt.Sprintf("layer%d.%d", stage, i)
-			b.begin()
-			in := append([]int64(nil), b.shape...)
-			var blk basicBlock
-			blk.conv1 = b.conv(name+".conv1", planes, 3, stride, 1, false)
-			blk.bn1 = b.batchNorm(name + ".bn1")
-			blk.conv2 = b.conv(name+".conv2", planes, 3, 1, 1, false)
-			blk.bn2 = b.batchNorm(name + ".bn2")
-			if stride != 1 || in[0] != planes {
-				out := b.shape
-				b.shape = in
-				blk.proj = b.conv(name+".shortcut.0", planes, 1, stride, 0, false)
-				blk.projBN = b.batchNorm(name + ".shortcut.1")
-				if b.err == nil && (b.shape[1] != out[1] || b.shape[2] != out[2]) {
+			in, inShape := b.x, b.shape
+			b.conv(name+".conv1", planes, 3, stride, 1, false)
+			b.batchNorm(name + ".bn1")
+			b.relu()
+			b.conv(name+".conv2", planes, 3, 1, 1, false)
+			b.batchNorm(name + ".bn2")
+			main, out := b.x, b.shape
+			short := in
+			if stride != 1 || inShape[0] != planes {
+				b.x, b.shape = in, inShape
+				b.conv(name+".shortcut.0", planes, 1, stride, 0, false)
+				b.batchNorm(name + ".shortcut.1")
+				if b.err == nil && !equalShape(b.shape, out) {
 					b.fail("model: %s: shortcut shape %v != block shape %v", name, b.shape, out)
 				}
+				short = b.x
 			}
-			b.end(func(r *pass, x *ts.Tensor) (*ts.Tensor, error) { return r.block(blk, x) })
+			b.node("Add", name+".add", []string{main, short}, nil)
+			b.shape = out
+			b.relu()
 		}
 	}
-	b.poolHead("fc", s.Classes)
-}
-
-// block runs one basic block; it consumes x.
-func (r *pass) block(blk basicBlock, x *ts.Tensor) (*ts.Tensor, error) {
-	short, err := x.ShallowClone()
-	if err != nil {
-		_ = x.Drop()
-		return nil, err
-	}
-	y, err := r.conv(blk.conv1, x)
-	if err == nil {
-		y, err = r.relu(r.batchNorm(blk.bn1, y))
-	}
-	if err == nil {
-		y, err = r.conv(blk.conv2, y)
-	}
-	if err == nil {
-		y, err = r.batchNorm(blk.bn2, y)
-	}
-	if err != nil {
-		_ = short.Drop()
-		return nil, err
-	}
-	if blk.proj != nil {
-		short, err = r.conv(blk.proj, short)
-		if err == nil {
-			short, err = r.batchNorm(blk.projBN, short)
-		}
-		if err != nil {
-			_ = y.Drop()
-			return nil, err
-		}
-	}
-	return r.relu(add(y, short))
+	b.globalPool()
+	b.linear("fc", s.Classes)
 }
