@@ -11,6 +11,24 @@ import (
 // EnvPrefix starts the name of every environment variable that sets a config key.
 const EnvPrefix = "FAULTLINE_"
 
+// TestEnv lists the FAULTLINE_* environment variables that are not config keys:
+// switches of the test suite, benchmarks and debugging (make test sets some of
+// them for every command it runs). The config loader ignores them; any other
+// FAULTLINE_* variable that names no key is an error.
+var TestEnv = []string{
+	"FAULTLINE_ARTIFACTS",
+	"FAULTLINE_BENCH_CHECKPOINTS",
+	"FAULTLINE_CRASH_N",
+	"FAULTLINE_DEBUG",
+	"FAULTLINE_GORGONNX_ALL",
+	"FAULTLINE_ONNX_CORPUS",
+	"FAULTLINE_ONNX_CORPUS_IMAGES",
+	"FAULTLINE_REGEN_ZOO_GOLDEN",
+	"FAULTLINE_REQUIRE_ONNX",
+	"FAULTLINE_REQUIRE_TORCH",
+	"FAULTLINE_SOAK",
+}
+
 // leaf is one settable key of Config: a non-struct field inside a section.
 type leaf struct {
 	key   string       // dotted key, e.g. "train.epochs"

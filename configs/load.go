@@ -103,7 +103,7 @@ func decodeEnv(env []string) (map[string]any, error) {
 	var errs []error
 	for _, kv := range env {
 		name, raw, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix) {
+		if !strings.HasPrefix(name, EnvPrefix) || slices.Contains(TestEnv, name) {
 			continue
 		}
 		l, ok := s.byEnv[name]

@@ -174,6 +174,11 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`environment variable FAULTLINE_TRAIN_EPOCH does not name a config key (did you mean "FAULTLINE_TRAIN_EPOCHS"?)`},
 		},
 		{
+			name: "test switches are not config keys",
+			env:  []string{"FAULTLINE_REQUIRE_TORCH=1", "FAULTLINE_ONNX_CORPUS=/tmp/c", "FAULTLINE_TRAIN_EPOCH=3"},
+			want: []string{`environment variable FAULTLINE_TRAIN_EPOCH does not name a config key`},
+		},
+		{
 			name: "env type error",
 			env:  []string{"FAULTLINE_TRAIN_EPOCHS=ten"},
 			want: []string{`environment variable FAULTLINE_TRAIN_EPOCHS: train.epochs: cannot use "ten" as an integer`},
@@ -313,4 +318,17 @@ func mustPreset(t *testing.T, name string) Config {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestEnvIgnoresTestSwitches checks that every test-suite switch in TestEnv is
+// ignored by the config loader (make test sets them for every command).
+func TestEnvIgnoresTestSwitches(t *testing.T) {
+	var env []string
+	for _, name := range TestEnv {
+		env = append(env, name+"=1")
+	}
+	vals, err := decodeEnv(env)
+	if err != nil || len(vals) != 0 {
+		t.Fatalf("decodeEnv(%v) = %v, %v; want no values and no error", env, vals, err)
+	}
 }
