@@ -6,6 +6,9 @@ BIN      := bin/faultline
 DEMO_DIR ?= runs/demo
 # go test's own timeout for `make test` (it must finish well inside 30 minutes).
 TEST_TIMEOUT ?= 25m
+# How many corpus images model's ONNX corpus test runs each file on in `make test`
+# (the corpus has 1,000; all of them take model's tests from 3 to 10 minutes).
+ONNX_CORPUS_IMAGES ?= 250
 # The ONNX corpus `make test` builds (scripts/onnx-corpus-cache.sh: rebuilt only when
 # scripts/onnx-corpus.py, the opsets or Debian's torch/onnx packages change; about
 # 2 minutes for the seven opsets) and runs TestCorpus on.
@@ -31,7 +34,7 @@ build: setup
 test: setup-test
 	$(GO) vet ./...
 	@scripts/onnx-corpus-cache.sh $(ONNX_CORPUS) $(ONNX_OPSETS)
-	FAULTLINE_ONNX_CORPUS=$(abspath $(ONNX_CORPUS)) FAULTLINE_REQUIRE_ONNX=1 FAULTLINE_REQUIRE_TORCH=1 \
+	FAULTLINE_ONNX_CORPUS=$(abspath $(ONNX_CORPUS)) FAULTLINE_ONNX_CORPUS_IMAGES=$(ONNX_CORPUS_IMAGES) FAULTLINE_REQUIRE_ONNX=1 FAULTLINE_REQUIRE_TORCH=1 \
 	  $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 # The main job on the embedded default: train LeNet-5 on Fashion-MNIST, a uniform
