@@ -67,7 +67,7 @@ func ImportONNX(path string, input []int64, dev gotch.Device) (*Model, *ONNXSour
 		err := errors.Join(errs...)
 		msg := err.Error()
 		if len(dyn) > 0 {
-			msg += fmt.Sprintf(" (export the model with static spatial sizes, e.g. [batch %v])", input)
+			msg += fmt.Sprintf(" (export the model with static spatial sizes: %s)", fmtShape(want))
 		}
 		return nil, nil, &importError{msg: fmt.Sprintf("model: %s: %s", path, oneLine(msg)), errs: errs}
 	}
