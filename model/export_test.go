@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -257,5 +258,43 @@ func TestHardenedONNXInRuntime(t *testing.T) {
 			diff, scale := compareRef(t, "ONNX Runtime on model.onnx vs faultline", got, evalLogits(t, c.m, c.x, c.shape), int(c.shape[0]))
 			t.Logf("ONNX Runtime vs faultline (clamped): max diff %.3g, max |logit| %.3g (%.2g relative)", diff, scale, diff/scale)
 		})
+	}
+}
+
+// ImportONNX's checks: one error per file, naming both shapes on a mismatch,
+// and unwrapping to the unsupported ops and dynamic dimensions it lists.
+func TestImportONNXChecks(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join("testdata", "onnx", "smallnet-opset13-eval.onnx")
+	m, desc, err := ImportONNX(src, []int64{1, 28, 28}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Spec().Arch != GraphArch || m.Spec().Classes != 10 || desc.Opset != 13 {
+		t.Errorf("spec %+v, source %+v", m.Spec(), desc)
+	}
+	if _, _, err := ImportONNX(src, []int64{3, 28, 28}, gotch.CPU); err == nil ||
+		!strings.Contains(err.Error(), "[batch 1 28 28]") || !strings.Contains(err.Error(), "[batch 3 28 28]") {
+		t.Errorf("channel mismatch: %v", err)
+	}
+	g, err := onnx.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Inputs[0].Shape = []int64{-1, 1, -1, 28}
+	g.Inputs[0].DimNames = []string{"batch", "", "h", ""}
+	g.Nodes[0].Op = "Erf"
+	bad := filepath.Join(dir, "bad.onnx")
+	if err := onnx.WriteFile(bad, g); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ImportONNX(bad, []int64{1, 28, 28}, gotch.CPU)
+	var u *graph.UnsupportedError
+	var d *graph.DynamicShapeError
+	if !errors.As(err, &u) || !errors.As(err, &d) || len(u.Ops) != 1 || u.Ops[0].Op != "Erf" || len(d.Dims) != 1 || d.Dims[0].Dim != 2 {
+		t.Errorf("unsupported op and dynamic height: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "\n") {
+		t.Errorf("error of several lines: %q", err)
 	}
 }
