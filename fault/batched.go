@@ -583,7 +583,7 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(int, 
 // weightChange is weight fault f's golden value, corrupted value and the change
 // dw = w' - w the forward pass sees (after the weight clamps).
 func (inj *Injector) weightChange(f *Fault) (before, after, dw float32) {
-	name := f.ParamName()
+	name := inj.paramName(f)
 	before = inj.host[name][f.Index[0]]
 	after = f.Corrupt(before)
 	return before, after, inj.effective(name, after) - before

@@ -206,7 +206,7 @@ func TestCampaignBadInputs(t *testing.T) {
 	// a checkpoint whose weights do not match its metadata
 	bad := filepath.Join(dir, "bad-ckpt")
 	os.MkdirAll(bad, 0o755)
-	for _, f := range []string{"model.json", "model.npz"} {
+	for _, f := range []string{"model.json", "model.npz", "model.onnx"} {
 		os.WriteFile(filepath.Join(bad, f), read(t, filepath.Join(ckpt, f)), 0o644)
 	}
 	ot := read(t, filepath.Join(ckpt, "model.ot"))

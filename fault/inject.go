@@ -208,7 +208,7 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 	// unchanged (set by an activation fault's hook in each forward pass).
 	var inactive []bool
 	if f.Target == Weight {
-		name := f.ParamName()
+		name := inj.paramName(f)
 		p, perr := inj.m.Param(name)
 		if perr != nil {
 			return perr
@@ -427,4 +427,22 @@ func (inj *Injector) LoadEvalSet(set *datasets.Set, stats datasets.Stats, n int)
 		return nil, err
 	}
 	return ev, nil
+}
+
+// paramName is the model parameter weight fault f corrupts: its layer's weight
+// or bias parameter, which an imported graph may name otherwise than
+// "<layer>.weight" (e.g. "onnx::Conv_193" where the exporter folded BatchNorm
+// into the conv).
+func (inj *Injector) paramName(f *Fault) string {
+	if s, ok := inj.sites[f.Layer]; ok {
+		switch f.Param {
+		case "weight":
+			return s.Weight()
+		case "bias":
+			if b := s.Bias(); b != "" {
+				return b
+			}
+		}
+	}
+	return f.ParamName()
 }

@@ -73,8 +73,11 @@ func ForModel(m *model.Model, meta model.Metadata, checkpoint, dataset, dataDir 
 		return nil, err
 	}
 	stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
-	if err := stats.Validate(set.C); err != nil {
-		return nil, fmt.Errorf("fault: %s: normalization: %w", checkpoint, err)
+	// No normalisation (an import with --normalization none) feeds pixel/255.
+	if len(stats.Mean) > 0 || len(stats.Std) > 0 {
+		if err := stats.Validate(set.C); err != nil {
+			return nil, fmt.Errorf("fault: %s: normalization: %w", checkpoint, err)
+		}
 	}
 	return &Loaded{Model: m, Meta: meta, Dataset: dataset, Set: set, Stats: stats, Checkpoint: checkpoint}, nil
 }

@@ -534,6 +534,9 @@ func harden(ctx context.Context, o Options, d *inputs) (*fault.Loaded, Recipe, e
 	if err != nil {
 		return nil, r, err
 	}
+	// The model's own input normalisation (an import may record its own, or
+	// none), as every other command reads it.
+	tdata.Stats = datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
 	if o.Clamps {
 		o.phase("profile clamps")
 		if r.Clamps, err = Profile(m, tdata.Train, tdata.Stats, o.ProfileImages, 500, o.Margin); err != nil {

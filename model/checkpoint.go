@@ -15,6 +15,7 @@ import (
 
 	"github.com/faultline/faultline/internal/atomicfile"
 	"github.com/faultline/faultline/internal/torch"
+	"github.com/faultline/faultline/model/onnx"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -24,6 +25,11 @@ const (
 	WeightsFile  = "model.ot"
 	NumpyFile    = "model.npz"
 	MetadataFile = "model.json"
+	// ONNXFile is the model as an ONNX graph with its current weights and its
+	// range restriction (Model.ExportGraph). A checkpoint of a graph built by
+	// FromGraph (Spec.Arch GraphArch) is rebuilt from it; for the zoo it is a
+	// copy for other runtimes (checkpoints written before it lack it).
+	ONNXFile = "model.onnx"
 )
 
 // MetadataKind and MetadataSchema identify model.json.
@@ -77,10 +83,16 @@ type Metadata struct {
 	Config        json.RawMessage `json:"config,omitempty"`
 	Software      Software        `json:"software"`
 	Params        []ParamInfo     `json:"params"`
-	// Files holds the size and SHA-256 of model.ot and model.npz as saved, so
-	// a checkpoint whose files come from different saves (a save killed half
-	// way) is caught on load. Checkpoints of older versions lack it.
+	// Files holds the size and SHA-256 of model.ot, model.npz and model.onnx
+	// as saved, so a checkpoint whose files come from different saves (a save
+	// killed half way) is caught on load. Checkpoints of older versions lack
+	// it, or model.onnx.
 	Files map[string]FileSum `json:"files,omitempty"`
+	// ONNX describes the ONNX file a model was imported from (nil for other
+	// checkpoints); hardening an imported model keeps it.
+	ONNX *ONNXSource `json:"onnx,omitempty"`
+	// Labels optionally names the classes, in output order (import --labels).
+	Labels []string `json:"labels,omitempty"`
 	// Extra holds sections added by later stages (e.g. hardening bounds).
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
 }
@@ -110,22 +122,19 @@ func (m *Model) paramInfos() ([]ParamInfo, error) {
 	return out, nil
 }
 
-// Save writes the checkpoint into dir (created if needed): model.ot, model.npz and
-// model.json, each atomically (temp file + rename). model.json, holding the sizes
-// and SHA-256 sums of the two weight files, is written last: a process killed
+// Save writes the checkpoint into dir (created if needed): model.ot, model.npz,
+// model.onnx (Model.ExportGraph: the graph with the current weights and the
+// clamps as Clip nodes) and model.json, each atomically (temp file + rename).
+// model.json, holding the sizes and SHA-256 sums of the other three files, is
+// written last: a process killed
 // while saving over an older checkpoint can leave the old model.json beside new
 // weights, and [Load] reports such a torn checkpoint instead of using it (a
 // rerun of the save replaces it). A save that fails before model.ot is replaced
 // (e.g. a full disk) leaves the previous checkpoint as it was. meta.Arch, Spec,
 // Params, Files, Software, Kind and SchemaVersion are filled in from the model.
-//
-// A model built by FromGraph cannot be saved yet: its checkpoint will hold its
-// graph (Model.Graph, written with onnx.WriteFile as model.onnx) for Load to
-// rebuild it from, instead of the zoo Spec.
+// A model built by FromGraph is saved the same way; Load rebuilds it from
+// model.onnx.
 func (m *Model) Save(dir string, meta Metadata) error {
-	if m.spec.Arch == GraphArch {
-		return fmt.Errorf("model: save %s: checkpoints of graphs built by FromGraph are not supported yet", dir)
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("model: save: %w", err)
 	}
@@ -166,8 +175,15 @@ func (m *Model) Save(dir string, meta Metadata) error {
 		if err := m.SaveNPZ(filepath.Join(dir, NumpyFile), meta.Steps); err != nil {
 			return err
 		}
+		g, err := m.ExportGraph()
+		if err != nil {
+			return fmt.Errorf("model: save: %w", err)
+		}
+		if err := onnx.WriteFile(filepath.Join(dir, ONNXFile), g); err != nil {
+			return fmt.Errorf("model: save: %w", err)
+		}
 		meta.Files = map[string]FileSum{}
-		for _, name := range []string{WeightsFile, NumpyFile} {
+		for _, name := range []string{WeightsFile, NumpyFile, ONNXFile} {
 			sum, err := sumFile(filepath.Join(dir, name))
 			if err != nil {
 				return fmt.Errorf("model: save: %w", err)
@@ -200,13 +216,12 @@ func ReadMetadata(dir string) (Metadata, error) {
 }
 
 // Load rebuilds the model saved in dir on dev and loads its weights, checking every
-// name and shape against the architecture and the metadata.
+// name and shape against the architecture and the metadata. A zoo model is
+// built from its Spec; a graph model (Spec.Arch GraphArch: an import) from the
+// graph in model.onnx, without the Clip nodes that hold its clamps there
+// (the clamps are in model.json), with the weights of model.ot.
 func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
 	meta, err := ReadMetadata(dir)
-	if err != nil {
-		return nil, meta, err
-	}
-	m, err := New(meta.Spec, dev)
 	if err != nil {
 		return nil, meta, err
 	}
@@ -215,6 +230,25 @@ func Load(dir string, dev gotch.Device) (*Model, Metadata, error) {
 		return nil, meta, fmt.Errorf("model: checkpoint %s: %w", dir, err)
 	}
 	if err := VerifyFiles(dir, meta); err != nil {
+		return nil, meta, err
+	}
+	var m *Model
+	if meta.Arch == GraphArch {
+		if _, ok := meta.Files[ONNXFile]; !ok {
+			return nil, meta, fmt.Errorf("model: checkpoint %s: a %s checkpoint needs %s and its sum in %s", dir, GraphArch, ONNXFile, MetadataFile)
+		}
+		g, err := onnx.ReadFile(filepath.Join(dir, ONNXFile))
+		if err != nil {
+			return nil, meta, fmt.Errorf("model: checkpoint %s: %w", dir, err)
+		}
+		if m, err = FromGraph(stripClamps(g), dev); err != nil {
+			return nil, meta, fmt.Errorf("model: checkpoint %s: %s: %w", dir, ONNXFile, err)
+		}
+		if s := m.Spec(); s.InChannels != meta.Spec.InChannels || s.Height != meta.Spec.Height || s.Width != meta.Spec.Width || s.Classes != meta.Spec.Classes {
+			return nil, meta, fmt.Errorf("model: checkpoint %s: %s takes %dx%dx%d inputs to %d classes, %s says %dx%dx%d to %d", dir, ONNXFile,
+				s.InChannels, s.Height, s.Width, s.Classes, MetadataFile, meta.Spec.InChannels, meta.Spec.Height, meta.Spec.Width, meta.Spec.Classes)
+		}
+	} else if m, err = New(meta.Spec, dev); err != nil {
 		return nil, meta, err
 	}
 	err = torch.Do(func() error {

@@ -31,7 +31,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 			if err := m.Save(dir, Metadata{Dataset: "synthetic", Seed: 1, TestAccuracy: 0.5, Steps: 3}); err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range []string{WeightsFile, NumpyFile, MetadataFile} {
+			for _, f := range []string{WeightsFile, NumpyFile, ONNXFile, MetadataFile} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 					t.Error(err)
 				}
@@ -70,7 +70,7 @@ func TestCheckpointBadInputs(t *testing.T) {
 	}
 	copyDir := func(t *testing.T) string {
 		d := t.TempDir()
-		for _, f := range []string{WeightsFile, NumpyFile, MetadataFile} {
+		for _, f := range []string{WeightsFile, NumpyFile, ONNXFile, MetadataFile} {
 			b, err := os.ReadFile(filepath.Join(good, f))
 			if err != nil {
 				t.Fatal(err)
@@ -133,6 +133,12 @@ func TestCheckpointBadInputs(t *testing.T) {
 			b[len(b)/2] ^= 1
 			os.WriteFile(p, b, 0o644)
 		}, "model.npz"},
+		{"torn: model.onnx of another save", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, ONNXFile)
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}, "model.onnx"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,7 +193,7 @@ func TestSaveRecordsFileSums(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{WeightsFile, NumpyFile} {
+	for _, name := range []string{WeightsFile, NumpyFile, ONNXFile} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

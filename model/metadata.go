@@ -47,7 +47,8 @@ func ParseMetadata(b []byte, name string) (Metadata, error) {
 // schema version, the spec, the architecture named twice alike, one finite
 // normalisation (std > 0) per input channel or none, counts that are not
 // negative, an accuracy in [0,1], named tensors with unique names and
-// non-negative dimensions, file sums (if any) of the two weight files only, and
+// non-negative dimensions, file sums (if any) of the checkpoint's files only
+// (model.ot, model.npz, model.onnx), as many labels as classes (or none), and
 // clamp sections holding finite ranges. Whether the tensors and clamp sites match
 // the architecture, and the files their sums, is checked by [Load].
 func (meta *Metadata) Validate() error {
@@ -94,12 +95,18 @@ func (meta *Metadata) Validate() error {
 		}
 	}
 	for name, sum := range meta.Files {
-		if name != WeightsFile && name != NumpyFile {
-			return fmt.Errorf("files: %q is not a checkpoint file (%s, %s)", name, WeightsFile, NumpyFile)
+		if name != WeightsFile && name != NumpyFile && name != ONNXFile {
+			return fmt.Errorf("files: %q is not a checkpoint file (%s, %s, %s)", name, WeightsFile, NumpyFile, ONNXFile)
 		}
 		if sum.Size < 0 || !isSHA256(sum.SHA256) {
 			return fmt.Errorf("files: %s: size %d, sha256 %q (want a size of at least 0 and 64 lowercase hex digits)", name, sum.Size, sum.SHA256)
 		}
+	}
+	if len(meta.Labels) > 0 && int64(len(meta.Labels)) != meta.Spec.Classes {
+		return fmt.Errorf("labels: %d class names for %d classes", len(meta.Labels), meta.Spec.Classes)
+	}
+	if o := meta.ONNX; o != nil && (o.SHA256 != "" && !isSHA256(o.SHA256) || o.Opset < 0) {
+		return fmt.Errorf("onnx: sha256 %q, opset %d (want 64 lowercase hex digits, an opset of at least 0)", o.SHA256, o.Opset)
 	}
 	for _, key := range []string{ClampsKey, WeightClampsKey} {
 		c, err := clampsFromMeta(*meta, key)

@@ -34,6 +34,10 @@ func (s Spec) Validate() error {
 	if s.Classes < 2 {
 		return fmt.Errorf("model: classes must be >= 2, got %d", s.Classes)
 	}
+	if s.Arch == GraphArch {
+		// A graph's spec describes its input and output; the rest is the graph's.
+		return nil
+	}
 	if !(s.WidthMult > 0) || math.IsInf(s.WidthMult, 0) {
 		return fmt.Errorf("model: width multiplier must be > 0, got %v", s.WidthMult)
 	}

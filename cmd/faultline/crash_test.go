@@ -23,6 +23,7 @@ import (
 	"github.com/faultline/faultline/internal/npz"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
+	"github.com/faultline/faultline/model/onnx"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -274,6 +275,10 @@ func checkComplete(dir string, resumes, stale bool) error {
 			}
 		case strings.HasSuffix(p, ".ot"):
 			if err := loadOT(p); err != nil {
+				return err
+			}
+		case strings.HasSuffix(p, ".onnx"):
+			if _, err := onnx.ReadFile(p); err != nil {
 				return err
 			}
 		default:

@@ -52,7 +52,8 @@ The recipe comes from the harden.* keys of the default preset, then --config
 FILE, then FAULTLINE_HARDEN_* variables, then these flags.
 
 Writes the hardened checkpoint (model.ot, model.npz, model.json with the recipe
-and bounds) and DIR2/report.json (kind faultline.harden_report: before, after,
+and bounds, and model.onnx: the graph with a Clip node carrying the bounds after
+every clamped layer, for any ONNX runtime) and DIR2/report.json (kind faultline.harden_report: before, after,
 change, recipe); the raw measurements go to DIR2/before and DIR2/after.`,
 		Example: `  faultline harden --checkpoint runs/lenet5 --out runs/lenet5-hard
   faultline harden --checkpoint runs/lenet5 --fat=false --out runs/lenet5-clamps

@@ -84,7 +84,7 @@ func (a *app) testCommand() *cobra.Command {
 				}
 			}
 			stats := datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
-			if err := stats.Validate(set.C); err != nil {
+			if err := checkNormalization(stats, set.C); err != nil {
 				return fmt.Errorf("test: %s: normalization: %w", ckpt, err)
 			}
 			start := time.Now()
@@ -148,3 +148,13 @@ func writeLogits(path string, logits []float32, n, classes int) error {
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// checkNormalization checks a checkpoint's normalisation against the data
+// set's channels: one mean and std per channel, or none (pixel/255, as an
+// import with --normalization none records).
+func checkNormalization(st datasets.Stats, channels int) error {
+	if len(st.Mean) == 0 && len(st.Std) == 0 {
+		return nil
+	}
+	return st.Validate(channels)
+}
