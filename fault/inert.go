@@ -54,7 +54,8 @@ func (inj *Injector) zeroReadsOf(ev *EvalSet, st int, s *model.Site) (*zeroReads
 }
 
 // buildZeroReads computes the table from the layer's golden inputs xs (images x
-// s.InShape, contiguous).
+// s.InShape, contiguous); nil (no shortcut) for a conv whose geometry the
+// engine cannot describe.
 func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
 	inPer := model.Numel(s.InShape)
 	if s.Kind == model.Linear {
@@ -64,9 +65,13 @@ func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
 		}
 		return z
 	}
-	ci, h, w := s.InShape[0], s.InShape[1], s.InShape[2]
-	kh, kw := s.WeightShape[2], s.WeightShape[3]
-	oh, ow := s.OutShape[1], s.OutShape[2]
+	g, err := GeometryOf(s)
+	if err != nil {
+		return nil
+	}
+	ci, h, w := g.Cin, g.H, g.W
+	kh, kw := g.KH, g.KW
+	oh, ow := g.OH, g.OW
 	z := &zeroReads{per: ci * kh * kw, zero: make([]bool, images*ci*kh*kw)}
 	for img := range images {
 		for c := range ci {
@@ -75,13 +80,9 @@ func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
 				for kx := range kw {
 					zero := true
 					for oy := int64(0); oy < oh && zero; oy++ {
-						y := ky + s.Stride*oy - s.Padding
-						if y < 0 || y >= h {
-							continue
-						}
 						for ox := range ow {
-							x := kx + s.Stride*ox - s.Padding
-							if x >= 0 && x < w && plane[y*w+x] != 0 {
+							y, x, ok := g.At(oy, ox, ky, kx)
+							if ok && plane[y*w+x] != 0 {
 								zero = false
 								break
 							}
@@ -106,7 +107,8 @@ func (z *zeroReads) operand(s *model.Site, f *Fault) int64 {
 	}
 	k := unflat(f.Index[0], s.WeightShape)
 	kh, kw := s.WeightShape[2], s.WeightShape[3]
-	return (inputChannel(s, k[0], k[1])*kh+k[2])*kw + k[3]
+	g := ConvGeometry{Cg: s.WeightShape[1], Og: s.WeightShape[0] / max(s.Groups, 1)}
+	return (g.InChannel(k[0], k[1])*kh+k[2])*kw + k[3]
 }
 
 // inert reports whether weight fault f, changing its weight by dw, leaves image
