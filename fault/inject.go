@@ -68,9 +68,9 @@ type Injector struct {
 	// linear layer, whatever its parameter's layout): the order of weight
 	// fault indices.
 	wts   map[string][]float32
-	foot  map[int]*reach       // how lead outputs reach the next stage (lead.go)
-	local map[int]bool         // whether a lead output's channels stay apart (channel.go)
-	wb    model.Clamps         // the model's weight clamps, by site
+	foot  map[int]*reach // how lead outputs reach the next stage (lead.go)
+	local map[int]bool   // whether a lead output's channels stay apart (channel.go)
+	wb    model.Clamps   // the model's weight clamps, by site
 	// inert counts the fault x image samples whose outcome was the golden one
 	// without a forward pass (inert.go); inactive those skipped because the
 	// fault left the value unchanged (batched.go).
