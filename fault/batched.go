@@ -79,6 +79,11 @@ func (inj *Injector) Prepare(ev *EvalSet, faults []*Fault) error {
 			if _, err := inj.prefix(ev, st); err != nil {
 				return err
 			}
+			if f.Target == Weight {
+				if _, err := inj.zeroReadsOf(ev, st, inj.sitePtr(f.Layer)); err != nil {
+					return err
+				}
+			}
 			if inj.m.Lead(st) != f.Layer {
 				continue
 			}
@@ -267,7 +272,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 	}
 	chunk := max(inj.BatchSize, 1<<16)
 	var z *zeroReads
-	if lead && faults[0].Target == Weight {
+	if faults[0].Target == Weight {
 		var err error
 		if z, err = inj.zeroReadsOf(ev, st, &site); err != nil {
 			return err

@@ -121,3 +121,9 @@ func paramOf(s *model.Site, f *Fault) string {
 	}
 	return s.Weight()
 }
+
+// sitePtr returns a copy of the named site.
+func (inj *Injector) sitePtr(name string) *model.Site {
+	s := inj.sites[name]
+	return &s
+}

@@ -22,9 +22,9 @@ type EvalSet struct {
 	prefix map[int]*ts.Tensor
 	// lead caches the golden output of each stage's lead layer (see lead.go).
 	lead map[int]*ts.Tensor
-	// zero caches, per stage, which weights of its lead layer read only zeros
-	// in each image (inert.go).
-	zero map[int]*zeroReads
+	// zero caches, per site, which of its weights read only zeros in each
+	// image (inert.go).
+	zero map[string]*zeroReads
 }
 
 // Len is the number of images.
