@@ -75,7 +75,9 @@ func envInt(t testing.TB, name string, def int) int {
 // (FAULTLINE_FI_BENCH_FAULTS [20000] batched, FAULTLINE_FI_BENCH_REFERENCE
 // [500] reference, one image each of FAULTLINE_FI_BENCH_IMAGES [1000], one
 // libtorch thread). FAULTLINE_FI_BENCH_MODELS lists corpus files (default the
-// opset-13 eval exports of ResNet-18 and MobileNetV2). Weight faults must run
+// opset-13 eval exports of ResNet-18 and MobileNetV2) and
+// FAULTLINE_FI_BENCH_TARGETS the targets (weights, activations; default both).
+// Weight faults must run
 // batched at least 20x faster than reference.
 func TestBenchImported(t *testing.T) {
 	if os.Getenv("FAULTLINE_FI_BENCH") != "1" {
@@ -88,6 +90,16 @@ func TestBenchImported(t *testing.T) {
 	o := BenchOptions{Images: envInt(t, "FAULTLINE_FI_BENCH_IMAGES", 1000), Faults: int64(envInt(t, "FAULTLINE_FI_BENCH_FAULTS", 20000)),
 		ReferenceFaults: int64(envInt(t, "FAULTLINE_FI_BENCH_REFERENCE", 500)), Agree: int64(envInt(t, "FAULTLINE_FI_BENCH_AGREE", 5000)),
 		BatchSize: 1024, Block: 8192, Warmup: 16, GoldenImages: 10000, Seed: 1}
+	if s := os.Getenv("FAULTLINE_FI_BENCH_TARGETS"); s != "" { // weights, activations or both
+		saved := benchTargets
+		defer func() { benchTargets = saved }()
+		benchTargets = nil
+		for _, tg := range saved {
+			if strings.Contains(s, tg.name) {
+				benchTargets = append(benchTargets, tg)
+			}
+		}
+	}
 	if _, err := torch.SetThreads(1); err != nil {
 		t.Fatal(err)
 	}
