@@ -235,13 +235,14 @@ func macOperands(s model.Site, c, pos int, sem deepvigor.Semantics) [][]int64 {
 		return ops
 	}
 	idx := neuronIndex(s, c, pos)
-	k, st, pad := s.WeightShape[2], max(s.Stride, 1), s.Padding
-	h, w := s.InShape[1], s.InShape[2]
-	for ci := range s.WeightShape[1] {
-		for ky := range k {
-			for kx := range k {
-				y, x := idx[1]*st-pad+ky, idx[2]*st-pad+kx
-				if sem == deepvigor.Exact && (y < 0 || y >= h || x < 0 || x >= w) {
+	g, err := fault.GeometryOf(&s)
+	if err != nil { // Analyze refuses such a site before validation
+		return nil
+	}
+	for ci := range g.Cg {
+		for ky := range g.KH {
+			for kx := range g.KW {
+				if _, _, ok := g.At(idx[1], idx[2], ky, kx); !ok && sem == deepvigor.Exact {
 					continue
 				}
 				ops = append(ops, []int64{ci, ky, kx})
@@ -380,14 +381,23 @@ func ranks(v []float64) []float64 {
 // border reports whether neuron pos of a conv site reads any zero-padding
 // operand (false for linear sites and unpadded convolutions).
 func border(s model.Site, pos int) bool {
-	if s.Kind != model.Conv || s.Padding == 0 {
+	if s.Kind != model.Conv {
+		return false
+	}
+	g, err := fault.GeometryOf(&s)
+	if err != nil || g.PT == 0 && g.PL == 0 && g.PB == 0 && g.PR == 0 {
 		return false
 	}
 	w := int(s.OutShape[2])
 	y, x := int64(pos/w), int64(pos%w)
-	k, st, pad := s.WeightShape[2], max(s.Stride, 1), s.Padding
-	in := func(o, n int64) bool { return o*st-pad >= 0 && o*st-pad+k-1 < n }
-	return !in(y, s.InShape[1]) || !in(x, s.InShape[2])
+	for ky := range g.KH {
+		for kx := range g.KW {
+			if _, _, ok := g.At(y, x, ky, kx); !ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // validationNeurons returns the indices (into ch.Positions) of the k analysed

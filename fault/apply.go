@@ -25,7 +25,11 @@ func (inj *Injector) Apply(f *Fault) (restore func() error, err error) {
 	if f.Target != Weight {
 		return nil, fmt.Errorf("fault %d: only weight faults can be applied in place (activation faults are transient)", f.ID)
 	}
-	name, i := inj.paramName(f), f.Index[0]
+	s := inj.sites[f.Layer]
+	name, i := paramOf(&s, f), f.Index[0]
+	if f.Param == "weight" {
+		i = storeIndex(&s, i)
+	}
 	p, err := inj.m.Param(name)
 	if err != nil {
 		return nil, err

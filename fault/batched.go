@@ -79,6 +79,11 @@ func (inj *Injector) Prepare(ev *EvalSet, faults []*Fault) error {
 			if _, err := inj.prefix(ev, st); err != nil {
 				return err
 			}
+			if f.Target == Weight {
+				if _, err := inj.zeroReadsOf(ev, st, inj.sitePtr(f.Layer)); err != nil {
+					return err
+				}
+			}
 			if inj.m.Lead(st) != f.Layer {
 				continue
 			}
@@ -267,7 +272,7 @@ func (inj *Injector) runGroup(ev *EvalSet, prefix *ts.Tensor, st int, faults []*
 	}
 	chunk := max(inj.BatchSize, 1<<16)
 	var z *zeroReads
-	if lead && faults[0].Target == Weight {
+	if faults[0].Target == Weight {
 		var err error
 		if z, err = inj.zeroReadsOf(ev, st, &site); err != nil {
 			return err
@@ -349,6 +354,10 @@ func (inj *Injector) goldenValues(ev *EvalSet, st int, s *model.Site, fs []*Faul
 	if err != nil {
 		return nil, err
 	}
+	g, err := inj.geometry(s)
+	if err != nil {
+		return nil, err
+	}
 	for j, f := range fs {
 		var q int64
 		switch f.Point {
@@ -358,7 +367,7 @@ func (inj *Injector) goldenValues(ev *EvalSet, st int, s *model.Site, fs []*Faul
 			q = flat(f.Index, s.InShape)
 		default:
 			var pad bool
-			if q, pad = macInput(s, f); pad {
+			if q, pad = macInput(s, g, f); pad {
 				from[j] = -1
 				continue
 			}
@@ -380,17 +389,17 @@ func (inj *Injector) goldenValues(ev *EvalSet, st int, s *model.Site, fs []*Faul
 }
 
 // macInput is the flat per-sample index into layer s's input of MAC fault f's
-// operand, or pad when the operand is a zero-padding position (it reads 0).
-func macInput(s *model.Site, f *Fault) (q int64, pad bool) {
+// operand, or pad when the operand is a zero-padding position (it reads 0); g
+// is s's geometry when s is a conv.
+func macInput(s *model.Site, g ConvGeometry, f *Fault) (q int64, pad bool) {
 	if s.Kind == model.Linear {
 		return f.Operand[0], false
 	}
-	y := f.Index[1]*s.Stride + f.Operand[1] - s.Padding
-	x := f.Index[2]*s.Stride + f.Operand[2] - s.Padding
-	if y < 0 || x < 0 || y >= s.InShape[1] || x >= s.InShape[2] {
+	y, x, ok := g.At(f.Index[1], f.Index[2], f.Operand[1], f.Operand[2])
+	if !ok {
 		return 0, true
 	}
-	return flat([]int64{inputChannel(s, f.Index[0], f.Operand[0]), y, x}, s.InShape), false
+	return flat([]int64{g.InChannel(f.Index[0], f.Operand[0]), y, x}, s.InShape), false
 }
 
 // marks records what the samples of one batched pass did: each fault's value
@@ -454,7 +463,11 @@ func (inj *Injector) batchedHook(s *model.Site, sf []*Fault, mk *marks, in, out 
 
 // batchedMAC adds (x' - x) * w to each sample's neuron.
 func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(int, *Fault, float32, float32), in, out *ts.Tensor) error {
-	wv := inj.host[s.Weight()]
+	wv := inj.wts[s.Name]
+	g, err := inj.geometry(s)
+	if err != nil {
+		return err
+	}
 	inPer, outPer := model.Numel(s.InShape), model.Numel(s.OutShape)
 	outIdx := make([]int64, len(sf))
 	var inIdx []int64
@@ -467,7 +480,7 @@ func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(int, *Fa
 		} else {
 			ws[n] = wv[flat([]int64{f.Index[0], f.Operand[0], f.Operand[1], f.Operand[2]}, s.WeightShape)]
 		}
-		q, pad := macInput(s, f)
+		q, pad := macInput(s, g, f)
 		if pad {
 			inPos[n] = -1
 			continue
@@ -477,7 +490,6 @@ func (inj *Injector) batchedMAC(s *model.Site, sf []*Fault, record func(int, *Fa
 	}
 	var xs []float32
 	if len(inIdx) > 0 {
-		var err error
 		if xs, err = take(in, inIdx); err != nil {
 			return err
 		}
@@ -529,8 +541,9 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(int, 
 		}
 		return put(out, outIdx, xs, true)
 	}
-	// conv: the faulty weight (c, ci, kh, kw) meets, at output (oh, ow), the padded
-	// input (ci, kh + s*oh, kw + s*ow); a bias fault adds dw to all of channel c.
+	// conv: the faulty weight (c, ci, ky, kx) meets, at output (oy, ox), the
+	// padded input (InChannel(c, ci), ky*dh + sh*oy, kx*dw + sw*ox); a bias fault
+	// adds dw to all of channel c.
 	oh, ow := s.OutShape[1], s.OutShape[2]
 	m := oh * ow
 	outIdx := make([]int64, 0, int64(len(sf))*m)
@@ -545,27 +558,29 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(int, 
 		}
 		return put(out, outIdx, rep, true)
 	}
-	p := s.Padding
+	g, err := GeometryOf(s)
+	if err != nil {
+		return err
+	}
 	padded := in
-	if p > 0 {
-		var err error
-		if padded, err = in.ConstantPadNd([]int64{p, p, p, p}, false); err != nil {
+	if g.PT != 0 || g.PL != 0 || g.PB != 0 || g.PR != 0 {
+		if padded, err = in.ConstantPadNd([]int64{g.PL, g.PR, g.PT, g.PB}, false); err != nil {
 			return err
 		}
 		defer padded.Drop()
 	}
-	hp, wp := s.InShape[1]+2*p, s.InShape[2]+2*p
-	inPer := s.InShape[0] * hp * wp
+	hp, wp := g.H+g.PT+g.PB, g.W+g.PL+g.PR
+	inPer := g.Cin * hp * wp
 	inIdx := make([]int64, 0, int64(len(sf))*m)
 	for n, f := range sf {
 		k := unflat(f.Index[0], s.WeightShape)
-		c, ci := k[0], inputChannel(s, k[0], k[1])
+		c, ci := k[0], g.InChannel(k[0], k[1])
 		obase := int64(n)*outPer + c*m
 		ibase := int64(n)*inPer + ci*hp*wp
 		for y := int64(0); y < oh; y++ {
 			for x := int64(0); x < ow; x++ {
 				outIdx = append(outIdx, obase+y*ow+x)
-				inIdx = append(inIdx, ibase+(k[2]+s.Stride*y)*wp+k[3]+s.Stride*x)
+				inIdx = append(inIdx, ibase+(k[2]*g.DH+g.SH*y)*wp+k[3]*g.DW+g.SW*x)
 				rep = append(rep, dw[n])
 			}
 		}
@@ -583,10 +598,14 @@ func (inj *Injector) batchedWeight(s *model.Site, sf []*Fault, record func(int, 
 // weightChange is weight fault f's golden value, corrupted value and the change
 // dw = w' - w the forward pass sees (after the weight clamps).
 func (inj *Injector) weightChange(f *Fault) (before, after, dw float32) {
-	name := inj.paramName(f)
-	before = inj.host[name][f.Index[0]]
+	if f.Param == "weight" {
+		before = inj.wts[f.Layer][f.Index[0]]
+	} else {
+		s := inj.sites[f.Layer]
+		before = inj.host[s.Bias()][f.Index[0]]
+	}
 	after = f.Corrupt(before)
-	return before, after, inj.effective(name, after) - before
+	return before, after, inj.effective(f, after) - before
 }
 
 // recordOnce records a fault's value before and after on the first of its

@@ -197,17 +197,14 @@ func deviceName(d gotch.Device) string {
 
 // benchCheckpoint measures one checkpoint for every target.
 func benchCheckpoint(ctx context.Context, o BenchOptions, ckpt string) ([]BenchRow, error) {
-	phase := func(target, p string) {
-		if o.OnPhase != nil {
-			o.OnPhase(ckpt, target, p)
-		}
+	if o.OnPhase != nil {
+		o.OnPhase(ckpt, "", "load")
 	}
-	phase("", "load")
 	cd, err := LoadCheckpoint(ckpt, "", o.DataDir, o.Device)
 	if err != nil {
 		return nil, err
 	}
-	m, meta, set := cd.Model, cd.Meta, cd.Set
+	meta, set := cd.Meta, cd.Set
 	images := min(o.Images, set.Len())
 	var inj *Injector
 	var ev *EvalSet
@@ -219,9 +216,23 @@ func benchCheckpoint(ctx context.Context, o BenchOptions, ckpt string) ([]BenchR
 		return nil, err
 	}
 	defer torch.Do(func() error { ev.Drop(); return nil })
+	return BenchModel(ctx, o, ckpt, meta.Arch, meta.Dataset, inj, ev)
+}
+
+// BenchModel measures the rows of Bench on the injector's model in memory (an
+// imported graph, say) and evaluation set ev, labelled ckpt, arch and dataset;
+// o's Checkpoints, DataDir, Device and Threads are not used, and zero fields
+// of the rest take no defaults (Bench fills them).
+func BenchModel(ctx context.Context, o BenchOptions, ckpt, arch, dataset string, inj *Injector, ev *EvalSet) ([]BenchRow, error) {
+	phase := func(target, p string) {
+		if o.OnPhase != nil {
+			o.OnPhase(ckpt, target, p)
+		}
+	}
+	m, images := inj.Model(), ev.Len()
 	var rows []BenchRow
 	for _, tg := range benchTargets {
-		row := BenchRow{Checkpoint: ckpt, Arch: meta.Arch, Dataset: meta.Dataset, Images: images, GoldenAccuracy: ev.Accuracy(), Target: tg.name}
+		row := BenchRow{Checkpoint: ckpt, Arch: arch, Dataset: dataset, Images: images, GoldenAccuracy: ev.Accuracy(), Target: tg.name}
 		plan, err := NewPlan(m, tg.space, PlanOptions{Sampler: Uniform, Faults: max(o.Faults, o.ReferenceFaults, o.Agree), Seed: o.Seed})
 		if err != nil {
 			return nil, err

@@ -62,6 +62,9 @@ func (inj *Injector) probeChannels(st int) (bool, error) {
 	if nextPer%c != 0 {
 		return false, nil
 	}
+	if checkSite(&next) != nil {
+		return false, nil
+	}
 	switch next.Kind {
 	case model.Conv:
 		if next.InShape[0] != c || next.Groups > 1 {
@@ -194,8 +197,17 @@ func (inj *Injector) channelDelta(ev *EvalSet, st int, s *model.Site, sf []*Faul
 	defer out2.Drop()
 	dev := inj.m.Device()
 	o2, cin, kh, kw := s2.WeightShape[0], s2.WeightShape[1], s2.WeightShape[2], s2.WeightShape[3]
-	host := inj.host[s2.Weight()]
-	p, str := s2.Padding, max(s2.Stride, 1)
+	host := inj.wts[s2.Name]
+	g2, err := GeometryOf(&s2)
+	if err != nil {
+		return nil, err
+	}
+	// libtorch pads symmetrically; asymmetric pads are added to the input
+	symmetric := g2.PT == g2.PB && g2.PL == g2.PR
+	pad := []int64{g2.PT, g2.PL}
+	if !symmetric {
+		pad = []int64{0, 0}
+	}
 	none := ts.NewTensor() // no bias
 	defer none.Drop()
 	for _, c := range chs {
@@ -235,7 +247,12 @@ func (inj *Injector) channelDelta(ev *EvalSet, st int, s *model.Site, sf []*Faul
 			if err != nil {
 				return err
 			}
-			y, err := keep(ts.Conv2d(x, w, none, []int64{str, str}, []int64{p, p}, []int64{1, 1}, 1))
+			if !symmetric {
+				if x, err = keep(x.ConstantPadNd([]int64{g2.PL, g2.PR, g2.PT, g2.PB}, false)); err != nil {
+					return err
+				}
+			}
+			y, err := keep(ts.Conv2d(x, w, none, []int64{g2.SH, g2.SW}, pad, []int64{g2.DH, g2.DW}, 1))
 			if err != nil {
 				return err
 			}

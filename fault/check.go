@@ -48,6 +48,9 @@ func checkAgainst(f *Fault, sites map[string]model.Site, names []string, images 
 	if !ok {
 		return fmt.Errorf("fault %d: unknown layer %q (layers: %v)", f.ID, f.Layer, names)
 	}
+	if err := checkSite(&s); err != nil {
+		return fmt.Errorf("fault %d: %w", f.ID, err)
+	}
 	switch f.Target {
 	case Weight:
 		n := model.Numel(s.WeightShape)
@@ -58,7 +61,7 @@ func checkAgainst(f *Fault, sites map[string]model.Site, names []string, images 
 			n = s.WeightShape[0]
 		}
 		if f.Index[0] >= n {
-			return fmt.Errorf("fault %d: index %d out of range: %s has %d elements", f.ID, f.Index[0], f.ParamName(), n)
+			return fmt.Errorf("fault %d: index %d out of range: %s has %d elements", f.ID, f.Index[0], paramOf(&s, f), n)
 		}
 	case Activation:
 		dims := s.OutShape

@@ -71,7 +71,9 @@ type Fault struct {
 	// Point is where an activation fault lands (default Output).
 	Point Point `json:"point,omitempty"`
 	// Index locates the value: for a weight fault, the flat (row-major) index into
-	// the parameter; for an activation fault, the per-sample coordinates (c,h,w) of
+	// the parameter in the layer's WeightShape order (for a linear layer whose
+	// parameter is stored [in, out], model.Site.TransposedWeight, the index is
+	// still into [out, in]); for an activation fault, the per-sample coordinates (c,h,w) of
 	// a conv map or (j) of a linear layer, at the layer's output (Output, MAC) or
 	// input (Input).
 	Index []int64 `json:"index"`
@@ -129,7 +131,9 @@ func unchanged(before, after float32) bool { return BitsOf(before) == BitsOf(aft
 // (bit flips), so that none of its outcomes can be inactive.
 func (k Kind) alwaysActive() bool { return k == BitFlip }
 
-// ParamName is the state_dict name of a weight fault's parameter.
+// ParamName is the state_dict name of a weight fault's parameter in a layer
+// named PyTorch-style (the zoo); an imported layer may name its parameters
+// otherwise (model.Site.Weight and Bias give the names).
 func (f *Fault) ParamName() string { return f.Layer + "." + f.Param }
 
 // Validate checks the fault on its own (not against a model: see Injector).

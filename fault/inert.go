@@ -1,13 +1,15 @@
 package fault
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
+	"github.com/sugarme/gotch/ts"
 )
 
-// A weight fault w -> w' at a stage's lead layer adds (w' - w) * x to the output
+// A weight fault w -> w' adds (w' - w) * x to the output
 // neurons that read the weight. When every input x the weight meets in an image is
 // zero (padding, or a ReLU-zeroed channel) and w' - w is finite, that delta is
 // exactly zero: the image's outcome is the golden one and its forward pass can be
@@ -15,7 +17,7 @@ import (
 // of every 9 weights meet only padding; without this their faults cost a full
 // suffix each.
 
-// zeroReads is, for the lead layer of one stage, which weight operands meet only
+// zeroReads is, for one site, which weight operands meet only
 // zeros in an image: zero[img*per+j] for operand j (conv: input channel, kernel
 // row and column; linear: input feature). It is nil when the shortcut does not
 // apply (the golden input holds a NaN or Inf, so that 0 * dw is not 0 for finite
@@ -25,36 +27,82 @@ type zeroReads struct {
 	zero []bool
 }
 
-// zeroReadsOf returns the table of stage st's lead layer s, built once per
-// evaluation set from the stage's golden input.
+// zeroReadsOf returns the table of site s in stage st, built once per
+// evaluation set from the site's golden input: the stage's golden input at a
+// lead layer, else captured from a golden pass of the stage.
 func (inj *Injector) zeroReadsOf(ev *EvalSet, st int, s *model.Site) (*zeroReads, error) {
-	if z, ok := ev.zero[st]; ok {
+	if z, ok := ev.zero[s.Name]; ok {
 		return z, nil
+	}
+	if ev.zero == nil {
+		ev.zero = map[string]*zeroReads{}
+	}
+	if checkSite(s) != nil {
+		ev.zero[s.Name] = nil
+		return nil, nil
 	}
 	x, err := inj.prefix(ev, st)
 	if err != nil {
 		return nil, err
 	}
-	xs, err := torch.Float32s(x)
-	if err != nil {
+	var xs []float32
+	if inj.m.Lead(st) == s.Name {
+		if xs, err = torch.Float32s(x); err != nil {
+			return nil, err
+		}
+	} else if xs, err = inj.siteInput(ev, x, st, s); err != nil {
 		return nil, err
-	}
-	if ev.zero == nil {
-		ev.zero = map[int]*zeroReads{}
 	}
 	for _, v := range xs {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			ev.zero[st] = nil
+			ev.zero[s.Name] = nil
 			return nil, nil
 		}
 	}
 	z := buildZeroReads(s, xs, int64(ev.Len()))
-	ev.zero[st] = z
+	ev.zero[s.Name] = z
 	return z, nil
 }
 
+// siteInput runs stage st on its golden input x for every evaluation image
+// and returns site s's input (images x s.InShape).
+func (inj *Injector) siteInput(ev *EvalSet, x *ts.Tensor, st int, s *model.Site) ([]float32, error) {
+	per := model.Numel(s.InShape)
+	out := make([]float32, 0, int64(ev.Len())*per)
+	for i := 0; i < ev.Len(); i += inj.BatchSize {
+		n := min(inj.BatchSize, ev.Len()-i)
+		xb, err := x.Narrow(0, int64(i), int64(n), false)
+		if err != nil {
+			return nil, err
+		}
+		var got []float32
+		hook := func(h *model.Site, in, _ *ts.Tensor) (*ts.Tensor, error) {
+			if h.Name == s.Name {
+				v, err := torch.Float32s(in)
+				if err != nil {
+					return nil, err
+				}
+				got = v
+			}
+			return nil, nil
+		}
+		y, err := inj.m.RunStages(xb, st, st+1, false, hook)
+		xb.Drop()
+		if err != nil {
+			return nil, err
+		}
+		y.Drop()
+		if int64(len(got)) != int64(n)*per {
+			return nil, fmt.Errorf("fault: input of %s: %d values for %d images", s.Name, len(got), n)
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
 // buildZeroReads computes the table from the layer's golden inputs xs (images x
-// s.InShape, contiguous).
+// s.InShape, contiguous); nil (no shortcut) for a conv whose geometry the
+// engine cannot describe.
 func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
 	inPer := model.Numel(s.InShape)
 	if s.Kind == model.Linear {
@@ -64,9 +112,13 @@ func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
 		}
 		return z
 	}
-	ci, h, w := s.InShape[0], s.InShape[1], s.InShape[2]
-	kh, kw := s.WeightShape[2], s.WeightShape[3]
-	oh, ow := s.OutShape[1], s.OutShape[2]
+	g, err := GeometryOf(s)
+	if err != nil {
+		return nil
+	}
+	ci, h, w := g.Cin, g.H, g.W
+	kh, kw := g.KH, g.KW
+	oh, ow := g.OH, g.OW
 	z := &zeroReads{per: ci * kh * kw, zero: make([]bool, images*ci*kh*kw)}
 	for img := range images {
 		for c := range ci {
@@ -75,13 +127,9 @@ func buildZeroReads(s *model.Site, xs []float32, images int64) *zeroReads {
 				for kx := range kw {
 					zero := true
 					for oy := int64(0); oy < oh && zero; oy++ {
-						y := ky + s.Stride*oy - s.Padding
-						if y < 0 || y >= h {
-							continue
-						}
 						for ox := range ow {
-							x := kx + s.Stride*ox - s.Padding
-							if x >= 0 && x < w && plane[y*w+x] != 0 {
+							y, x, ok := g.At(oy, ox, ky, kx)
+							if ok && plane[y*w+x] != 0 {
 								zero = false
 								break
 							}
@@ -106,7 +154,8 @@ func (z *zeroReads) operand(s *model.Site, f *Fault) int64 {
 	}
 	k := unflat(f.Index[0], s.WeightShape)
 	kh, kw := s.WeightShape[2], s.WeightShape[3]
-	return (inputChannel(s, k[0], k[1])*kh+k[2])*kw + k[3]
+	g := ConvGeometry{Cg: s.WeightShape[1], Og: s.WeightShape[0] / max(s.Groups, 1)}
+	return (g.InChannel(k[0], k[1])*kh+k[2])*kw + k[3]
 }
 
 // inert reports whether weight fault f, changing its weight by dw, leaves image

@@ -2,7 +2,6 @@ package fault
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/internal/torch"
@@ -23,9 +22,9 @@ type EvalSet struct {
 	prefix map[int]*ts.Tensor
 	// lead caches the golden output of each stage's lead layer (see lead.go).
 	lead map[int]*ts.Tensor
-	// zero caches, per stage, which weights of its lead layer read only zeros
-	// in each image (inert.go).
-	zero map[int]*zeroReads
+	// zero caches, per site, which of its weights read only zeros in each
+	// image (inert.go).
+	zero map[string]*zeroReads
 }
 
 // Len is the number of images.
@@ -64,10 +63,14 @@ type Injector struct {
 	m     *model.Model
 	sites map[string]model.Site
 	names []string
-	host  map[string][]float32 // golden parameter values by state_dict name
-	foot  map[int]*reach       // how lead outputs reach the next stage (lead.go)
-	local map[int]bool         // whether a lead output's channels stay apart (channel.go)
-	wb    model.Clamps         // the model's weight clamps, by site
+	host  map[string][]float32 // golden parameter values by state_dict name, as stored
+	// wts is each site's golden weights in WeightShape order ([out, in] for a
+	// linear layer, whatever its parameter's layout): the order of weight
+	// fault indices.
+	wts   map[string][]float32
+	foot  map[int]*reach // how lead outputs reach the next stage (lead.go)
+	local map[int]bool   // whether a lead output's channels stay apart (channel.go)
+	wb    model.Clamps   // the model's weight clamps, by site
 	// inert counts the fault x image samples whose outcome was the golden one
 	// without a forward pass (inert.go); inactive those skipped because the
 	// fault left the value unchanged (batched.go).
@@ -84,8 +87,8 @@ type Injector struct {
 // golden values every fault starts from). Call it on the torch thread, after the
 // weights are final.
 func NewInjector(m *model.Model) (*Injector, error) {
-	inj := &Injector{m: m, sites: map[string]model.Site{}, names: m.SiteNames(), host: map[string][]float32{}, BatchSize: 1000,
-		wb: m.WeightClamps()}
+	inj := &Injector{m: m, sites: map[string]model.Site{}, names: m.SiteNames(), host: map[string][]float32{},
+		wts: map[string][]float32{}, BatchSize: 1000, wb: m.WeightClamps()}
 	for _, s := range m.Sites() {
 		inj.sites[s.Name] = s
 		names := []string{s.Weight()}
@@ -103,6 +106,14 @@ func NewInjector(m *model.Model) (*Injector, error) {
 			}
 			inj.host[n] = v
 		}
+		inj.wts[s.Name] = inj.host[s.Weight()]
+		if s.Kind == model.Linear && s.TransposedWeight && len(s.WeightShape) == 2 {
+			w := make([]float32, len(inj.host[s.Weight()]))
+			for i := range int64(len(w)) {
+				w[i] = inj.host[s.Weight()][storeIndex(&s, i)]
+			}
+			inj.wts[s.Name] = w
+		}
 		// Batched weight faults take the clean weights as the golden ones, which
 		// holds when the clamps contain them.
 		if b, ok := inj.wb[s.Name]; ok {
@@ -116,14 +127,14 @@ func NewInjector(m *model.Model) (*Injector, error) {
 	return inj, nil
 }
 
-// effective is the value a forward pass uses for weight value v of param name:
-// v clamped to the site's weight clamps, if any (NaN stays NaN, as in torch).
-func (inj *Injector) effective(name string, v float32) float32 {
-	site, param, ok := strings.Cut(name, ".weight")
-	if !ok || param != "" {
+// effective is the value a forward pass uses for value v of a weight fault's
+// parameter: a weight clamped to its site's weight clamps, if any (NaN stays
+// NaN, as in torch); a bias as it is.
+func (inj *Injector) effective(f *Fault, v float32) float32 {
+	if f.Param != "weight" {
 		return v
 	}
-	b, ok := inj.wb[site]
+	b, ok := inj.wb[f.Layer]
 	if !ok || v != v {
 		return v
 	}
@@ -208,12 +219,16 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 	// unchanged (set by an activation fault's hook in each forward pass).
 	var inactive []bool
 	if f.Target == Weight {
-		name := inj.paramName(f)
+		s := inj.sites[f.Layer]
+		name, at := paramOf(&s, f), f.Index[0]
+		if f.Param == "weight" {
+			at = storeIndex(&s, at)
+		}
 		p, perr := inj.m.Param(name)
 		if perr != nil {
 			return perr
 		}
-		before := inj.host[name][f.Index[0]]
+		before := inj.host[name][at]
 		after := f.Corrupt(before)
 		o.record(before, after)
 		if unchanged(before, after) {
@@ -224,13 +239,13 @@ func (inj *Injector) reference(ev *EvalSet, f *Fault) (err error) {
 			f.Outcome = o
 			return nil
 		}
-		if werr := writeElement(p, f.Index[0], after); werr != nil {
+		if werr := writeElement(p, at, after); werr != nil {
 			return werr
 		}
 		defer func() {
 			// a failed restore would corrupt every later fault: it is an error
-			if rerr := writeElement(p, f.Index[0], before); rerr != nil && err == nil {
-				err = fmt.Errorf("fault: restore %s[%d]: %w", name, f.Index[0], rerr)
+			if rerr := writeElement(p, at, before); rerr != nil && err == nil {
+				err = fmt.Errorf("fault: restore %s[%d]: %w", name, at, rerr)
 			}
 		}()
 	} else {
@@ -315,9 +330,13 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 	case MAC:
 		per := model.Numel(s.OutShape)
 		p := flat(f.Index, s.OutShape)
-		wv := inj.host[s.Weight()]
+		wv := inj.wts[s.Name]
+		g, err := inj.geometry(s)
+		if err != nil {
+			return nil, err
+		}
 		for k := int64(0); k < n; k++ {
-			x, w, err := inj.macOperand(s, in, k, f.Index, f.Operand, wv)
+			x, w, err := macOperand(s, g, in, k, f.Index, f.Operand, wv)
 			if err != nil {
 				return nil, err
 			}
@@ -342,30 +361,29 @@ func (inj *Injector) referenceActivation(f *Fault, s *model.Site, in, out *ts.Te
 }
 
 // macOperand returns, for sample k, the input operand x and weight w of the MAC of
-// output neuron idx that reads operand op (0 for a zero-padding position).
-func (inj *Injector) macOperand(s *model.Site, in *ts.Tensor, k int64, idx, op []int64, wv []float32) (x, w float32, err error) {
+// output neuron idx that reads operand op (0 for a zero-padding position); g is
+// s's geometry when s is a conv. wv is s's weights in WeightShape order.
+func macOperand(s *model.Site, g ConvGeometry, in *ts.Tensor, k int64, idx, op []int64, wv []float32) (x, w float32, err error) {
 	if s.Kind == model.Linear {
 		w = wv[idx[0]*s.WeightShape[1]+op[0]]
 		x, err = readElement(in, k*s.InShape[0]+op[0])
 		return x, w, err
 	}
 	w = wv[flat([]int64{idx[0], op[0], op[1], op[2]}, s.WeightShape)]
-	ci := inputChannel(s, idx[0], op[0])
-	y := idx[1]*s.Stride + op[1] - s.Padding
-	xx := idx[2]*s.Stride + op[2] - s.Padding
-	if y < 0 || xx < 0 || y >= s.InShape[1] || xx >= s.InShape[2] {
+	y, xx, ok := g.At(idx[1], idx[2], op[1], op[2])
+	if !ok {
 		return 0, w, nil
 	}
-	x, err = readElement(in, k*model.Numel(s.InShape)+flat([]int64{ci, y, xx}, s.InShape))
+	x, err = readElement(in, k*model.Numel(s.InShape)+flat([]int64{g.InChannel(idx[0], op[0]), y, xx}, s.InShape))
 	return x, w, err
 }
 
-// inputChannel maps output channel c and kernel channel ci to the input channel
-// (grouped convolutions read a slice of the input channels).
-func inputChannel(s *model.Site, c, ci int64) int64 {
-	groups := max(s.Groups, 1)
-	perGroupOut := s.WeightShape[0] / groups
-	return (c/perGroupOut)*s.WeightShape[1] + ci
+// geometry is conv site s's geometry (the zero value for a linear site).
+func (inj *Injector) geometry(s *model.Site) (ConvGeometry, error) {
+	if s.Kind != model.Conv {
+		return ConvGeometry{}, nil
+	}
+	return GeometryOf(s)
 }
 
 // readElement reads the element at flat index i of a contiguous tensor.
@@ -427,22 +445,4 @@ func (inj *Injector) LoadEvalSet(set *datasets.Set, stats datasets.Stats, n int)
 		return nil, err
 	}
 	return ev, nil
-}
-
-// paramName is the model parameter weight fault f corrupts: its layer's weight
-// or bias parameter, which an imported graph may name otherwise than
-// "<layer>.weight" (e.g. "onnx::Conv_193" where the exporter folded BatchNorm
-// into the conv).
-func (inj *Injector) paramName(f *Fault) string {
-	if s, ok := inj.sites[f.Layer]; ok {
-		switch f.Param {
-		case "weight":
-			return s.Weight()
-		case "bias":
-			if b := s.Bias(); b != "" {
-				return b
-			}
-		}
-	}
-	return f.ParamName()
 }

@@ -104,6 +104,10 @@ func (inj *Injector) footprint(st int) (*reach, error) {
 		inj.foot[st] = nil
 		return nil, nil
 	}
+	if next := inj.sites[inj.m.Lead(st+1)]; checkSite(&next) != nil {
+		inj.foot[st] = nil // the shortcut's deltas need the next layer's geometry
+		return nil, nil
+	}
 	s := inj.sites[inj.m.Lead(st)]
 	per := model.Numel(s.OutShape)
 	nextPer := model.Numel(inj.m.StageInShape(st + 1))
@@ -248,7 +252,9 @@ func (inj *Injector) runLead(ev *EvalSet, st int, s *model.Site, sf []*Fault, si
 		for n, f := range sf {
 			after := f.Corrupt(xs[n])
 			mk.mark(n, f, xs[n], after)
-			oIdx, vals = inj.inputDelta(s, int64(n), at[n]-simg[n]*inPer, after-xs[n], oIdx, vals)
+			if oIdx, vals, err = inj.inputDelta(s, int64(n), at[n]-simg[n]*inPer, after-xs[n], oIdx, vals); err != nil {
+				return nil, err
+			}
 		}
 		if err := put(out, oIdx, vals, true); err != nil {
 			return nil, err
@@ -390,7 +396,9 @@ func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault,
 	var oIdx []int64
 	var dv []float32
 	for j := range xs {
-		oIdx, dv = inj.inputDelta(&s2, sample[j], elem[j], xs[j]-gs[j], oIdx, dv)
+		if oIdx, dv, err = inj.inputDelta(&s2, sample[j], elem[j], xs[j]-gs[j], oIdx, dv); err != nil {
+			return nil, err
+		}
 	}
 	if err := put(out2, oIdx, dv, true); err != nil {
 		return nil, err
@@ -401,11 +409,11 @@ func (inj *Injector) downstream(ev *EvalSet, st int, s *model.Site, sf []*Fault,
 // inputDelta appends, for sample n, the change d of element q of layer s's input
 // as its exact effect d * w on the output neurons that read it (flat indices into
 // a batch of s's outputs, and values to add). d = 0 adds nothing.
-func (inj *Injector) inputDelta(s *model.Site, n, q int64, d float32, idx []int64, vals []float32) ([]int64, []float32) {
+func (inj *Injector) inputDelta(s *model.Site, n, q int64, d float32, idx []int64, vals []float32) ([]int64, []float32, error) {
 	if d == 0 {
-		return idx, vals
+		return idx, vals, nil
 	}
-	w := inj.host[s.Weight()]
+	w := inj.wts[s.Name]
 	outPer := model.Numel(s.OutShape)
 	if s.Kind == model.Linear {
 		in := s.WeightShape[1]
@@ -413,32 +421,34 @@ func (inj *Injector) inputDelta(s *model.Site, n, q int64, d float32, idx []int6
 			idx = append(idx, n*outPer+o)
 			vals = append(vals, d*w[o*in+q])
 		}
-		return idx, vals
+		return idx, vals, nil
+	}
+	g, err := GeometryOf(s)
+	if err != nil {
+		return idx, vals, err
 	}
 	e := unflat(q, s.InShape)
 	c, y, x := e[0], e[1], e[2]
-	cg, kh, kw := s.WeightShape[1], s.WeightShape[2], s.WeightShape[3]
-	groups := s.InShape[0] / cg
-	og := s.OutShape[0] / groups
-	g := c / cg
-	oh, ow := s.OutShape[1], s.OutShape[2]
-	for ky := int64(0); ky < kh; ky++ {
-		ny := y + s.Padding - ky
-		if ny < 0 || ny%s.Stride != 0 || ny/s.Stride >= oh {
+	gr := c / g.Cg
+	var oys, oxs []int64
+	for ky := int64(0); ky < g.KH; ky++ {
+		oys = outputs(oys[:0], y, ky, g.SH, g.DH, g.PT, g.OH)
+		if len(oys) == 0 {
 			continue
 		}
-		for kx := int64(0); kx < kw; kx++ {
-			nx := x + s.Padding - kx
-			if nx < 0 || nx%s.Stride != 0 || nx/s.Stride >= ow {
+		for kx := int64(0); kx < g.KW; kx++ {
+			oxs = outputs(oxs[:0], x, kx, g.SW, g.DW, g.PL, g.OW)
+			if len(oxs) == 0 {
 				continue
 			}
-			for o := g * og; o < (g+1)*og; o++ {
-				idx = append(idx, n*outPer+(o*oh+ny/s.Stride)*ow+nx/s.Stride)
-				vals = append(vals, d*w[((o*cg+c-g*cg)*kh+ky)*kw+kx])
+			oy, ox := oys[0], oxs[0]
+			for o := gr * g.Og; o < (gr+1)*g.Og; o++ {
+				idx = append(idx, n*outPer+(o*g.OH+oy)*g.OW+ox)
+				vals = append(vals, d*w[((o*g.Cg+c-gr*g.Cg)*g.KH+ky)*g.KW+kx])
 			}
 		}
 	}
-	return idx, vals
+	return idx, vals, nil
 }
 
 // logitsAfterLead runs y (the lead output of stage st, not dropped) to the logits.

@@ -57,10 +57,10 @@ type Site struct {
 }
 
 // Regular reports whether the site's geometry is what Stride, Padding and
-// WeightShape alone describe, as the fault engine's arithmetic on conv
-// windows and weight indices assumes: a conv with the same stride and padding
-// on every axis and side and no dilation, or a linear layer whose weight is
-// stored [out, in].
+// WeightShape alone describe: a conv with the same stride and padding on every
+// axis and side and no dilation, or a linear layer whose weight is stored
+// [out, in]. (The fault engine and DeepVigor+ read the per-axis fields and
+// TransposedWeight, so they do not need a site to be regular.)
 func (s Site) Regular() bool {
 	if s.Kind == Linear {
 		return !s.TransposedWeight

@@ -469,6 +469,20 @@ func (a *analyzer) run(ctx context.Context, x *ts.Tensor, sites []model.Site) er
 	return nil
 }
 
+// analysisWeight is site s's weight as the analysis reads it: [out, ...] with
+// a filter per output channel (a linear layer's weight stored [in, out] is
+// transposed; others are the parameter itself).
+func analysisWeight(sc *torch.Scope, m *model.Model, s model.Site) (*ts.Tensor, error) {
+	w, err := m.Param(s.Weight())
+	if err != nil || !s.TransposedWeight {
+		return w, err
+	}
+	if w, err = sc.KeepErr(w.T(false)); err != nil {
+		return nil, err
+	}
+	return sc.KeepErr(w.Contiguous(false))
+}
+
 // layer analyses one site whose stage st has golden input stageIn.
 func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s model.Site) (*Layer, error) {
 	var sc torch.Scope
@@ -521,7 +535,7 @@ func (a *analyzer) layer(ctx context.Context, stageIn *ts.Tensor, st int, s mode
 			}
 		}
 	}
-	w, err := a.m.Param(s.Weight())
+	w, err := analysisWeight(&sc, a.m, s)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/sugarme/gotch"
@@ -57,45 +58,41 @@ func newOperands(sc *torch.Scope, s model.Site, in *ts.Tensor, sem Semantics) (*
 		o.cols, err = sc.KeepErr(in.View([]int64{1, b, o.f}, false))
 		return o, err
 	}
-	if len(s.WeightShape) != 4 || s.WeightShape[2] != s.WeightShape[3] {
-		return nil, fmt.Errorf("weight shape %v: want a square conv kernel", s.WeightShape)
+	g, err := fault.GeometryOf(&s)
+	if err != nil {
+		return nil, err
 	}
-	k, st, pad := s.WeightShape[2], s.Stride, s.Padding
-	if st < 1 {
-		st = 1
-	}
-	if s.Groups > 1 {
-		o.groups = s.Groups
-		o.outPerG = s.WeightShape[0] / s.Groups
-	}
-	cin := shape[1]
-	o.f = (cin / o.groups) * k * k
+	o.groups, o.outPerG = g.Cin/g.Cg, g.Og
+	cin, kk := shape[1], g.KH*g.KW
+	o.f = g.Cg * kk
+	padded := g.PT != 0 || g.PL != 0 || g.PB != 0 || g.PR != 0
+	// unfold lists each output position's window of x through the layer's
+	// pads, strides and dilations: [Ho*Wo, N, Cin*kh*kw], an input channel's
+	// taps together, row-major (as the weight [Cout, Cin/groups, kh, kw]).
 	unfold := func(x *ts.Tensor) (*ts.Tensor, error) {
-		p, err := sc.KeepErr(x.ConstantPadNdWithVal([]int64{pad, pad, pad, pad}, ts.FloatScalar(0), false))
+		p := x
+		if padded {
+			if p, err = sc.KeepErr(x.ConstantPadNdWithVal([]int64{g.PL, g.PR, g.PT, g.PB}, ts.FloatScalar(0), false)); err != nil {
+				return nil, err
+			}
+		}
+		u, err := sc.KeepErr(p.Im2col([]int64{g.KH, g.KW}, []int64{g.DH, g.DW}, []int64{0, 0}, []int64{g.SH, g.SW}, false))
 		if err != nil {
 			return nil, err
 		}
-		u, err := sc.KeepErr(p.Unfold(2, k, st, false))
-		if err != nil {
+		// [N, Cin*kh*kw, Ho*Wo] -> [Ho*Wo, N, Cin*kh*kw]
+		if u, err = sc.KeepErr(u.Permute([]int64{2, 0, 1}, false)); err != nil {
 			return nil, err
 		}
-		if u, err = sc.KeepErr(u.Unfold(3, k, st, false)); err != nil {
-			return nil, err
+		if sh, err := torch.Shape(u); err != nil || sh[0] != g.OH*g.OW {
+			return nil, fmt.Errorf("layer %s: unfolded %v positions, want %d (%w)", s.Name, sh, g.OH*g.OW, err)
 		}
-		// [N, Cin, Ho, Wo, k, k] -> [Ho*Wo, N, Cin*k*k]
-		if u, err = sc.KeepErr(u.Permute([]int64{2, 3, 0, 1, 4, 5}, false)); err != nil {
-			return nil, err
-		}
-		n := int64(1)
-		if sh, err := torch.Shape(x); err == nil {
-			n = sh[0]
-		}
-		return sc.KeepErr(u.Reshape([]int64{-1, n, cin * k * k}, false))
+		return sc.KeepErr(u.Contiguous(false))
 	}
 	if o.cols, err = unfold(in); err != nil {
 		return nil, err
 	}
-	if sem == Exact && pad > 0 {
+	if sem == Exact && padded {
 		one, err := sc.KeepErr(ts.Ones([]int64{1, cin, shape[2], shape[3]}, gotch.Float, in.MustDevice()))
 		if err != nil {
 			return nil, err
