@@ -62,7 +62,7 @@ func (inj *Injector) probeChannels(st int) (bool, error) {
 	if nextPer%c != 0 {
 		return false, nil
 	}
-	if checkSite(&next) != nil {
+	if CheckSite(&next) != nil {
 		return false, nil
 	}
 	switch next.Kind {

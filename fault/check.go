@@ -48,7 +48,7 @@ func checkAgainst(f *Fault, sites map[string]model.Site, names []string, images 
 	if !ok {
 		return fmt.Errorf("fault %d: unknown layer %q (layers: %v)", f.ID, f.Layer, names)
 	}
-	if err := checkSite(&s); err != nil {
+	if err := CheckSite(&s); err != nil {
 		return fmt.Errorf("fault %d: %w", f.ID, err)
 	}
 	switch f.Target {

@@ -89,9 +89,13 @@ func outputs(dst []int64, i, k, stride, dil, pad, n int64) []int64 {
 	return append(dst, v/stride)
 }
 
-// checkSite reports whether the engine can address faults in site s: a 2-D
-// conv with a consistent geometry, or a linear layer on a vector.
-func checkSite(s *model.Site) error {
+// CheckSite reports whether the engine (and DeepVigor+) can address faults in
+// site s exactly: a 2-D conv with a consistent geometry, or a linear layer on a
+// vector computing x W^T + b; otherwise the error names the layer and why.
+func CheckSite(s *model.Site) error {
+	if s.Unsupported != "" {
+		return fmt.Errorf("fault: layer %s: %s; faults are injected only where the layer computes x W^T + b", s.Name, s.Unsupported)
+	}
 	if s.Kind == model.Conv {
 		_, err := GeometryOf(s)
 		return err

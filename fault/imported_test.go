@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/faultline/faultline/datasets"
@@ -150,7 +151,7 @@ func TestOddGraphSites(t *testing.T) {
 	}
 	irregular := 0
 	for _, s := range m.Sites() {
-		if err := checkSite(&s); err != nil {
+		if err := CheckSite(&s); err != nil {
 			t.Errorf("%s: %v", s.Name, err)
 		}
 		if !s.Regular() {
@@ -253,6 +254,46 @@ func TestMACOperandsSumToOutput(t *testing.T) {
 			}
 			out.Drop()
 			return nil
+		})
+	}
+}
+
+// A Gemm that is not x W^T + b (a scaled product or bias) still runs, but the
+// fault engine refuses its faults by name, with the reason; the same layer as
+// plain x W + b is accepted.
+func TestScaledGemmRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		attrs map[string]graph.Attr
+		want  string // "" = accepted
+	}{
+		{"plain", nil, ""},
+		{"alpha 1 beta 1", map[string]graph.Attr{"alpha": graph.Float(1), "beta": graph.Float(1)}, ""},
+		{"alpha", map[string]graph.Attr{"alpha": graph.Float(0.5)}, "alpha = 0.5"},
+		{"beta", map[string]graph.Attr{"beta": graph.Float(2)}, "beta = 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := testgraph.Odd(t)
+			last := &g.Nodes[len(g.Nodes)-1]
+			if last.Op != "Gemm" {
+				t.Fatalf("the odd graph ends with %s", last.Op)
+			}
+			last.Attrs = tc.attrs
+			m, err := model.FromGraph(g, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := m.Site("fc2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckSite(&s)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "fc2") || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("CheckSite: %v, want an error naming fc2 and %q", err, tc.want)
+			}
 		})
 	}
 }

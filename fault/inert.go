@@ -37,7 +37,7 @@ func (inj *Injector) zeroReadsOf(ev *EvalSet, st int, s *model.Site) (*zeroReads
 	if ev.zero == nil {
 		ev.zero = map[string]*zeroReads{}
 	}
-	if checkSite(s) != nil {
+	if CheckSite(s) != nil {
 		ev.zero[s.Name] = nil
 		return nil, nil
 	}

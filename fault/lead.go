@@ -104,7 +104,7 @@ func (inj *Injector) footprint(st int) (*reach, error) {
 		inj.foot[st] = nil
 		return nil, nil
 	}
-	if next := inj.sites[inj.m.Lead(st+1)]; checkSite(&next) != nil {
+	if next := inj.sites[inj.m.Lead(st+1)]; CheckSite(&next) != nil {
 		inj.foot[st] = nil // the shortcut's deltas need the next layer's geometry
 		return nil, nil
 	}

@@ -387,6 +387,19 @@ func (c *compiler) sites() error {
 				s.WeightShape = []int64{ws[1], ws[0]}
 				s.TransposedWeight = true
 			}
+			if w.Op == "Gemm" {
+				var biasShape []int64
+				if w.Bias != "" {
+					if biasShape, err = c.shapeOf(w.Bias); err != nil {
+						return fmt.Errorf("model: %s: %w", st.ref, err)
+					}
+				}
+				why, err := gemmUnsupported(&c.g.Nodes[w.NodeIndex], s.WeightShape[0], biasShape)
+				if err != nil {
+					return fmt.Errorf("model: %s: %w", st.ref, err)
+				}
+				s.Unsupported = why
+			}
 		}
 		st.site = len(c.m.sites)
 		c.m.siteStep = append(c.m.siteStep, w.NodeIndex)
@@ -394,6 +407,36 @@ func (c *compiler) sites() error {
 		c.m.sites = append(c.m.sites, s)
 	}
 	return nil
+}
+
+// gemmUnsupported says why faults cannot be injected exactly into Gemm node n
+// (out outputs), or "" when it computes x W^T + b (or x W + b) as a linear
+// layer does: alpha = 1, no transA, and a bias (shape bias, nil when none) of
+// beta = 1 with one element per output.
+func gemmUnsupported(n *graph.Node, out int64, bias []int64) (string, error) {
+	alpha, err := n.AttrFloat("alpha", 1)
+	if err != nil {
+		return "", err
+	}
+	beta, err := n.AttrFloat("beta", 1)
+	if err != nil {
+		return "", err
+	}
+	ta, err := n.AttrInt("transA", 0)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case alpha != 1:
+		return fmt.Sprintf("Gemm node %s scales its product by alpha = %g", n.Name, alpha), nil
+	case ta != 0:
+		return fmt.Sprintf("Gemm node %s transposes its input (transA = 1)", n.Name), nil
+	case bias != nil && beta != 1:
+		return fmt.Sprintf("Gemm node %s scales its bias by beta = %g", n.Name, beta), nil
+	case bias != nil && Numel(bias) != out:
+		return fmt.Sprintf("Gemm node %s adds a bias of shape %v to %d outputs", n.Name, bias, out), nil
+	}
+	return "", nil
 }
 
 // perSample drops the batch dimension of a shape (nil stays nil).

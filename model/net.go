@@ -54,6 +54,11 @@ type Site struct {
 	// weight transposed, [in, out] (a MatMul, or a Gemm without transB);
 	// WeightShape is [out, in] all the same.
 	TransposedWeight bool `json:"transposed_weight,omitempty"`
+	// Unsupported, when set, says why faults cannot be injected into the
+	// layer exactly (e.g. a Gemm that scales its product by alpha != 1: the
+	// engine's exact deltas assume y = x W^T + b); the fault engine and
+	// DeepVigor+ refuse the layer with it. The model still runs it.
+	Unsupported string `json:"unsupported,omitempty"`
 }
 
 // Regular reports whether the site's geometry is what Stride, Padding and

@@ -53,6 +53,9 @@ func newOperands(sc *torch.Scope, s model.Site, in *ts.Tensor, sem Semantics) (*
 		return nil, err
 	}
 	o.signed = lv[0] < 0
+	if err := fault.CheckSite(&s); err != nil {
+		return nil, err
+	}
 	if s.Kind == model.Linear {
 		o.f = shape[1]
 		o.cols, err = sc.KeepErr(in.View([]int64{1, b, o.f}, false))
