@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"time"
 
 	"github.com/faultline/faultline/configs"
@@ -30,6 +31,19 @@ type Options struct {
 	Model *model.Model
 	// Source is recorded in the checkpoint metadata ("train" when empty).
 	Source string
+	// Base is the metadata of the checkpoint Model was loaded from, when
+	// fine-tuning: its ONNX source and class names carry over to the new
+	// checkpoint.
+	Base *model.Metadata
+	// Resume makes the run resumable (it needs Out): after every epoch the
+	// model, the epochs so far and the best weights are kept in ResumeDir(Out),
+	// and a run that finds that state (left by an interrupted run with the same
+	// configuration) continues after its last finished epoch instead of
+	// starting over; the state is removed once the checkpoint is saved. The
+	// data order, augmentation and learning-rate schedule continue exactly;
+	// the optimiser's momentum restarts from zero, so a resumed run is close
+	// to, not bit-identical with, an uninterrupted one.
+	Resume bool
 	// Hooks observe and extend the loop.
 	Hooks Hooks
 }
@@ -130,6 +144,27 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("train: %w", err)
 		}
 	}
+	if opts.Resume && opts.Out == "" {
+		return nil, errors.New("train: resuming needs a checkpoint directory (Out)")
+	}
+	var (
+		resumed   resumeState
+		hasResume bool
+		resumeCfg json.RawMessage
+	)
+	if opts.Resume {
+		var err error
+		if resumeCfg, err = resumeConfig(cfg); err != nil {
+			return nil, err
+		}
+		if resumed, hasResume, err = loadResume(ResumeDir(opts.Out), cfg); err != nil {
+			return nil, err
+		}
+		if hasResume && len(resumed.Epochs) > cfg.Train.Epochs {
+			return nil, fmt.Errorf("%w: %s has %d epochs done, this run has train.epochs=%d", ErrResumeMismatch,
+				ResumeDir(opts.Out), len(resumed.Epochs), cfg.Train.Epochs)
+		}
+	}
 	data := opts.Data
 	if data == nil {
 		var err error
@@ -141,8 +176,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	torch.ManualSeed(cfg.Runtime.Seed)
+	torch.ManualSeed(cfg.Runtime.Seed + int64(len(resumed.Epochs)))
 	m := opts.Model
+	var bestSnap *snapshot
+	if hasResume {
+		if m, bestSnap, err = loadResumeModels(ResumeDir(opts.Out), resumed, opts.Device); err != nil {
+			return nil, err
+		}
+	}
 	if m == nil {
 		if m, err = model.New(SpecFor(cfg.Model, data.Train), opts.Device); err != nil {
 			return nil, err
@@ -163,19 +204,36 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		opts.Hooks.OnStart(Start{Arch: m.Spec().Arch, Epochs: cfg.Train.Epochs, StepsPerEpoch: steps,
 			TrainImages: data.Train.Len(), TestImages: data.Test.Len(), Params: m.NumParams(), Threads: threads})
 	}
-	cfgJSON, _ := json.Marshal(cfg)
+	rec := cfg
+	if opts.Model != nil {
+		rec.Model = configs.ModelConfig{} // the model is the one given, not the config's
+	}
+	cfgJSON, _ := json.Marshal(rec)
 	source := opts.Source
 	if source == "" {
 		source = "train"
 	}
 	meta := model.Metadata{Dataset: data.Name, Normalization: model.Normalization{Mean: data.Stats.Mean, Std: data.Stats.Std},
 		Seed: cfg.Runtime.Seed, Source: source, Config: cfgJSON}
+	if opts.Base != nil {
+		meta.ONNX, meta.Labels = opts.Base.ONNX, opts.Base.Labels
+	}
 	var (
-		best     = -1.0
-		bestSnap *snapshot
-		gstep    int64
-		began    = time.Now()
+		best  = -1.0
+		gstep int64
+		began = time.Now()
+		done  float64 // seconds of epochs run before a resume
 	)
+	if hasResume {
+		res.Epochs, gstep = resumed.Epochs, resumed.GlobalStp
+		for i := range res.Epochs {
+			res.Epochs[i].Seconds = resumed.Seconds[i]
+			done += resumed.Seconds[i]
+		}
+		if bestSnap != nil {
+			best, res.BestEpoch = resumed.BestAcc, resumed.BestEpoch
+		}
+	}
 	err = torch.Do(func() error {
 		opt, err := newOptimizer(cfg.Train, m)
 		if err != nil {
@@ -187,7 +245,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				bestSnap.drop()
 			}
 		}()
-		for epoch := 0; epoch < cfg.Train.Epochs; epoch++ {
+		for epoch := len(res.Epochs); epoch < cfg.Train.Epochs; epoch++ {
 			if opts.Hooks.BeforeEpoch != nil {
 				if err := opts.Hooks.BeforeEpoch(epoch); err != nil {
 					return err
@@ -205,7 +263,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			if opts.Hooks.OnEpoch != nil {
 				opts.Hooks.OnEpoch(st)
 			}
-			if cfg.Train.KeepBest && st.TestAccuracy > best {
+			newBest := cfg.Train.KeepBest && st.TestAccuracy > best
+			if newBest {
 				best, res.BestEpoch = st.TestAccuracy, st.Epoch
 				if bestSnap != nil {
 					bestSnap.drop()
@@ -213,6 +272,25 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				if bestSnap, err = snapshotOf(m); err != nil {
 					return err
 				}
+			}
+			if opts.Resume && epoch+1 < cfg.Train.Epochs {
+				rs := resumeState{Kind: resumeKind, Config: resumeCfg, Epochs: res.Epochs, GlobalStp: gstep,
+					BestAcc: best, BestEpoch: res.BestEpoch}
+				if !newBest && cfg.Train.KeepBest {
+					rs.Best = resumed.Best
+				}
+				for _, e := range res.Epochs {
+					rs.Seconds = append(rs.Seconds, e.Seconds)
+				}
+				meta.TestAccuracy, meta.Steps = st.TestAccuracy, gstep
+				if err := saveResume(ResumeDir(opts.Out), rs, m, meta, newBest); err != nil {
+					return err
+				}
+				resumed = rs
+				if newBest {
+					resumed.Best = fmt.Sprintf("epoch-%d", len(res.Epochs))
+				}
+				resumed.Last = fmt.Sprintf("epoch-%d", len(res.Epochs))
 			}
 		}
 		last := res.Epochs[len(res.Epochs)-1]
@@ -235,7 +313,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.TrainSeconds = time.Since(began).Seconds()
+	res.TrainSeconds = done + time.Since(began).Seconds()
 	meta.Arch, meta.Spec = m.Spec().Arch, m.Spec()
 	meta.Epochs, meta.Steps = len(res.Epochs), gstep
 	meta.TestAccuracy, meta.Timing.TrainSeconds = res.TestAccuracy, res.TrainSeconds
@@ -243,6 +321,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Out != "" {
 		if err := m.Save(opts.Out, meta); err != nil {
 			return nil, err
+		}
+		if opts.Resume {
+			if err := os.RemoveAll(ResumeDir(opts.Out)); err != nil {
+				return nil, fmt.Errorf("train: %w", err)
+			}
 		}
 	}
 	if opts.Hooks.OnEnd != nil {

@@ -2,10 +2,12 @@ package train
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/faultline/faultline/configs"
@@ -296,5 +298,86 @@ func TestPerturbationAddsLambdaTimesPerturbedGradient(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A run interrupted after an epoch and resumed ends with the weights and
+// epochs of an uninterrupted run (bit for bit with plain SGD, whose update
+// keeps no state), and leaves no resume state; state from another
+// configuration is refused naming the key.
+func TestTrainResume(t *testing.T) {
+	cfg := tinyConfig("lenet5")
+	cfg.Train.Epochs, cfg.Train.Optimizer, cfg.Train.Momentum, cfg.Train.Nesterov = 3, "sgd", 0, false
+	cfg.Train.LR, cfg.Train.KeepBest = 0.05, true
+	data := syntheticData(t, 384)
+	weights := func(res *Result) []float32 {
+		var w []float32
+		if err := torch.Do(func() error {
+			p, err := res.Model.Param("fc3.weight")
+			if err == nil {
+				w, err = torch.Float32s(p)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	whole, err := Run(context.Background(), Options{Config: cfg, Data: data, Device: gotch.CPU, Out: filepath.Join(t.TempDir(), "whole")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "cut")
+	for _, stopAfter := range []int{1, 2} {
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := Run(ctx, Options{Config: cfg, Data: data, Device: gotch.CPU, Out: out, Resume: true,
+			Hooks: Hooks{OnEpoch: func(e Epoch) {
+				if e.Epoch == stopAfter {
+					cancel()
+				}
+			}}})
+		cancel()
+		if err == nil {
+			t.Fatalf("run stopped after epoch %d returned no error", stopAfter)
+		}
+		if _, err := os.Stat(filepath.Join(ResumeDir(out), "state.json")); err != nil {
+			t.Fatalf("no resume state after epoch %d: %v", stopAfter, err)
+		}
+		if _, err := os.Stat(filepath.Join(out, "model.json")); err == nil {
+			t.Fatal("an interrupted run wrote the checkpoint")
+		}
+	}
+	bad := cfg
+	bad.Train.LR = 0.01
+	if _, err := Run(context.Background(), Options{Config: bad, Data: data, Device: gotch.CPU, Out: out, Resume: true}); !errors.Is(err, ErrResumeMismatch) || !strings.Contains(err.Error(), "train.lr=0.05") {
+		t.Errorf("resume with another lr: %v, want ErrResumeMismatch naming train.lr", err)
+	}
+	var ran []int
+	resumed, err := Run(context.Background(), Options{Config: cfg, Data: data, Device: gotch.CPU, Out: out, Resume: true,
+		Hooks: Hooks{OnEpoch: func(e Epoch) { ran = append(ran, e.Epoch) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ran, []int{3}) {
+		t.Errorf("resumed run trained epochs %v, want [3]", ran)
+	}
+	if !reflect.DeepEqual(weights(whole), weights(resumed)) {
+		t.Error("resumed run's weights differ from the uninterrupted run's")
+	}
+	for i := range whole.Epochs {
+		whole.Epochs[i].Seconds, resumed.Epochs[i].Seconds = 0, 0
+	}
+	if !reflect.DeepEqual(whole.Epochs, resumed.Epochs) || whole.BestEpoch != resumed.BestEpoch || whole.TestAccuracy != resumed.TestAccuracy {
+		t.Errorf("resumed epochs %+v (best %d), uninterrupted %+v (best %d)", resumed.Epochs, resumed.BestEpoch, whole.Epochs, whole.BestEpoch)
+	}
+	if _, err := os.Stat(ResumeDir(out)); !os.IsNotExist(err) {
+		t.Errorf("resume state left after the checkpoint was saved: %v", err)
+	}
+	_, meta, err := model.Load(out, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Epochs != 3 || meta.Steps != whole.Meta.Steps {
+		t.Errorf("checkpoint says %d epochs, %d steps; want 3, %d", meta.Epochs, meta.Steps, whole.Meta.Steps)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/faultline/faultline/configs"
 	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/train"
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ type importFlags struct {
 	mean, std                                  []float32
 	width                                      float64
 	hidden                                     []int
+	threads                                    int
 	batchNorm, asJSON                          bool
 }
 
@@ -63,6 +65,7 @@ Nothing is written unless every check passes.`,
 	f.StringVar(&fl.weights, "weights", "", "weights file for --arch: .npz or torch.save state_dict .pt/.pth")
 	f.StringVar(&fl.onnxFile, "onnx", "", "ONNX model file to import (instead of --arch and --weights)")
 	f.StringVar(&fl.out, "out", "", "checkpoint directory to write (required)")
+	f.IntVar(&fl.threads, "threads", 0, "libtorch intra-op threads (0 = number of cores)")
 	f.StringVar(&fl.dataset, "dataset", configs.DatasetFashionMNIST, "data set the model was trained on (input shape, normalisation, accuracy check)")
 	f.StringVar(&fl.dir, "data-dir", "", "data set directory")
 	f.Float32SliceVar(&fl.mean, "mean", nil, "per-channel mean of pixel/255 to subtract (default: the data set's standard normalisation; needs --std)")
@@ -182,6 +185,12 @@ func (a *app) runImport(cmd *cobra.Command, fl importFlags) error {
 	}
 	if labels != nil && int64(len(labels)) != m.Spec().Classes {
 		return fmt.Errorf("import: --labels %s: %d class names, the model has %d classes", fl.labels, len(labels), m.Spec().Classes)
+	}
+	if _, err := torch.SetThreads(fl.threads); err != nil {
+		return err
+	}
+	if !a.quiet {
+		fmt.Fprintf(a.stderr, "measuring the test accuracy of the %s on %d %s images\n", what, data.Test.Len(), data.Name)
 	}
 	acc, err := train.Evaluate(m, data.Test, stats, 1000, m.Device(), nil)
 	if err != nil {

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/model/graph"
 	"github.com/faultline/faultline/model/onnx"
+	"github.com/sugarme/gotch"
 )
 
 // smallnet is a corpus-like ONNX file (PyTorch export, opset 13, input
@@ -194,5 +197,92 @@ func TestImportONNXErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// train --checkpoint fine-tunes an imported graph on its own data set: the
+// weights and BatchNorm's running statistics move, the ONNX source and class
+// names carry over, and test measures what train recorded.
+func TestTrainFineTunesImport(t *testing.T) {
+	dir := t.TempDir()
+	imported := filepath.Join(dir, "imported")
+	labels := filepath.Join(dir, "classes.txt")
+	if err := os.WriteFile(labels, []byte("a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	preserve := filepath.Join("..", "..", "model", "testdata", "onnx", "smallnet-opset13-preserve.onnx")
+	if _, errs, code := cli(t, "import", "--onnx", preserve, "--dataset", "synthetic", "--labels", labels, "--out", imported); code != 0 {
+		t.Fatalf("import: %s", errs)
+	}
+	if _, errs, code := cli(t, "train", "--checkpoint", imported, "--arch", "lenet5", "--out", filepath.Join(dir, "x")); code == 0 || !strings.Contains(errs, "--arch") {
+		t.Errorf("train --checkpoint --arch: exit %d, %q", code, errs)
+	}
+	tuned := filepath.Join(dir, "tuned")
+	out, errs, code := cli(t, "train", "--checkpoint", imported, "--preset", "lenet5-fashion", "--epochs", "1", "--optimizer", "adam", "--lr", "0.002",
+		"--train-limit", "512", "--threads", "1", "--resume", "--out", tuned, "--json")
+	if code != 0 {
+		t.Fatalf("train --checkpoint: %s", errs)
+	}
+	var res struct {
+		Arch         string  `json:"arch"`
+		TestAccuracy float64 `json:"test_accuracy"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Arch != model.GraphArch {
+		t.Fatalf("train --json printed %q (%v)", out, err)
+	}
+	meta, err := model.ReadMetadata(tuned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.ONNX == nil || meta.ONNX.Opset != 13 || len(meta.Labels) != 10 || meta.Dataset != "synthetic" || meta.Source != "finetune:"+imported || meta.Epochs != 1 {
+		t.Errorf("fine-tuned metadata: onnx %+v, labels %v, dataset %q, source %q, epochs %d", meta.ONNX, meta.Labels, meta.Dataset, meta.Source, meta.Epochs)
+	}
+	if _, err := os.Stat(tuned + ".resume"); !os.IsNotExist(err) {
+		t.Errorf("resume state left behind: %v", err)
+	}
+	var moved, stats int
+	if err := torch.Do(func() error {
+		a, _, err := model.Load(imported, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		b, _, err := model.Load(tuned, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		for _, p := range a.Params() {
+			q, err := b.Param(p.Name)
+			if err != nil {
+				return err
+			}
+			x, err := torch.Float32s(p.Tensor)
+			if err != nil {
+				return err
+			}
+			y, err := torch.Float32s(q)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(x, y) {
+				moved++
+				if strings.Contains(p.Name, "running_mean") {
+					stats++
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if moved == 0 || stats == 0 {
+		t.Errorf("fine-tuning changed %d tensors, %d running means", moved, stats)
+	}
+	out, errs, code = cli(t, "test", "--checkpoint", tuned, "--json")
+	if code != 0 {
+		t.Fatalf("test on the fine-tuned model: %s", errs)
+	}
+	var tr struct{ Accuracy float64 }
+	if err := json.Unmarshal([]byte(out), &tr); err != nil || tr.Accuracy != res.TestAccuracy {
+		t.Errorf("test: accuracy %v (%v), train recorded %v", tr.Accuracy, err, res.TestAccuracy)
 	}
 }

@@ -4,6 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/faultline/faultline/configs"
+	"github.com/faultline/faultline/datasets"
+	"github.com/faultline/faultline/model"
+	"github.com/spf13/pflag"
+
 	"github.com/faultline/faultline/internal/progress"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/train"
@@ -14,16 +19,32 @@ func (a *app) trainCommand() *cobra.Command {
 	var (
 		cf     configFlags
 		out    string
+		base   string
+		resume bool
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "train --preset NAME --out DIR",
-		Short: "Train a model of the zoo and save the checkpoint",
-		Long: `Train a model (MLP, LeNet-5, VGG-11, ResNet-20) on a data set and write
-DIR/model.ot (libtorch), DIR/model.npz (NumPy, PyTorch state_dict names) and
-DIR/model.json (metadata: arch, dataset, epochs, seed, test_accuracy, ...).`,
+		Use:   "train (--preset NAME | --checkpoint DIR) --out DIR",
+		Short: "Train a model of the zoo, or fine-tune a checkpoint, and save the checkpoint",
+		Long: `Train a model (MLP, LeNet-5, VGG-11, ResNet-20) on a data set, or fine-tune
+any checkpoint (an imported ONNX graph included) with --checkpoint, and write
+DIR/model.ot (libtorch), DIR/model.npz (NumPy, PyTorch state_dict names),
+DIR/model.onnx and DIR/model.json (metadata: arch, dataset, epochs, seed,
+test_accuracy, ...).
+
+--checkpoint starts from that checkpoint's weights, on its data set and input
+normalisation unless --dataset/--data-dir say otherwise; the preset or config
+gives the training settings (epochs, optimiser, learning rate, schedule), and
+the model settings (--arch, --width) do not apply and are not recorded. BatchNorm trains in
+training mode and its running statistics update.
+
+--resume makes a long run survive interruption: after every epoch the state is
+kept in DIR.resume, and the same command run again continues after the last
+finished epoch (the data order and learning-rate schedule continue exactly; the
+optimiser's momentum restarts). DIR.resume is removed when DIR is written.`,
 		Example: `  faultline train --preset lenet5-fashion --out runs/lenet5
-  faultline train --preset vgg11-fashion --epochs 2 --seed 7 --out runs/vgg`,
+  faultline train --preset vgg11-fashion --epochs 2 --seed 7 --out runs/vgg
+  faultline train --checkpoint runs/r18-imported --preset resnet20-fashion --epochs 3 --resume --out runs/r18`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -37,7 +58,13 @@ DIR/model.json (metadata: arch, dataset, epochs, seed, test_accuracy, ...).`,
 			if err != nil {
 				return err
 			}
-			res, err := train.Run(cmd.Context(), train.Options{Config: cfg, Device: dev, Out: out, Hooks: a.trainProgress(cfg.Train.BatchSize)})
+			opts := train.Options{Config: cfg, Device: dev, Out: out, Resume: resume, Hooks: a.trainProgress(cfg.Train.BatchSize)}
+			if base != "" {
+				if err := a.fineTuneFrom(cmd.Flags(), base, &opts); err != nil {
+					return err
+				}
+			}
+			res, err := train.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -58,8 +85,43 @@ DIR/model.json (metadata: arch, dataset, epochs, seed, test_accuracy, ...).`,
 	}
 	addConfigFlags(cmd.Flags(), &cf)
 	cmd.Flags().StringVar(&out, "out", "", "checkpoint directory to write (required)")
+	cmd.Flags().StringVar(&base, "checkpoint", "", "fine-tune this checkpoint instead of training a new model")
+	cmd.Flags().BoolVar(&resume, "resume", false, "keep state after every epoch in OUT.resume and continue from it when present")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON on stdout")
 	return cmd
+}
+
+// fineTuneFrom loads the checkpoint in dir as the model to train and its data
+// set (unless --dataset/--data-dir are given) with its input normalisation.
+func (a *app) fineTuneFrom(fs *pflag.FlagSet, dir string, opts *train.Options) error {
+	if fs.Changed("arch") || fs.Changed("width") {
+		return fmt.Errorf("train: --arch and --width do not apply with --checkpoint %s: the model is the checkpoint's", dir)
+	}
+	m, meta, err := model.Load(dir, opts.Device)
+	if err != nil {
+		return err
+	}
+	cfg := &opts.Config
+	var was configs.Config
+	if len(meta.Config) > 0 {
+		if err := json.Unmarshal(meta.Config, &was); err != nil {
+			return fmt.Errorf("train: %s: config: %w", dir, err)
+		}
+	}
+	if !fs.Changed("dataset") {
+		cfg.Data.Dataset = meta.Dataset
+	}
+	if !fs.Changed("data-dir") && cfg.Data.Dataset == meta.Dataset {
+		cfg.Data.Dir = was.Data.Dir
+	}
+	data, err := train.LoadData(cfg.Data)
+	if err != nil {
+		return err
+	}
+	data.Stats = datasets.Stats{Mean: meta.Normalization.Mean, Std: meta.Normalization.Std}
+	opts.Model, opts.Base, opts.Data = m, &meta, data
+	opts.Source = "finetune:" + dir
+	return nil
 }
 
 // trainProgress shows a bar per epoch and a line per finished epoch on stderr.
