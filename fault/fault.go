@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/faultline/faultline/model"
 )
 
 // Target is what a fault corrupts.
@@ -276,24 +278,13 @@ func (o *Outcome) record(before, after float32) {
 	o.After, o.AfterBits = Value(after), BitsOf(after)
 }
 
-// argmax is the first index of the largest value (the top-1 class).
-func argmax(row []float32) int {
-	top := 0
-	for j, v := range row {
-		if v > row[top] {
-			top = j
-		}
-	}
-	return top
-}
-
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
 // classify adds one image's faulty logits to o, against the golden top-1 and the
 // label, and appends its margin when the logits are finite.
 func classify(o *Outcome, logits []float32, golden, label int, margins *[]float64) {
 	o.Images++
-	top := argmax(logits)
+	top := model.Top1(logits)
 	isFinite := true
 	for _, v := range logits {
 		isFinite = isFinite && finite(v)

@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"github.com/sugarme/gotch/ts"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/faultline/faultline/model/graph"
 	"github.com/faultline/faultline/model/onnx"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // smallnetPath is the ONNX fixture with a Concat branch, a depthwise-separable

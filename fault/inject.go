@@ -173,7 +173,7 @@ func (inj *Injector) NewEvalSet(x *ts.Tensor, labels []int) (*EvalSet, error) {
 	}
 	for i := range labels {
 		row := e.Logits[i*e.Classes : (i+1)*e.Classes]
-		top := argmax(row)
+		top := model.Top1(row)
 		if !finite(row[top]) {
 			return nil, fmt.Errorf("fault: golden logits of image %d are not finite", i)
 		}

@@ -91,6 +91,18 @@ func (s Site) Regular() bool {
 	return true
 }
 
+// Top1 is the class a row of logits predicts: the index of the first largest
+// value (a NaN never compares larger, so it wins only at index 0).
+func Top1(row []float32) int {
+	top := 0
+	for j, v := range row {
+		if v > row[top] {
+			top = j
+		}
+	}
+	return top
+}
+
 // Numel is the number of elements of a tensor of shape dims (1 for a scalar).
 func Numel(dims []int64) int64 {
 	n := int64(1)

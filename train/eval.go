@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/faultline/faultline/configs"
 	"github.com/faultline/faultline/datasets"
@@ -181,4 +182,59 @@ func (s *snapshot) drop() {
 		_ = t.Drop()
 	}
 	s.tensors = nil
+}
+
+// LogitsAgreement compares another runtime's logits for the same images with
+// faultline's (LogitsAgree).
+type LogitsAgreement struct {
+	Images int `json:"images"`
+	// SameTop1 counts the images on which both give the same top-1 class
+	// (model.Top1).
+	SameTop1         int     `json:"same_top1"`
+	SameTop1Fraction float64 `json:"same_top1_fraction"`
+	// Accuracy is the other runtime's top-1 accuracy on the labels, and
+	// AccuracyDiff its difference with faultline's (theirs - ours).
+	Accuracy     float64 `json:"accuracy"`
+	AccuracyDiff float64 `json:"accuracy_diff"`
+	// MaxAbsDiff is the largest |ours - theirs| over every logit, and
+	// MaxAbsLogit the largest |ours|, its scale.
+	MaxAbsDiff  float64 `json:"max_abs_diff"`
+	MaxAbsLogit float64 `json:"max_abs_logit"`
+}
+
+// LogitsAgree compares theirs (another runtime's logits, [images, classes]
+// row-major) with ours for the same images, whose labels are given.
+func LogitsAgree(ours, theirs []float32, classes int, labels []uint8) (LogitsAgreement, error) {
+	n := len(labels)
+	if classes <= 0 || len(ours) != n*classes {
+		return LogitsAgreement{}, fmt.Errorf("train: logits: %d values for %d images of %d classes", len(ours), n, classes)
+	}
+	if len(theirs) != len(ours) {
+		return LogitsAgreement{}, fmt.Errorf("train: logits: %d values to compare, want %d (%d images x %d classes)", len(theirs), len(ours), n, classes)
+	}
+	r := LogitsAgreement{Images: n}
+	var mine, good int
+	for i := 0; i < n; i++ {
+		a, b := ours[i*classes:(i+1)*classes], theirs[i*classes:(i+1)*classes]
+		ta, tb := model.Top1(a), model.Top1(b)
+		if ta == tb {
+			r.SameTop1++
+		}
+		if tb == int(labels[i]) {
+			good++
+		}
+		if ta == int(labels[i]) {
+			mine++
+		}
+		for k := range a {
+			r.MaxAbsDiff = math.Max(r.MaxAbsDiff, math.Abs(float64(a[k])-float64(b[k])))
+			r.MaxAbsLogit = math.Max(r.MaxAbsLogit, math.Abs(float64(a[k])))
+		}
+	}
+	if n > 0 {
+		r.SameTop1Fraction = float64(r.SameTop1) / float64(n)
+		r.Accuracy = float64(good) / float64(n)
+		r.AccuracyDiff = float64(good-mine) / float64(n)
+	}
+	return r, nil
 }

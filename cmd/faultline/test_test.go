@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -202,5 +203,117 @@ func TestSaveLogitsErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "a.npy")); err == nil {
 		t.Errorf("a failed run wrote a.npy")
+	}
+}
+
+// readNpyF32 reads a float32 .npy file and its shape.
+func readNpyF32(t *testing.T, path string) ([]float32, []int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	x, err := npz.ReadNpy(f, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := x.Data().([]float32)
+	if !ok {
+		t.Fatalf("%s: dtype %v, want float32", path, x.Dtype())
+	}
+	return v, x.Shape()
+}
+
+// `test --save-inputs` writes the images normalised as the model reads them;
+// `--compare-logits` reports the agreement of another runtime's logits: its
+// own logits agree on every image, and logits with one image's top-1 moved
+// and one class's logit shifted are reported as such.
+func TestSaveInputsCompareLogits(t *testing.T) {
+	ckpt := testckpt.Trained(t, 200)
+	dir := t.TempDir()
+	inputs, logits := filepath.Join(dir, "in.npy"), filepath.Join(dir, "logits.npy")
+	if _, errs, code := cli(t, "test", "--checkpoint", ckpt, "--limit", "37", "--save-inputs", inputs, "--save-logits", logits); code != 0 {
+		t.Fatalf("test --save-inputs: %s", errs)
+	}
+	x, shape := readNpyF32(t, inputs)
+	if !slices.Equal(shape, []int{37, 1, 28, 28}) {
+		t.Fatalf("inputs of shape %v", shape)
+	}
+	meta, err := model.ReadMetadata(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := datasets.Load(meta.Dataset, "", datasets.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mean, std := meta.Normalization.Mean[0], meta.Normalization.Std[0]
+	for i := range x {
+		if want := (float32(set.Pixels[i])/255 - mean) / std; math.Abs(float64(x[i]-want)) > 1e-6 {
+			t.Fatalf("input %d = %v, want (pixel/255 - mean)/std = %v", i, x[i], want)
+		}
+	}
+	ours, _ := readNpyF32(t, logits)
+	plain, errs, code := cli(t, "test", "--checkpoint", ckpt, "--limit", "37", "--json")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	var base testResult
+	if err := json.Unmarshal([]byte(plain), &base); err != nil {
+		t.Fatal(err)
+	}
+	other := slices.Clone(ours)
+	top := model.Top1(other[:10])
+	other[(top+1)%10] = other[top] + 5 // image 0 now predicts another class
+	other[10+3] += 0.25                // image 1: a small shift
+	otherFile := filepath.Join(dir, "other.npy")
+	if err := writeLogits(otherFile, other, 37, 10); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file      string
+		same      int
+		maxDiff   float64
+		accChange int // correct images gained by the other runtime
+	}{
+		{logits, 37, 0, 0},
+		{otherFile, 36, 5 + float64(ours[top]-ours[(top+1)%10]), 0},
+	} {
+		out, errs, code := cli(t, "test", "--checkpoint", ckpt, "--limit", "37", "--compare-logits", tc.file, "--json")
+		if code != 0 {
+			t.Fatalf("--compare-logits %s: %s", tc.file, errs)
+		}
+		var r testResult
+		if err := json.Unmarshal([]byte(out), &r); err != nil || r.Compare == nil {
+			t.Fatalf("--json printed %q (%v)", out, err)
+		}
+		c := r.Compare
+		if r.Accuracy != base.Accuracy || c.Images != 37 || c.SameTop1 != tc.same || math.Abs(c.MaxAbsDiff-tc.maxDiff) > 1e-5 {
+			t.Errorf("%s: %+v (accuracy %v, plain %v); want %d same, max diff %v", tc.file, c, r.Accuracy, base.Accuracy, tc.same, tc.maxDiff)
+		}
+		label := int(set.Labels[0])
+		want := base.Accuracy
+		if tc.same == 36 {
+			switch {
+			case top == label:
+				want -= 1.0 / 37
+			case (top+1)%10 == label:
+				want += 1.0 / 37
+			}
+		}
+		if math.Abs(c.Accuracy-want) > 1e-12 || math.Abs(c.AccuracyDiff-(want-base.Accuracy)) > 1e-12 {
+			t.Errorf("%s: accuracy %v (diff %v), want %v", tc.file, c.Accuracy, c.AccuracyDiff, want)
+		}
+	}
+	short := filepath.Join(dir, "short.npy")
+	if err := writeLogits(short, ours[:200], 20, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := cli(t, "test", "--checkpoint", ckpt, "--limit", "37", "--compare-logits", short); code == 0 || !strings.Contains(errs, "short.npy") || !strings.Contains(errs, "37 images") {
+		t.Errorf("logits for 20 images against 37: exit %d, %q", code, errs)
+	}
+	if _, errs, code := cli(t, "test", "--checkpoint", ckpt, "--compare-logits", filepath.Join(dir, "none.npy")); code == 0 || !strings.Contains(errs, "none.npy") {
+		t.Errorf("missing logits file: exit %d, %q", code, errs)
 	}
 }
