@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/internal/testdeps"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/model/graph"
@@ -284,5 +286,41 @@ func TestTrainFineTunesImport(t *testing.T) {
 	var tr struct{ Accuracy float64 }
 	if err := json.Unmarshal([]byte(out), &tr); err != nil || tr.Accuracy != res.TestAccuracy {
 		t.Errorf("test: accuracy %v (%v), train recorded %v", tr.Accuracy, err, res.TestAccuracy)
+	}
+}
+
+// scripts/ort-check.sh runs an imported checkpoint's model.onnx in ONNX
+// Runtime on its test images: the same top-1 everywhere and the same accuracy.
+func TestORTCheckScript(t *testing.T) {
+	scripts := filepath.Join("..", "..", "scripts")
+	_, nodeErr := exec.LookPath("node")
+	_, ortErr := os.Stat(filepath.Join(scripts, "node_modules", "onnxruntime-node"))
+	if nodeErr != nil || ortErr != nil {
+		testdeps.Skipf(t, testdeps.ONNX, "node (%v) or onnxruntime-node in scripts/node_modules (%v) missing", nodeErr, ortErr)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "faultline")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ckpt := filepath.Join(dir, "smallnet")
+	if _, errs, code := cli(t, "import", "--onnx", smallnet, "--dataset", "synthetic", "--out", ckpt); code != 0 {
+		t.Fatalf("import: %s", errs)
+	}
+	cmd := exec.Command("bash", filepath.Join(scripts, "ort-check.sh"), ckpt, "300")
+	cmd.Env = append(os.Environ(), "FAULTLINE="+bin, "JSON=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ort-check.sh: %v\n%s", err, out)
+	}
+	var r testResult
+	if err := json.Unmarshal(out, &r); err != nil || r.Compare == nil {
+		t.Fatalf("ort-check.sh printed %q (%v)", out, err)
+	}
+	if c := r.Compare; c.Images != 300 || c.SameTop1 != 300 || c.AccuracyDiff != 0 || c.MaxAbsDiff > 1e-4*c.MaxAbsLogit {
+		t.Errorf("ONNX Runtime against faultline: %+v", c)
+	}
+	if _, err := exec.Command("bash", filepath.Join(scripts, "ort-check.sh"), dir).CombinedOutput(); err == nil {
+		t.Error("ort-check.sh on a directory without model.onnx succeeded")
 	}
 }
