@@ -7,27 +7,15 @@ import (
 
 	"github.com/faultline/faultline/datasets"
 	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/internal/testgraph"
 	"github.com/faultline/faultline/model"
-	"github.com/faultline/faultline/model/graph"
-	"github.com/faultline/faultline/model/onnx"
-	"github.com/sugarme/gotch"
 )
 
 // importedLoaded builds the model of an ONNX file (folded for 1x28x28 images)
 // with a synthetic test split.
 func importedLoaded(t *testing.T, path string, images int) *fault.Loaded {
 	t.Helper()
-	g, err := onnx.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g, err = graph.Fold(g, []int64{1, 28, 28}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.FromGraph(g, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testgraph.FromONNX(t, path)
 	set := datasets.Synthetic(datasets.SyntheticConfig{N: images, C: 1, H: 28, W: 28, Classes: 10, Seed: 3, Split: datasets.Test})
 	stats := datasets.ComputeStats(set)
 	meta := model.Metadata{Arch: model.GraphArch, Dataset: "synthetic"}

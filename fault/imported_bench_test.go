@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/internal/testgraph"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/sugarme/gotch"
 )
@@ -106,7 +107,7 @@ func TestBenchImported(t *testing.T) {
 	for _, file := range files {
 		t.Run(file, func(t *testing.T) {
 			path := corpusFile(t, file)
-			m := importedModel(t, path)
+			m := testgraph.FromONNX(t, path)
 			xs, labels := corpusEval(t, filepath.Dir(path), o.Images)
 			var (
 				inj *Injector

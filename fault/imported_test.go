@@ -12,7 +12,6 @@ import (
 	"github.com/faultline/faultline/internal/testgraph"
 	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/model/graph"
-	"github.com/faultline/faultline/model/onnx"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -20,23 +19,6 @@ import (
 // smallnetPath is the ONNX fixture with a Concat branch, a depthwise-separable
 // block and a squeeze-excitation gate (layers inside stages without a lead).
 const smallnetPath = "../model/testdata/onnx/smallnet-opset13-eval.onnx"
-
-// importedModel builds the model of an ONNX file, folded for 1x28x28 images.
-func importedModel(t testing.TB, path string) *model.Model {
-	t.Helper()
-	g, err := onnx.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g, err = graph.Fold(g, []int64{1, 28, 28}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.FromGraph(g, gotch.CPU)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return m
-}
 
 // agreementSpaces are the fault spaces the imported-graph tests compare
 // reference and batched injection on.
@@ -127,7 +109,7 @@ func TestImportedAgreement(t *testing.T) {
 		name string
 		m    *model.Model
 	}{
-		{"smallnet", importedModel(t, smallnetPath)},
+		{"smallnet", testgraph.FromONNX(t, smallnetPath)},
 		{"odd", odd},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,7 +171,7 @@ func TestMACOperandsSumToOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	te := datasets.Synthetic(datasets.SyntheticConfig{N: 2, C: 1, H: 28, W: 28, Classes: 10, Seed: 3, Split: datasets.Test})
-	for _, m := range []*model.Model{importedModel(t, smallnetPath), odd} {
+	for _, m := range []*model.Model{testgraph.FromONNX(t, smallnetPath), odd} {
 		var inj *Injector
 		do(t, func() error {
 			var err error

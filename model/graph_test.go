@@ -89,21 +89,11 @@ func compareRef(t *testing.T, what string, got, want []float32, n int) (diff, sc
 	}
 	k := len(got) / n
 	for r := range n {
-		if a, b := argmax(got[r*k:(r+1)*k]), argmax(want[r*k:(r+1)*k]); a != b {
+		if a, b := Top1(got[r*k:(r+1)*k]), Top1(want[r*k:(r+1)*k]); a != b {
 			t.Errorf("%s: image %d: top-1 %d, reference %d", what, r, a, b)
 		}
 	}
 	return diff, scale
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // The smallnet fixtures (BatchNorm folded into the convs, and kept as

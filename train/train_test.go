@@ -25,6 +25,22 @@ func syntheticData(t testing.TB, n int) *Data {
 	return &Data{Name: "synthetic", Train: tr, Test: te, Stats: datasets.ComputeStats(tr)}
 }
 
+// paramValues reads the model's parameter of that name.
+func paramValues(t *testing.T, m *model.Model, name string) []float32 {
+	t.Helper()
+	var w []float32
+	if err := torch.Do(func() error {
+		p, err := m.Param(name)
+		if err == nil {
+			w, err = torch.Float32s(p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func tinyConfig(arch string) configs.Config {
 	c, err := configs.Preset(arch + "-fashion")
 	if err != nil {
@@ -82,17 +98,7 @@ func TestTrainDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var w []float32
-		if err := torch.Do(func() error {
-			p, err := res.Model.Param("conv1.weight")
-			if err == nil {
-				w, err = torch.Float32s(p)
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return res, w
+		return res, paramValues(t, res.Model, "conv1.weight")
 	}
 	a, wa := run()
 	b, wb := run()
@@ -310,19 +316,7 @@ func TestTrainResume(t *testing.T) {
 	cfg.Train.Epochs, cfg.Train.Optimizer, cfg.Train.Momentum, cfg.Train.Nesterov = 3, "sgd", 0, false
 	cfg.Train.LR, cfg.Train.KeepBest = 0.05, true
 	data := syntheticData(t, 384)
-	weights := func(res *Result) []float32 {
-		var w []float32
-		if err := torch.Do(func() error {
-			p, err := res.Model.Param("fc3.weight")
-			if err == nil {
-				w, err = torch.Float32s(p)
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	weights := func(res *Result) []float32 { return paramValues(t, res.Model, "fc3.weight") }
 	whole, err := Run(context.Background(), Options{Config: cfg, Data: data, Device: gotch.CPU, Out: filepath.Join(t.TempDir(), "whole")})
 	if err != nil {
 		t.Fatal(err)

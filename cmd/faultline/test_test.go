@@ -97,21 +97,9 @@ func TestSaveLogits(t *testing.T) {
 			} else if !strings.Contains(out, "wrote "+path+": float32 logits [37, 10]") {
 				t.Errorf("output %q does not name the file", out)
 			}
-			f, err := os.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			got, err := npz.ReadNpy(f, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := got.Shape(); len(s) != 2 || s[0] != n || s[1] != classes {
+			vals, s := readNpyF32(t, path)
+			if len(s) != 2 || s[0] != n || s[1] != classes {
 				t.Fatalf("shape %v, want [%d %d]", s, n, classes)
-			}
-			vals, ok := got.Data().([]float32)
-			if !ok {
-				t.Fatalf("dtype %v, want float32", got.Dtype())
 			}
 			var scale float64
 			for _, v := range want {

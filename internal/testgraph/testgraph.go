@@ -8,6 +8,8 @@ import (
 
 	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/model/graph"
+	"github.com/faultline/faultline/model/onnx"
+	"github.com/sugarme/gotch"
 )
 
 // Odd is a small network of the geometries the zoo lacks, with random
@@ -56,4 +58,21 @@ func Odd(t testing.TB) *graph.Graph {
 		Nodes:        nodes,
 		Initializers: inits,
 	}
+}
+
+// FromONNX builds the model of an ONNX file, folded for 1x28x28 images.
+func FromONNX(t testing.TB, path string) *model.Model {
+	t.Helper()
+	g, err := onnx.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err = graph.Fold(g, []int64{1, 28, 28}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.FromGraph(g, gotch.CPU)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return m
 }

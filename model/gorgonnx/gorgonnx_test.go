@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/faultline/faultline/internal/npz"
+	"github.com/faultline/faultline/model"
 	"github.com/faultline/faultline/model/graph"
 	"github.com/faultline/faultline/model/onnx"
 )
@@ -55,21 +56,11 @@ func agree(t *testing.T, got, want []float32, classes int) float64 {
 		t.Errorf("max |diff| %g, logits up to %g: more than 1e-4 of it", diff, scale)
 	}
 	for r := 0; r < len(got)/classes; r++ {
-		if g, w := argmax(got[r*classes:(r+1)*classes]), argmax(want[r*classes:(r+1)*classes]); g != w {
+		if g, w := model.Top1(got[r*classes:(r+1)*classes]), model.Top1(want[r*classes:(r+1)*classes]); g != w {
 			t.Errorf("image %d: class %d, want %d", r, g, w)
 		}
 	}
 	return diff
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // readFixture reads an ONNX fixture.
