@@ -476,19 +476,12 @@ func (c *compiler) hardSigmoid(n *graph.Node) (compiled, error) {
 // softmax compiles Softmax: along axis from opset 13, and before that over the
 // input flattened to 2-D at axis (default 1).
 func (c *compiler) softmax(n *graph.Node) (compiled, error) {
-	x, err := c.shapeOf(n.Input(0))
-	if err != nil {
-		return compiled{}, err
-	}
 	def := int64(-1)
 	if c.g.Opset < 13 {
 		def = 1
 	}
-	axis, err := n.AttrInt("axis", def)
+	axis, x, err := c.axis(n, def)
 	if err != nil {
-		return compiled{}, err
-	}
-	if axis, err = normAxis(axis, len(x)); err != nil {
 		return compiled{}, err
 	}
 	if c.g.Opset >= 13 || axis == int64(len(x))-1 {
@@ -527,6 +520,51 @@ func normAxis(axis int64, rank int) (int64, error) {
 		return 0, fmt.Errorf("axis %d out of range for rank %d", axis, rank)
 	}
 	return axis, nil
+}
+
+// axes returns n's axes, unresolved (nil when none): the constant input 1
+// when present (since opset 13), else the "axes" attribute; and the shape of
+// n's first input.
+func (c *compiler) axes(n *graph.Node) (axes, shape []int64, err error) {
+	if shape, err = c.shapeOf(n.Input(0)); err != nil {
+		return nil, nil, err
+	}
+	if axes, err = n.AttrInts("axes", nil); err != nil {
+		return nil, nil, err
+	}
+	if n.Input(1) != "" {
+		if axes, err = c.constInts(n, 1); err != nil {
+			return nil, nil, err
+		}
+	}
+	return axes, shape, nil
+}
+
+// normAxes resolves every axis of axes against rank, in place.
+func normAxes(axes []int64, rank int) error {
+	for i := range axes {
+		a, err := normAxis(axes[i], rank)
+		if err != nil {
+			return err
+		}
+		axes[i] = a
+	}
+	return nil
+}
+
+// axis returns n's "axis" attribute (def when absent) resolved against the
+// rank of n's first input, and that input's shape.
+func (c *compiler) axis(n *graph.Node, def int64) (axis int64, shape []int64, err error) {
+	if shape, err = c.shapeOf(n.Input(0)); err != nil {
+		return 0, nil, err
+	}
+	if axis, err = n.AttrInt("axis", def); err != nil {
+		return 0, nil, err
+	}
+	if axis, err = normAxis(axis, len(shape)); err != nil {
+		return 0, nil, err
+	}
+	return axis, shape, nil
 }
 
 // pool compiles 2-D MaxPool and AveragePool. Pads libtorch cannot take
@@ -739,15 +777,8 @@ func (c *compiler) transpose(n *graph.Node) (compiled, error) {
 
 // concat compiles Concat.
 func (c *compiler) concat(n *graph.Node) (compiled, error) {
-	x, err := c.shapeOf(n.Input(0))
+	axis, _, err := c.axis(n, 0)
 	if err != nil {
-		return compiled{}, err
-	}
-	axis, err := n.AttrInt("axis", 0)
-	if err != nil {
-		return compiled{}, err
-	}
-	if axis, err = normAxis(axis, len(x)); err != nil {
 		return compiled{}, err
 	}
 	return fresh(func(_ *pass, in []*ts.Tensor) (*ts.Tensor, error) { return ts.Cat(in, axis) }), nil
@@ -756,15 +787,8 @@ func (c *compiler) concat(n *graph.Node) (compiled, error) {
 // split compiles Split into static sizes: from the split input (opset 13) or
 // attribute, else equal parts.
 func (c *compiler) split(n *graph.Node) (compiled, error) {
-	x, err := c.shapeOf(n.Input(0))
+	axis, x, err := c.axis(n, 0)
 	if err != nil {
-		return compiled{}, err
-	}
-	axis, err := n.AttrInt("axis", 0)
-	if err != nil {
-		return compiled{}, err
-	}
-	if axis, err = normAxis(axis, len(x)); err != nil {
 		return compiled{}, err
 	}
 	dim := x[axis]
@@ -962,18 +986,9 @@ func (c *compiler) pad(n *graph.Node) (compiled, error) {
 
 // reduceMean compiles ReduceMean over constant axes (all when none).
 func (c *compiler) reduceMean(n *graph.Node) (compiled, error) {
-	x, err := c.shapeOf(n.Input(0))
+	axes, x, err := c.axes(n)
 	if err != nil {
 		return compiled{}, err
-	}
-	axes, err := n.AttrInts("axes", nil)
-	if err != nil {
-		return compiled{}, err
-	}
-	if n.Input(1) != "" {
-		if axes, err = c.constInts(n, 1); err != nil {
-			return compiled{}, err
-		}
 	}
 	keep, err := n.AttrInt("keepdims", 1)
 	if err != nil {
@@ -984,10 +999,8 @@ func (c *compiler) reduceMean(n *graph.Node) (compiled, error) {
 			axes = append(axes, int64(i))
 		}
 	}
-	for i := range axes {
-		if axes[i], err = normAxis(axes[i], len(x)); err != nil {
-			return compiled{}, err
-		}
+	if err := normAxes(axes, len(x)); err != nil {
+		return compiled{}, err
 	}
 	return fresh(func(_ *pass, in []*ts.Tensor) (*ts.Tensor, error) {
 		return in[0].MeanDim(axes, keep != 0, gotch.Float, false)
@@ -997,18 +1010,9 @@ func (c *compiler) reduceMean(n *graph.Node) (compiled, error) {
 // squeeze compiles Squeeze and Unsqueeze (axes from the input since opset 13,
 // before from the attribute; Squeeze without axes drops every static 1).
 func (c *compiler) squeeze(n *graph.Node) (compiled, error) {
-	x, err := c.shapeOf(n.Input(0))
+	axes, x, err := c.axes(n)
 	if err != nil {
 		return compiled{}, err
-	}
-	axes, err := n.AttrInts("axes", nil)
-	if err != nil {
-		return compiled{}, err
-	}
-	if n.Input(1) != "" {
-		if axes, err = c.constInts(n, 1); err != nil {
-			return compiled{}, err
-		}
 	}
 	rank := len(x)
 	if n.Op == "Unsqueeze" {
@@ -1021,10 +1025,8 @@ func (c *compiler) squeeze(n *graph.Node) (compiled, error) {
 			}
 		}
 	}
-	for i := range axes {
-		if axes[i], err = normAxis(axes[i], rank); err != nil {
-			return compiled{}, err
-		}
+	if err := normAxes(axes, rank); err != nil {
+		return compiled{}, err
 	}
 	slices.Sort(axes)
 	if n.Op == "Squeeze" {
@@ -1066,15 +1068,8 @@ func (c *compiler) cast(n *graph.Node) (compiled, error) {
 
 // gather compiles Gather with constant scalar or 1-D indices.
 func (c *compiler) gather(n *graph.Node) (compiled, error) {
-	x, err := c.shapeOf(n.Input(0))
+	axis, x, err := c.axis(n, 0)
 	if err != nil {
-		return compiled{}, err
-	}
-	axis, err := n.AttrInt("axis", 0)
-	if err != nil {
-		return compiled{}, err
-	}
-	if axis, err = normAxis(axis, len(x)); err != nil {
 		return compiled{}, err
 	}
 	t := c.g.Initializer(n.Input(1))
