@@ -600,20 +600,29 @@ func constantShape(s, out []int64) []int64 {
 	return full
 }
 
-// spatialGeometry resolves a Conv or pooling node's geometry for a 4-D input:
-// explicit pads (auto_pad resolved) and the output size it gives.
-func spatialGeometry(n *graph.Node, in []int64, kernel []int64) (graph.ConvGeometry, []int64, error) {
-	g, err := n.Geometry(2, kernel)
-	if err != nil {
-		return g, nil, err
+// spatialGeometry resolves a Conv or pooling node's geometry for a 4-D input
+// of shape in (kernel: a Conv weight's spatial size, nil for a pooling node):
+// explicit pads (auto_pad resolved) and the output size it gives, which must
+// be that of oshape. ok is false, and n recorded as unsupported, when n has
+// dilations (gorgonnx's Conv passes them on, its MaxPool refuses them).
+func (r *rewriter) spatialGeometry(n *graph.Node, in, kernel, oshape []int64) (g graph.ConvGeometry, outs []int64, ok bool, err error) {
+	if g, err = n.Geometry(2, kernel); err != nil {
+		return g, nil, false, err
 	}
-	outs := make([]int64, 2)
+	outs = make([]int64, 2)
 	for i := range 2 {
 		if outs[i], err = g.OutSize(i, in[2+i]); err != nil {
-			return g, nil, err
+			return g, nil, false, err
 		}
 	}
-	return g, outs, nil
+	if !slices.Equal(outs, oshape[2:]) {
+		return g, nil, false, fmt.Errorf("output %v, geometry gives %v", oshape, outs)
+	}
+	if !allOnes(g.Dilations) {
+		r.unsupported(n, "dilations")
+		return g, nil, false, nil
+	}
+	return g, outs, true, nil
 }
 
 func allOnes(v []int64) bool {
@@ -637,16 +646,9 @@ func (r *rewriter) conv(n *graph.Node, name string, inputs []string, out string,
 		r.unsupported(n, "not 2-D")
 		return nil
 	}
-	g, outs, err := spatialGeometry(n, x, w[2:])
-	if err != nil {
+	g, _, ok, err := r.spatialGeometry(n, x, w[2:], oshape)
+	if err != nil || !ok {
 		return err
-	}
-	if !slices.Equal(outs, oshape[2:]) {
-		return fmt.Errorf("output %v, geometry gives %v", oshape, outs)
-	}
-	if !allOnes(g.Dilations) {
-		r.unsupported(n, "dilations")
-		return nil
 	}
 	if g.Pads[0] != g.Pads[2] || g.Pads[1] != g.Pads[3] {
 		r.unsupported(n, "asymmetric pads")
@@ -718,16 +720,9 @@ func (r *rewriter) maxPool(n *graph.Node, name string, inputs []string, out stri
 		r.unsupported(n, "not 2-D")
 		return nil
 	}
-	g, outs, err := spatialGeometry(n, x, nil)
-	if err != nil {
+	g, outs, ok, err := r.spatialGeometry(n, x, nil, oshape)
+	if err != nil || !ok {
 		return err
-	}
-	if !slices.Equal(outs, oshape[2:]) {
-		return fmt.Errorf("output %v, geometry gives %v", oshape, outs)
-	}
-	if !allOnes(g.Dilations) {
-		r.unsupported(n, "dilations")
-		return nil
 	}
 	var ends [2]int64
 	for i := range 2 {
@@ -760,16 +755,9 @@ func (r *rewriter) averagePool(n *graph.Node, name string, inputs []string, out 
 		r.unsupported(n, "not 2-D")
 		return nil
 	}
-	g, outs, err := spatialGeometry(n, x, nil)
-	if err != nil {
+	g, outs, ok, err := r.spatialGeometry(n, x, nil, oshape)
+	if err != nil || !ok {
 		return err
-	}
-	if !slices.Equal(outs, oshape[2:]) {
-		return fmt.Errorf("output %v, geometry gives %v", oshape, outs)
-	}
-	if !allOnes(g.Dilations) {
-		r.unsupported(n, "dilations")
-		return nil
 	}
 	padded := slices.ContainsFunc(g.Pads, func(p int64) bool { return p != 0 })
 	cip, err := n.AttrInt("count_include_pad", 0)
@@ -821,12 +809,8 @@ func (r *rewriter) reduceMean(n *graph.Node, name string, inputs []string, out s
 		return err
 	}
 	if len(inputs) > 1 {
-		t, ok := r.inits[inputs[1]]
-		if !ok {
-			r.unsupported(n, "computed axes")
-			return nil
-		}
-		if axes, err = t.Int64s(); err != nil {
+		var ok bool
+		if axes, ok, err = r.constInts(n, inputs[1], "axes"); err != nil || !ok {
 			return err
 		}
 	}
@@ -981,17 +965,39 @@ func (r *rewriter) batchNorm(n *graph.Node, name string, inputs []string, out st
 	return nil
 }
 
-// clampConst returns the float value of a constant scalar operand.
-func (r *rewriter) clampConst(v string) (float32, bool, error) {
+// constScalar returns the value of operand v of n, a constant scalar; ok is
+// false, and n recorded as unsupported ("computed " + what), when v is not an
+// initializer of one element.
+func (r *rewriter) constScalar(n *graph.Node, v, what string) (float32, bool, error) {
 	t, ok := r.inits[v]
 	if !ok {
+		r.unsupported(n, "computed "+what)
 		return 0, false, nil
 	}
 	f, err := t.Float32s()
-	if err != nil || len(f) != 1 {
+	if err != nil {
 		return 0, false, err
 	}
+	if len(f) != 1 {
+		r.unsupported(n, "computed "+what)
+		return 0, false, nil
+	}
 	return f[0], true, nil
+}
+
+// constInts returns the integers of operand v of n; ok is false, and n
+// recorded as unsupported ("computed " + what), when v is not an initializer.
+func (r *rewriter) constInts(n *graph.Node, v, what string) ([]int64, bool, error) {
+	t, ok := r.inits[v]
+	if !ok {
+		r.unsupported(n, "computed "+what)
+		return nil, false, nil
+	}
+	vals, err := t.Int64s()
+	if err != nil {
+		return nil, false, err
+	}
+	return vals, true, nil
 }
 
 // clip emits Clip(x, lo, hi) as Min(Max(x, lo), hi) with constant bounds
@@ -1009,13 +1015,9 @@ func (r *rewriter) clip(n *graph.Node, name string, inputs []string, out string,
 		if len(inputs) <= i+1 || inputs[i+1] == "" {
 			continue
 		}
-		v, ok, err := r.clampConst(inputs[i+1])
-		if err != nil {
+		v, ok, err := r.constScalar(n, inputs[i+1], "bounds")
+		if err != nil || !ok {
 			return err
-		}
-		if !ok {
-			r.unsupported(n, "computed bounds")
-			return nil
 		}
 		*p = v
 	}
@@ -1111,12 +1113,8 @@ func (r *rewriter) pad(n *graph.Node, name string, inputs []string, out string, 
 		return err
 	}
 	if len(inputs) > 1 {
-		t, ok := r.inits[inputs[1]]
-		if !ok {
-			r.unsupported(n, "computed pads")
-			return nil
-		}
-		if pads, err = t.Int64s(); err != nil {
+		var ok bool
+		if pads, ok, err = r.constInts(n, inputs[1], "pads"); err != nil || !ok {
 			return err
 		}
 	}
@@ -1125,13 +1123,9 @@ func (r *rewriter) pad(n *graph.Node, name string, inputs []string, out string, 
 		return err
 	}
 	if len(inputs) > 2 && inputs[2] != "" {
-		v, ok, err := r.clampConst(inputs[2])
-		if err != nil {
+		v, ok, err := r.constScalar(n, inputs[2], "value")
+		if err != nil || !ok {
 			return err
-		}
-		if !ok {
-			r.unsupported(n, "computed value")
-			return nil
 		}
 		value = v
 	}
@@ -1214,13 +1208,8 @@ func (r *rewriter) slice(n *graph.Node, name string, inputs []string, out string
 	}
 	vals := make([][]int64, 4)
 	for i := 1; i < len(inputs) && i < 5; i++ {
-		t, ok := r.inits[inputs[i]]
-		if !ok {
-			r.unsupported(n, "computed parameters")
-			return nil
-		}
-		v, err := t.Int64s()
-		if err != nil {
+		v, ok, err := r.constInts(n, inputs[i], "parameters")
+		if err != nil || !ok {
 			return err
 		}
 		vals[i-1] = v
