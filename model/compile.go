@@ -414,25 +414,17 @@ func (c *compiler) sites() error {
 // layer does: alpha = 1, no transA, and a bias (shape bias, nil when none) of
 // beta = 1 with one element per output.
 func gemmUnsupported(n *graph.Node, out int64, bias []int64) (string, error) {
-	alpha, err := n.AttrFloat("alpha", 1)
-	if err != nil {
-		return "", err
-	}
-	beta, err := n.AttrFloat("beta", 1)
-	if err != nil {
-		return "", err
-	}
-	ta, err := n.AttrInt("transA", 0)
+	g, err := n.Gemm()
 	if err != nil {
 		return "", err
 	}
 	switch {
-	case alpha != 1:
-		return fmt.Sprintf("Gemm node %s scales its product by alpha = %g", n.Name, alpha), nil
-	case ta != 0:
+	case g.Alpha != 1:
+		return fmt.Sprintf("Gemm node %s scales its product by alpha = %g", n.Name, g.Alpha), nil
+	case g.TransA:
 		return fmt.Sprintf("Gemm node %s transposes its input (transA = 1)", n.Name), nil
-	case bias != nil && beta != 1:
-		return fmt.Sprintf("Gemm node %s scales its bias by beta = %g", n.Name, beta), nil
+	case bias != nil && g.Beta != 1:
+		return fmt.Sprintf("Gemm node %s scales its bias by beta = %g", n.Name, g.Beta), nil
 	case bias != nil && Numel(bias) != out:
 		return fmt.Sprintf("Gemm node %s adds a bias of shape %v to %d outputs", n.Name, bias, out), nil
 	}

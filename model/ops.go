@@ -273,22 +273,13 @@ func orNone(in []*ts.Tensor, i int, none *ts.Tensor) *ts.Tensor {
 // gemm compiles Y = alpha * A' B' + beta * C. The common form (transB = 1,
 // alpha = beta = 1, a vector bias) is libtorch's linear, as nn.Linear computes.
 func (c *compiler) gemm(n *graph.Node) (compiled, error) {
-	alpha, err := attrFloat64(n, "alpha", 1)
+	g, err := n.Gemm()
 	if err != nil {
 		return compiled{}, err
 	}
-	beta, err := attrFloat64(n, "beta", 1)
-	if err != nil {
-		return compiled{}, err
-	}
-	ta, err := n.AttrInt("transA", 0)
-	if err != nil {
-		return compiled{}, err
-	}
-	tb, err := n.AttrInt("transB", 0)
-	if err != nil {
-		return compiled{}, err
-	}
+	// The float64s a PyTorch user wrote (see attrFloat64).
+	alpha, beta := decimal(g.Alpha), decimal(g.Beta)
+	ta, tb := g.TransA, g.TransB
 	w, err := c.shapeOf(n.Input(1))
 	if err != nil {
 		return compiled{}, err
@@ -305,7 +296,7 @@ func (c *compiler) gemm(n *graph.Node) (compiled, error) {
 		vecBias = len(bs) == 1 && bs[0] == w[0]
 	}
 	none := c.m.none
-	if alpha == 1 && beta == 1 && ta == 0 && tb == 1 && vecBias {
+	if alpha == 1 && beta == 1 && !ta && tb && vecBias {
 		return fresh(func(_ *pass, in []*ts.Tensor) (*ts.Tensor, error) {
 			return ts.Linear(in[0], in[1], orNone(in, 2, none))
 		}), nil
@@ -316,12 +307,12 @@ func (c *compiler) gemm(n *graph.Node) (compiled, error) {
 		defer sc.drop()
 		a, b := in[0], in[1]
 		var err error
-		if ta != 0 {
+		if ta {
 			if a, err = sc.keep(a.Permute([]int64{1, 0}, false)); err != nil {
 				return nil, err
 			}
 		}
-		if tb != 0 {
+		if tb {
 			if b, err = sc.keep(b.Permute([]int64{1, 0}, false)); err != nil {
 				return nil, err
 			}

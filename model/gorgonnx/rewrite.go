@@ -848,23 +848,12 @@ func (r *rewriter) gemm(n *graph.Node, name string, inputs []string, out string,
 		r.unsupported(n, "rank≠2")
 		return nil
 	}
-	attrs := map[string]graph.Attr{}
-	for _, k := range []string{"transA", "transB"} {
-		v, err := n.AttrInt(k, 0)
-		if err != nil {
-			return err
-		}
-		attrs[k] = graph.Int(v)
-	}
-	alpha, err := n.AttrFloat("alpha", 1)
+	g, err := n.Gemm()
 	if err != nil {
 		return err
 	}
-	beta, err := n.AttrFloat("beta", 1)
-	if err != nil {
-		return err
-	}
-	attrs["alpha"] = graph.Float(alpha)
+	attrs := map[string]graph.Attr{"transA": flag(g.TransA), "transB": flag(g.TransB), "alpha": graph.Float(g.Alpha)}
+	beta := g.Beta
 	size := prod(oshape)
 	var zero []int64 // the shape of a zero C gorgonnx does not overwrite
 	switch {
@@ -924,6 +913,15 @@ func (r *rewriter) gemm(n *graph.Node, name string, inputs []string, out string,
 	}
 	r.emit(name, "Add", []string{prodOut, bias}, out, oshape, nil)
 	return nil
+}
+
+// flag is an INT attribute of 1 for true, 0 for false (gorgonnx transposes
+// only for 1).
+func flag(b bool) graph.Attr {
+	if b {
+		return graph.Int(1)
+	}
+	return graph.Int(0)
 }
 
 // batchNorm emits an inference-mode BatchNormalization of a 4-D tensor with

@@ -92,3 +92,23 @@ func TestCloneIsIndependent(t *testing.T) {
 		t.Error("Diff found no difference")
 	}
 }
+
+// Node.Gemm fills in ONNX's defaults and reads any transA or transB other than
+// 0 as a transpose.
+func TestGemmAttrs(t *testing.T) {
+	for _, tc := range []struct {
+		n    Node
+		want GemmAttrs
+		err  bool
+	}{
+		{nd("Gemm", "g", "a,b", "y"), GemmAttrs{Alpha: 1, Beta: 1}, false},
+		{nd("Gemm", "g", "a,b", "y", "alpha", Float(2), "beta", Float(0.5), "transA", Int(1), "transB", Int(2)),
+			GemmAttrs{Alpha: 2, Beta: 0.5, TransA: true, TransB: true}, false},
+		{nd("Gemm", "g", "a,b", "y", "transB", Float(1)), GemmAttrs{}, true},
+	} {
+		got, err := tc.n.Gemm()
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%v: Gemm() = %+v, %v; want %+v (error %v)", tc.n.Attrs, got, err, tc.want, tc.err)
+		}
+	}
+}

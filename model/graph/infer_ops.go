@@ -167,19 +167,15 @@ func inferGemm(n *Node, a, b info, out []info) ([]info, error) {
 	if len(a.shape) != 2 || len(b.shape) != 2 {
 		return nil, fmt.Errorf("Gemm of ranks %d and %d", len(a.shape), len(b.shape))
 	}
-	ta, err := n.AttrInt("transA", 0)
-	if err != nil {
-		return nil, err
-	}
-	tb, err := n.AttrInt("transB", 0)
+	g, err := n.Gemm()
 	if err != nil {
 		return nil, err
 	}
 	m, nn := a.shape[0], b.shape[1]
-	if ta != 0 {
+	if g.TransA {
 		m = a.shape[1]
 	}
-	if tb != 0 {
+	if g.TransB {
 		nn = b.shape[0]
 	}
 	out[0].shape, out[0].ranked = []int64{m, nn}, true

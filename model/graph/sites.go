@@ -107,11 +107,11 @@ func WeightSites(g *Graph) ([]WeightSite, error) {
 			}
 		case "Gemm":
 			s.Kind = LinearSite
-			tb, err := n.AttrInt("transB", 0)
+			gemm, err := n.Gemm()
 			if err != nil {
 				return nil, err
 			}
-			s.TransB = (tb != 0) != transposed
+			s.TransB = gemm.TransB != transposed
 		default:
 			s.Kind = LinearSite
 		}
@@ -122,6 +122,38 @@ func WeightSites(g *Graph) ([]WeightSite, error) {
 		sites = append(sites, s)
 	}
 	return sites, nil
+}
+
+// GemmAttrs are a Gemm node's attributes, ONNX's defaults filled in: the node
+// computes Alpha * A' * B' + Beta * C, where A' is A transposed when TransA and
+// B' is B transposed when TransB.
+type GemmAttrs struct {
+	Alpha, Beta    float32
+	TransA, TransB bool
+}
+
+// Gemm reads Gemm node n's attributes (alpha and beta default to 1; a transA
+// or transB other than 0 transposes). WeightSites, shape inference and the
+// executors all read a Gemm through it, so they agree on its layout.
+func (n *Node) Gemm() (GemmAttrs, error) {
+	var g GemmAttrs
+	var err error
+	if g.Alpha, err = n.AttrFloat("alpha", 1); err != nil {
+		return GemmAttrs{}, err
+	}
+	if g.Beta, err = n.AttrFloat("beta", 1); err != nil {
+		return GemmAttrs{}, err
+	}
+	ta, err := n.AttrInt("transA", 0)
+	if err != nil {
+		return GemmAttrs{}, err
+	}
+	tb, err := n.AttrInt("transB", 0)
+	if err != nil {
+		return GemmAttrs{}, err
+	}
+	g.TransA, g.TransB = ta != 0, tb != 0
+	return g, nil
 }
 
 // throughIdentity returns the initializer name refers to, through Identity nodes.
