@@ -2,55 +2,39 @@ package fault
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/faultline/faultline/internal/corpus"
 	"github.com/faultline/faultline/internal/testgraph"
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/sugarme/gotch"
 )
 
-// readNpyRaw returns the data of a version 1 .npy file and its header.
-func readNpyRaw(t testing.TB, path string) ([]byte, string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 10 || string(b[1:6]) != "NUMPY" || b[6] != 1 {
-		t.Fatalf("%s: not a version 1 .npy file", path)
-	}
-	n := 10 + int(binary.LittleEndian.Uint16(b[8:10]))
-	return b[n:], string(b[10:n])
-}
-
 // corpusEval reads the first n corpus images (normalised, [N, 1, 28, 28]) and
 // their labels.
 func corpusEval(t testing.TB, dir string, n int) ([]float32, []int) {
 	t.Helper()
-	raw, h := readNpyRaw(t, filepath.Join(dir, "images.npy"))
-	if !strings.Contains(h, "'<f4'") || !strings.Contains(h, "1, 28, 28)") {
-		t.Fatalf("images.npy: header %s", h)
+	c := &corpus.Corpus{Dir: dir} // no manifest: the default file names
+	x, shape, err := c.Images(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	per := 28 * 28
-	n = min(n, len(raw)/(4*per))
-	x := make([]float32, n*per)
-	for i := range x {
-		x[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	if !slices.Equal(shape[1:], []int64{1, 28, 28}) {
+		t.Fatalf("images of shape %v, want [N 1 28 28]", shape)
 	}
-	raw, h = readNpyRaw(t, filepath.Join(dir, "labels.npy"))
-	if !strings.Contains(h, "'<i8'") {
-		t.Fatalf("labels.npy: header %s", h)
+	v, err := c.Labels(int(shape[0]))
+	if err != nil {
+		t.Fatal(err)
 	}
-	labels := make([]int, n)
-	for i := range labels {
-		labels[i] = int(binary.LittleEndian.Uint64(raw[8*i:]))
+	labels := make([]int, len(v))
+	for i, l := range v {
+		labels[i] = int(l)
 	}
 	return x, labels
 }

@@ -1,8 +1,9 @@
 package onnx
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/faultline/faultline/internal/corpus"
 	"github.com/faultline/faultline/internal/testdeps"
 	"github.com/faultline/faultline/model/graph"
 )
@@ -43,35 +45,20 @@ var resnet18Sites = func() []string {
 	return append(s, "fc")
 }()
 
-type corpusManifest struct {
-	Models map[string]struct {
-		Logits string `json:"logits"`
-		Files  map[string]struct {
-			Mode  string         `json:"mode"`
-			Opset int            `json:"opset"`
-			Ops   map[string]int `json:"ops"`
-		} `json:"files"`
-	} `json:"models"`
-}
-
 // corpusImages is how many of the corpus images ONNX Runtime is run on.
 const corpusImages = 16
 
 func TestCorpus(t *testing.T) {
-	dir := os.Getenv("FAULTLINE_ONNX_CORPUS")
+	dir := os.Getenv(corpus.Env)
 	if dir == "" {
 		testdeps.Skipf(t, testdeps.ONNX, "FAULTLINE_ONNX_CORPUS not set (build a corpus with scripts/onnx-corpus-cache.sh DIR, or python3 scripts/onnx-corpus.py --out DIR)")
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if os.IsNotExist(err) {
+	c, err := corpus.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		testdeps.Skipf(t, testdeps.ONNX, "no corpus in %s (no manifest.json)", dir)
 	}
 	if err != nil {
 		t.Fatal(err)
-	}
-	var m corpusManifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("manifest.json: %v", err)
 	}
 	checker, ort := haveOnnxChecker(), haveORT()
 	requireCheckers(t, checker, ort)
@@ -80,21 +67,21 @@ func TestCorpus(t *testing.T) {
 	}
 	var images string
 	if ort {
-		images = writeFirst(t, readNpy(t, filepath.Join(dir, "images.npy")), corpusImages)
+		images = writeFirst(t, readNpy(t, c.Path("images.npy")), corpusImages)
 	} else {
 		t.Log("ONNX Runtime not run")
 	}
 	var table []string
-	for _, model := range slices.Sorted(maps.Keys(m.Models)) {
-		mm := m.Models[model]
+	for _, model := range slices.Sorted(maps.Keys(c.Manifest.Models)) {
+		mm := c.Manifest.Models[model]
 		var torchLogits *tensor.Dense
 		if ort {
-			torchLogits = readNpy(t, filepath.Join(dir, mm.Logits))
+			torchLogits = readNpy(t, c.Path(mm.Logits))
 		}
 		for _, file := range slices.Sorted(maps.Keys(mm.Files)) {
 			meta := mm.Files[file]
 			t.Run(file, func(t *testing.T) {
-				row, err := corpusFile(t, filepath.Join(dir, file), model, meta.Opset, meta.Ops, checker, images, torchLogits)
+				row, err := corpusFile(t, c.Path(file), model, meta.Opset, meta.Ops, checker, images, torchLogits)
 				if err != nil {
 					t.Fatal(err)
 				}
