@@ -600,12 +600,17 @@ func constantShape(s, out []int64) []int64 {
 	return full
 }
 
-// spatialGeometry resolves a Conv or pooling node's geometry for a 4-D input
-// of shape in (kernel: a Conv weight's spatial size, nil for a pooling node):
+// spatialGeometry resolves a Conv or pooling node's geometry for an input of
+// shape in (kernel: a Conv weight's spatial size, nil for a pooling node):
 // explicit pads (auto_pad resolved) and the output size it gives, which must
-// be that of oshape. ok is false, and n recorded as unsupported, when n has
-// dilations (gorgonnx's Conv passes them on, its MaxPool refuses them).
+// be that of oshape. ok is false, and n recorded as unsupported, when the
+// input is not 4-D (2-D convolution or pooling) or n has dilations (gorgonnx's
+// Conv passes them on, its MaxPool refuses them).
 func (r *rewriter) spatialGeometry(n *graph.Node, in, kernel, oshape []int64) (g graph.ConvGeometry, outs []int64, ok bool, err error) {
+	if len(in) != 4 {
+		r.unsupported(n, "not 2-D")
+		return g, nil, false, nil
+	}
 	if g, err = n.Geometry(2, kernel); err != nil {
 		return g, nil, false, err
 	}
@@ -642,7 +647,7 @@ func allOnes(v []int64) bool {
 // grouped convolution into a dense one whose weight is zero between groups.
 func (r *rewriter) conv(n *graph.Node, name string, inputs []string, out string, oshape []int64) error {
 	x, w := r.shapes[inputs[0]], r.shapes[inputs[1]]
-	if len(x) != 4 || len(w) != 4 {
+	if len(w) != 4 {
 		r.unsupported(n, "not 2-D")
 		return nil
 	}
@@ -716,10 +721,6 @@ func expandGroups(t *graph.Tensor, group, cin int64, name string) (*graph.Tensor
 // the end padding that gives the same output size (padding never wins a max).
 func (r *rewriter) maxPool(n *graph.Node, name string, inputs []string, out string, oshape []int64) error {
 	x := r.shapes[inputs[0]]
-	if len(x) != 4 {
-		r.unsupported(n, "not 2-D")
-		return nil
-	}
 	g, outs, ok, err := r.spatialGeometry(n, x, nil, oshape)
 	if err != nil || !ok {
 		return err
@@ -751,10 +752,6 @@ func (r *rewriter) maxPool(n *graph.Node, name string, inputs []string, out stri
 // output size.
 func (r *rewriter) averagePool(n *graph.Node, name string, inputs []string, out string, oshape []int64) error {
 	x := r.shapes[inputs[0]]
-	if len(x) != 4 {
-		r.unsupported(n, "not 2-D")
-		return nil
-	}
 	g, outs, ok, err := r.spatialGeometry(n, x, nil, oshape)
 	if err != nil || !ok {
 		return err
