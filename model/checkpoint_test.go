@@ -1,7 +1,6 @@
 package model
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,24 +22,15 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	for _, arch := range []string{"lenet5", "vgg11", "resnet20", "mlp"} {
 		t.Run(arch, func(t *testing.T) {
 			torch.ManualSeed(1)
-			m, err := New(fashion(arch), gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			if err := m.Save(dir, Metadata{Dataset: "synthetic", Seed: 1, TestAccuracy: 0.5, Steps: 3}); err != nil {
-				t.Fatal(err)
-			}
+			m := newModel(t, fashion(arch))
+			dir := save(t, m, Metadata{Dataset: "synthetic", Seed: 1, TestAccuracy: 0.5, Steps: 3})
 			for _, f := range []string{WeightsFile, NumpyFile, ONNXFile, MetadataFile} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 					t.Error(err)
 				}
 			}
 			torch.ManualSeed(2) // a differently initialised model must come back identical
-			m2, meta, err := Load(dir, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m2, meta := load(t, dir)
 			if meta.Arch != arch || meta.TestAccuracy != 0.5 || meta.Software.Libtorch == "" {
 				t.Errorf("metadata %+v", meta)
 			}
@@ -60,14 +50,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 }
 
 func TestCheckpointBadInputs(t *testing.T) {
-	m, err := New(fashion("lenet5"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	good := t.TempDir()
-	if err := m.Save(good, Metadata{}); err != nil {
-		t.Fatal(err)
-	}
+	good := save(t, newModel(t, fashion("lenet5")), Metadata{})
 	copyDir := func(t *testing.T) string {
 		d := t.TempDir()
 		for _, f := range []string{WeightsFile, NumpyFile, ONNXFile, MetadataFile} {
@@ -103,27 +86,13 @@ func TestCheckpointBadInputs(t *testing.T) {
 			os.WriteFile(p, []byte(strings.Replace(string(b), `"arch": "lenet5"`, `"arch": "mlp"`, 2)), 0o644)
 		}, "mlp"},
 		{"other weights", func(t *testing.T, dir string) {
-			other, err := New(fashion("mlp"), gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tmp := t.TempDir()
-			if err := other.Save(tmp, Metadata{}); err != nil {
-				t.Fatal(err)
-			}
+			tmp := save(t, newModel(t, fashion("mlp")), Metadata{})
 			b, _ := os.ReadFile(filepath.Join(tmp, WeightsFile))
 			os.WriteFile(filepath.Join(dir, WeightsFile), b, 0o644)
 			dropFileSums(t, dir) // as an older checkpoint: the tensors are checked
 		}, "missing"},
 		{"torn: weights of another save", func(t *testing.T, dir string) {
-			m2, err := New(fashion("lenet5"), gotch.CPU) // same shapes, other values
-			if err != nil {
-				t.Fatal(err)
-			}
-			tmp := t.TempDir()
-			if err := m2.Save(tmp, Metadata{}); err != nil {
-				t.Fatal(err)
-			}
+			tmp := save(t, newModel(t, fashion("lenet5")), Metadata{}) // same shapes, other values
 			b, _ := os.ReadFile(filepath.Join(tmp, WeightsFile))
 			os.WriteFile(filepath.Join(dir, WeightsFile), b, 0o644)
 		}, "torn"},
@@ -161,34 +130,12 @@ func TestCheckpointBadInputs(t *testing.T) {
 // dropFileSums removes the files section from dir/model.json.
 func dropFileSums(t *testing.T, dir string) {
 	t.Helper()
-	p := filepath.Join(dir, MetadataFile)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatal(err)
-	}
-	delete(raw, "files")
-	if b, err = json.Marshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editMetadata(t, dir, func(raw map[string]any) { delete(raw, "files") })
 }
 
 // Save records each weight file's size and SHA-256 in model.json.
 func TestSaveRecordsFileSums(t *testing.T) {
-	m, err := New(fashion("lenet5"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := m.Save(dir, Metadata{}); err != nil {
-		t.Fatal(err)
-	}
+	dir := save(t, newModel(t, fashion("lenet5")), Metadata{})
 	meta, err := ReadMetadata(dir)
 	if err != nil {
 		t.Fatal(err)

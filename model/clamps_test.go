@@ -1,10 +1,7 @@
 package model
 
 import (
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,33 +28,13 @@ func TestClampsApplyAfterHooksAndAtLeads(t *testing.T) {
 		t.Run(arch, func(t *testing.T) {
 			spec := fashion(arch)
 			torch.ManualSeed(int64(70 + i))
-			m, err := New(spec, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newModel(t, spec)
 			x, shape := randomInput(spec, 2, int64(80+i))
 			plain := evalLogits(t, m, x, shape)
 			c := tightClamps(m)
-			var manual []float32
-			do(t, func() error {
-				return torch.NoGrad(func() error {
-					in, err := torch.FromFloat32(x, shape, gotch.CPU)
-					if err != nil {
-						return err
-					}
-					defer in.Drop()
-					hook := func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
-						b := c[s.Name]
-						return out.Clamp(ts.FloatScalar(float64(b.Min)), ts.FloatScalar(float64(b.Max)), false)
-					}
-					y, err := m.Forward(in, false, hook)
-					if err != nil {
-						return err
-					}
-					defer y.Drop()
-					manual, err = torch.Float32s(y)
-					return err
-				})
+			manual, _ := forward(t, m, x, shape, func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
+				b := c[s.Name]
+				return out.Clamp(ts.FloatScalar(float64(b.Min)), ts.FloatScalar(float64(b.Max)), false)
 			})
 			if err := m.SetClamps(c); err != nil {
 				t.Fatal(err)
@@ -72,76 +49,52 @@ func TestClampsApplyAfterHooksAndAtLeads(t *testing.T) {
 			}
 			// Starting after a lead layer with its raw (hook-seen) output gives
 			// the clamped logits too.
-			do(t, func() error {
-				return torch.NoGrad(func() error {
-					in, err := torch.FromFloat32(x, shape, gotch.CPU)
+			withInput(t, x, shape, func(in *ts.Tensor) error {
+				for k := 0; k < m.NumStages(); k++ {
+					lead := m.Lead(k)
+					if lead == "" {
+						continue
+					}
+					var raw *ts.Tensor
+					hook := func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
+						if s.Name == lead {
+							var err error
+							raw, err = out.DetachCopy(false)
+							if err != nil {
+								return nil, err
+							}
+						}
+						return nil, nil
+					}
+					y, err := m.Forward(in, false, hook)
 					if err != nil {
 						return err
 					}
-					defer in.Drop()
-					for k := 0; k < m.NumStages(); k++ {
-						lead := m.Lead(k)
-						if lead == "" {
-							continue
-						}
-						var raw *ts.Tensor
-						hook := func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
-							if s.Name == lead {
-								var err error
-								raw, err = out.DetachCopy(false)
-								if err != nil {
-									return nil, err
-								}
-							}
-							return nil, nil
-						}
-						y, err := m.Forward(in, false, hook)
-						if err != nil {
-							return err
-						}
-						y.Drop()
-						if raw == nil {
-							t.Fatalf("lead %s: hook not called", lead)
-						}
-						out, err := m.RunAfterLead(k, raw, m.NumStages(), false, nil)
-						raw.Drop()
-						if err != nil {
-							return err
-						}
-						got, err := torch.Float32s(out)
-						out.Drop()
-						if err != nil {
-							return err
-						}
-						if !equalFloats(got, clamped) {
-							t.Errorf("after lead %s: logits %v, want %v", lead, got[:3], clamped[:3])
-						}
+					y.Drop()
+					if raw == nil {
+						t.Fatalf("lead %s: hook not called", lead)
 					}
-					return nil
-				})
+					out, err := m.RunAfterLead(k, raw, m.NumStages(), false, nil)
+					raw.Drop()
+					if err != nil {
+						return err
+					}
+					got, err := takeFloats(out)
+					if err != nil {
+						return err
+					}
+					if !equalFloats(got, clamped) {
+						t.Errorf("after lead %s: logits %v, want %v", lead, got[:3], clamped[:3])
+					}
+				}
+				return nil
 			})
 		})
 	}
 }
 
-func equalFloats(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 func TestClampsTravelWithCheckpointsAndAreChecked(t *testing.T) {
-	spec := fashion("lenet5")
-	m, err := New(spec, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, fashion("lenet5"))
 	for _, c := range []struct {
 		clamps Clamps
 		want   string
@@ -158,14 +111,7 @@ func TestClampsTravelWithCheckpointsAndAreChecked(t *testing.T) {
 	if err := m.SetClamps(want); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "ckpt")
-	if err := m.Save(dir, Metadata{Dataset: "synthetic"}); err != nil {
-		t.Fatal(err)
-	}
-	back, meta, err := Load(dir, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back, meta, dir := roundTrip(t, m, Metadata{Dataset: "synthetic"})
 	got := back.Clamps()
 	if len(got) != 2 || got["conv1"] != want["conv1"] || got["fc2"] != want["fc2"] {
 		t.Errorf("loaded clamps %v, want %v", got, want)
@@ -174,20 +120,9 @@ func TestClampsTravelWithCheckpointsAndAreChecked(t *testing.T) {
 		t.Error("metadata lacks the clamps section")
 	}
 	// A corrupt section names the metadata file.
-	path := filepath.Join(dir, MetadataFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatal(err)
-	}
-	raw["extra"].(map[string]any)[ClampsKey] = map[string]any{"fc9": map[string]any{"min": 0, "max": 1}}
-	b, _ = json.Marshal(raw)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editMetadata(t, dir, func(raw map[string]any) {
+		raw["extra"].(map[string]any)[ClampsKey] = map[string]any{"fc9": map[string]any{"min": 0, "max": 1}}
+	})
 	if _, _, err := Load(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), MetadataFile) || !strings.Contains(err.Error(), "fc9") {
 		t.Errorf("corrupt clamps: %v", err)
 	}
@@ -199,10 +134,7 @@ func TestClampsTravelWithCheckpointsAndAreChecked(t *testing.T) {
 func TestWeightClamps(t *testing.T) {
 	spec := fashion("lenet5")
 	torch.ManualSeed(91)
-	m, err := New(spec, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, spec)
 	x, shape := randomInput(spec, 2, 92)
 	var ranges Clamps
 	do(t, func() error {
@@ -267,14 +199,7 @@ func TestWeightClamps(t *testing.T) {
 	if !equalFloats(evalLogits(t, m, x, shape), clean) {
 		t.Error("restoring the weight did not restore the logits")
 	}
-	dir := filepath.Join(t.TempDir(), "ckpt")
-	if err := m.Save(dir, Metadata{Dataset: "synthetic"}); err != nil {
-		t.Fatal(err)
-	}
-	back, _, err := Load(dir, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back, _, _ := roundTrip(t, m, Metadata{Dataset: "synthetic"})
 	if got := back.WeightClamps(); len(got) != len(ranges) || got["conv2"] != ranges["conv2"] {
 		t.Errorf("loaded weight clamps %v, want %v", got, ranges)
 	}

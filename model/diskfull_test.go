@@ -53,10 +53,7 @@ func TestSaveDiskFull(t *testing.T) {
 	big := small
 	big.Hidden = []int{2048}
 	dir := testfs.Full(t, 256<<10)
-	m, err := New(small, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, small)
 	if err := m.Save(dir, Metadata{Dataset: "synthetic"}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +79,7 @@ func TestSaveDiskFull(t *testing.T) {
 // names the directory and the checkpoint is unchanged.
 func TestSaveReadOnlyDir(t *testing.T) {
 	spec := Spec{Arch: "mlp", InChannels: 1, Height: 8, Width: 8, Classes: 2, WidthMult: 1, Hidden: []int{4}}
-	m, err := New(spec, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, spec)
 	dir := testfs.ReadOnly(t, func(dir string) {
 		if err := m.Save(dir, Metadata{Dataset: "synthetic"}); err != nil {
 			t.Fatal(err)

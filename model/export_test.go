@@ -2,11 +2,11 @@ package model
 
 import (
 	"errors"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,26 +23,18 @@ import (
 func biting(t *testing.T, m *Model, x []float32, shape []int64) (Clamps, Clamps) {
 	t.Helper()
 	c := Clamps{}
+	forward(t, m, x, shape, func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
+		lo, hi, err := minMax(out)
+		if err != nil {
+			return nil, err
+		}
+		c[s.Name] = Bounds{Min: lo / 2, Max: hi / 2}
+		return nil, nil
+	})
 	var w Clamps
 	do(t, func() error {
 		return torch.NoGrad(func() error {
-			in, err := torch.FromFloat32(x, shape, gotch.CPU)
-			if err != nil {
-				return err
-			}
-			defer in.Drop()
-			y, err := m.Forward(in, false, func(s *Site, _, out *ts.Tensor) (*ts.Tensor, error) {
-				lo, hi, err := minMax(out)
-				if err != nil {
-					return nil, err
-				}
-				c[s.Name] = Bounds{Min: lo / 2, Max: hi / 2}
-				return nil, nil
-			})
-			if err != nil {
-				return err
-			}
-			_ = y.Drop()
+			var err error
 			w, err = m.WeightRanges()
 			return err
 		})
@@ -63,10 +55,7 @@ func exportCases(t *testing.T) []exportCase {
 	x, _, _ := smallnetIO(t)
 	small := loadONNX(t, filepath.Join("testdata", "onnx", "smallnet-opset13-eval.onnx"))
 	torch.ManualSeed(4)
-	lenet, err := New(fashion("lenet5"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lenet := newModel(t, fashion("lenet5"))
 	lx, lshape := randomInput(lenet.Spec(), 8, 9)
 	cases := []exportCase{
 		{"smallnet", small, x, []int64{8, 1, 28, 28}},
@@ -81,19 +70,11 @@ func exportCases(t *testing.T) []exportCase {
 		if err := c.m.SetWeightClamps(w); err != nil {
 			t.Fatal(err)
 		}
-		if d := maxAbsDiff(evalLogits(t, c.m, c.x, c.shape), unclamped); d < 1e-2 {
+		if d, _, _ := maxDiff(evalLogits(t, c.m, c.x, c.shape), unclamped); d < 1e-2 {
 			t.Fatalf("%s: the clamps change the logits by %g only", c.name, d)
 		}
 	}
 	return cases
-}
-
-func maxAbsDiff(a, b []float32) float64 {
-	d := 0.0
-	for i := range a {
-		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
-	}
-	return d
 }
 
 // ExportGraph writes the clamps as Clip nodes after the sites, keeping the
@@ -155,16 +136,9 @@ func TestGraphCheckpointRoundTrip(t *testing.T) {
 		t.Errorf("DescribeONNX = %+v", desc)
 	}
 	labels := []string{"t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"}
-	dir := filepath.Join(t.TempDir(), "ckpt")
 	meta := Metadata{Dataset: "fashion-mnist", Normalization: Normalization{Mean: []float32{0.2860406}, Std: []float32{0.3530242}},
 		TestAccuracy: 0.25, Source: "import:" + src, ONNX: desc, Labels: labels}
-	if err := c.m.Save(dir, meta); err != nil {
-		t.Fatal(err)
-	}
-	m2, meta2, err := Load(dir, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2, meta2, dir := roundTrip(t, c.m, meta)
 	if meta2.Arch != GraphArch || !reflect.DeepEqual(meta2.ONNX, desc) || !reflect.DeepEqual(meta2.Labels, labels) {
 		t.Errorf("metadata: arch %q, onnx %+v, labels %v", meta2.Arch, meta2.ONNX, meta2.Labels)
 	}
@@ -174,19 +148,14 @@ func TestGraphCheckpointRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(m2.Clamps(), c.m.Clamps()) || !reflect.DeepEqual(m2.WeightClamps(), c.m.WeightClamps()) {
 		t.Errorf("clamps not restored")
 	}
-	if !equalStrings(m2.SiteNames(), c.m.SiteNames()) || m2.NumStages() != c.m.NumStages() {
+	if !slices.Equal(m2.SiteNames(), c.m.SiteNames()) || m2.NumStages() != c.m.NumStages() {
 		t.Errorf("sites %v, %d stages; want %v, %d", m2.SiteNames(), m2.NumStages(), c.m.SiteNames(), c.m.NumStages())
 	}
 	want, got := evalLogits(t, c.m, c.x, c.shape), evalLogits(t, m2, c.x, c.shape)
-	for i := range want {
-		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-			t.Fatalf("logit %d: %v loaded, %v saved", i, got[i], want[i])
-		}
+	if !sameLogits(t, "loaded", got, want) {
+		t.FailNow()
 	}
-	again := filepath.Join(t.TempDir(), "again")
-	if err := m2.Save(again, meta2); err != nil {
-		t.Fatal(err)
-	}
+	again := save(t, m2, meta2)
 	a, _ := os.ReadFile(filepath.Join(dir, ONNXFile))
 	b, _ := os.ReadFile(filepath.Join(again, ONNXFile))
 	if len(a) == 0 || string(a) != string(b) {
@@ -203,22 +172,13 @@ func TestGraphCheckpointRoundTrip(t *testing.T) {
 
 // Zoo checkpoints written before model.onnx (no such file, no sum) still load.
 func TestZooCheckpointWithoutONNXLoads(t *testing.T) {
-	m, err := New(fashion("lenet5"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := m.Save(dir, Metadata{}); err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, fashion("lenet5"))
+	dir := save(t, m, Metadata{})
 	if err := os.Remove(filepath.Join(dir, ONNXFile)); err != nil {
 		t.Fatal(err)
 	}
 	dropFileSums(t, dir)
-	m2, _, err := Load(dir, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2, _ := load(t, dir)
 	if a, b := logits(t, m), logits(t, m2); !reflect.DeepEqual(a, b) {
 		t.Error("logits differ after load")
 	}
@@ -238,10 +198,7 @@ func TestHardenedONNXInRuntime(t *testing.T) {
 	}
 	for _, c := range exportCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := c.m.Save(dir, Metadata{}); err != nil {
-				t.Fatal(err)
-			}
+			dir := save(t, c.m, Metadata{})
 			path := filepath.Join(dir, ONNXFile)
 			if out, err := exec.Command(torchPython, "-c",
 				"import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)", path).CombinedOutput(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,24 +17,6 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
-
-// onnxTol bounds |faultline - reference| relative to the largest |logit| when
-// faultline runs an ONNX export of a PyTorch model.
-const onnxTol = 1e-4
-
-// loadONNX reads an ONNX file and builds its model.
-func loadONNX(t *testing.T, path string) *Model {
-	t.Helper()
-	g, err := onnx.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := FromGraph(g, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 // smallnetIO reads the smallnet fixture's inputs, labels and PyTorch logits.
 func smallnetIO(t *testing.T) (x []float32, labels []int64, logits []float32) {
@@ -65,37 +48,6 @@ func smallnetIO(t *testing.T) (x []float32, labels []int64, logits []float32) {
 	return x, labels, logits
 }
 
-// compareRef fails unless got and want (n rows of logits) agree within onnxTol
-// times the largest |logit| with the same top-1 class per row; it returns the
-// largest difference and the largest |logit|.
-func compareRef(t *testing.T, what string, got, want []float32, n int) (diff, scale float64) {
-	t.Helper()
-	if len(got) != len(want) || n == 0 || len(got)%n != 0 {
-		t.Fatalf("%s: %d logits, want %d", what, len(got), len(want))
-	}
-	at := 0
-	for i := range got {
-		d := math.Abs(float64(got[i]) - float64(want[i]))
-		if math.IsNaN(d) {
-			d = math.Inf(1)
-		}
-		if d > diff {
-			diff, at = d, i
-		}
-		scale = max(scale, math.Abs(float64(want[i])))
-	}
-	if diff > onnxTol*scale {
-		t.Errorf("%s: logit %d: %v, reference %v (max diff %.3g > %g x max |logit| %.3g)", what, at, got[at], want[at], diff, onnxTol, scale)
-	}
-	k := len(got) / n
-	for r := range n {
-		if a, b := Top1(got[r*k:(r+1)*k]), Top1(want[r*k:(r+1)*k]); a != b {
-			t.Errorf("%s: image %d: top-1 %d, reference %d", what, r, a, b)
-		}
-	}
-	return diff, scale
-}
-
 // The smallnet fixtures (BatchNorm folded into the convs, and kept as
 // BatchNormalization nodes) compute PyTorch's logits; their sites, stages and
 // parameters come from the graph.
@@ -121,7 +73,7 @@ func TestONNXFixtures(t *testing.T) {
 				t.Errorf("spec %+v", s)
 			}
 			wantSites := []string{"stem.0", "branch_a.0", "branch_b.0", "dw.0", "pw.0", "down", "se_reduce", "se_expand", "fc"}
-			if got := m.SiteNames(); !equalStrings(got, wantSites) {
+			if got := m.SiteNames(); !slices.Equal(got, wantSites) {
 				t.Errorf("sites %v, want %v", got, wantSites)
 			}
 			trainable := 0
@@ -139,11 +91,8 @@ func TestONNXFixtures(t *testing.T) {
 			if len(m.Params()) != tc.params || trainable != tc.trainable || leads != tc.leads {
 				t.Errorf("%d tensors (%d trainable), %d leads; want %d (%d), %d", len(m.Params()), trainable, leads, tc.params, tc.trainable, tc.leads)
 			}
-			ckpt := t.TempDir()
-			if err := m.Save(ckpt, Metadata{}); err != nil {
-				t.Errorf("Save of a graph model: %v", err)
-			} else if m2, _, err := Load(ckpt, gotch.CPU); err != nil || !equalStrings(m2.SiteNames(), m.SiteNames()) {
-				t.Errorf("Load of a graph model: %v", err)
+			if m2, _, _ := roundTrip(t, m, Metadata{}); !slices.Equal(m2.SiteNames(), m.SiteNames()) {
+				t.Errorf("sites %v after a checkpoint round trip, want %v", m2.SiteNames(), m.SiteNames())
 			}
 			for _, s := range m.Sites() {
 				w, err := m.Param(s.Weight())
@@ -166,27 +115,16 @@ func TestONNXFixtures(t *testing.T) {
 			}
 			// The hook sees every site in order, with the shapes the site gives.
 			var calls []string
-			do(t, func() error {
-				in, err := torch.FromFloat32(x, shape, gotch.CPU)
-				if err != nil {
-					return err
+			forward(t, m, x, shape, func(s *Site, in, out *ts.Tensor) (*ts.Tensor, error) {
+				calls = append(calls, s.Name)
+				is, _ := in.Size()
+				os, _ := out.Size()
+				if !equalShape(is[1:], s.InShape) || !equalShape(os[1:], s.OutShape) {
+					t.Errorf("%s: in %v out %v, site says %v -> %v", s.Name, is, os, s.InShape, s.OutShape)
 				}
-				defer in.Drop()
-				y, err := m.Forward(in, false, func(s *Site, in, out *ts.Tensor) (*ts.Tensor, error) {
-					calls = append(calls, s.Name)
-					is, _ := in.Size()
-					os, _ := out.Size()
-					if !equalShape(is[1:], s.InShape) || !equalShape(os[1:], s.OutShape) {
-						t.Errorf("%s: in %v out %v, site says %v -> %v", s.Name, is, os, s.InShape, s.OutShape)
-					}
-					return nil, nil
-				})
-				if err == nil {
-					y.Drop()
-				}
-				return err
+				return nil, nil
 			})
-			if !equalStrings(calls, wantSites) {
+			if !slices.Equal(calls, wantSites) {
 				t.Errorf("hook calls %v, want %v", calls, wantSites)
 			}
 			dw, _ := m.Site("dw.0")
@@ -195,18 +133,6 @@ func TestONNXFixtures(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // The smallnet graph's stages: the stem (lead stem.0), the two branches joined
@@ -235,7 +161,7 @@ func TestONNXStages(t *testing.T) {
 				sites = append(sites, s.Name)
 			}
 		}
-		if !equalStrings(sites, w.sites) || m.Lead(i) != w.lead || !equalShape(m.StageInShape(i), w.in) {
+		if !slices.Equal(sites, w.sites) || m.Lead(i) != w.lead || !equalShape(m.StageInShape(i), w.in) {
 			t.Errorf("stage %d: sites %v, lead %q, input %v; want %v, %q, %v", i, sites, m.Lead(i), m.StageInShape(i), w.sites, w.lead, w.in)
 		}
 	}
@@ -243,56 +169,37 @@ func TestONNXStages(t *testing.T) {
 	x, _, _ := smallnetIO(t)
 	shape := []int64{8, 1, 28, 28}
 	wantLogits := evalLogits(t, m, x, shape)
-	do(t, func() error {
-		return torch.NoGrad(func() error {
-			in, err := torch.FromFloat32(x, shape, gotch.CPU)
+	withInput(t, x, shape, func(in *ts.Tensor) error {
+		for k := 0; k <= m.NumStages(); k++ {
+			mid, err := m.RunStages(in, 0, k, false, nil)
 			if err != nil {
 				return err
 			}
-			defer in.Drop()
-			for k := 0; k <= m.NumStages(); k++ {
-				mid, err := m.RunStages(in, 0, k, false, nil)
-				if err != nil {
-					return err
-				}
-				var outs []*ts.Tensor
-				out, err := m.RunStages(mid, k, m.NumStages(), false, nil)
+			var outs []*ts.Tensor
+			out, err := m.RunStages(mid, k, m.NumStages(), false, nil)
+			if err != nil {
+				mid.Drop()
+				return err
+			}
+			outs = append(outs, out)
+			if m.Lead(k) != "" {
+				out, err := afterLead(m, k, mid, nil)
 				if err != nil {
 					mid.Drop()
 					return err
 				}
 				outs = append(outs, out)
-				if lead := m.Lead(k); lead != "" {
-					y, err := m.RunLayer(lead, mid)
-					if err != nil {
-						mid.Drop()
-						return err
-					}
-					out, err := m.RunAfterLead(k, y, m.NumStages(), false, nil)
-					y.Drop()
-					if err != nil {
-						mid.Drop()
-						return err
-					}
-					outs = append(outs, out)
-				}
-				mid.Drop()
-				for _, o := range outs {
-					got, err := torch.Float32s(o)
-					o.Drop()
-					if err != nil {
-						return err
-					}
-					for j := range got {
-						if math.Float32bits(got[j]) != math.Float32bits(wantLogits[j]) {
-							t.Errorf("from stage %d: logit %d = %v, want %v", k, j, got[j], wantLogits[j])
-							break
-						}
-					}
-				}
 			}
-			return nil
-		})
+			mid.Drop()
+			for _, o := range outs {
+				got, err := takeFloats(o)
+				if err != nil {
+					return err
+				}
+				sameLogits(t, fmt.Sprintf("from stage %d", k), got, wantLogits)
+			}
+		}
+		return nil
 	})
 }
 
@@ -315,16 +222,7 @@ func TestONNXTrainStep(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("onnx_train.py: %v\n%s", err, out)
 	}
-	arrays, err := npz.Read(after)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref := map[string][]float32{}
-	for _, a := range arrays {
-		if ref[a.Name], err = float32Values(a.T); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ref := npzFloats(t, after)
 	before := map[string][]float32{}
 	x, labels, _ := smallnetIO(t)
 	var logits []float32
@@ -481,11 +379,7 @@ func TestFromGraphErrors(t *testing.T) {
 func TestForwardDropsTensors(t *testing.T) {
 	models := map[string]*Model{"preserve": loadONNX(t, filepath.Join("testdata", "onnx", "smallnet-opset13-preserve.onnx"))}
 	for _, arch := range Architectures() {
-		m, err := New(fashion(arch), gotch.CPU)
-		if err != nil {
-			t.Fatal(err)
-		}
-		models[arch] = m
+		models[arch] = newModel(t, fashion(arch))
 	}
 	noop := func(*Site, *ts.Tensor, *ts.Tensor) (*ts.Tensor, error) { return nil, nil }
 	for name, m := range models {
@@ -514,14 +408,8 @@ func TestForwardDropsTensors(t *testing.T) {
 							if err != nil {
 								return err
 							}
-							if lead := m.Lead(k); lead != "" {
-								y, err := m.RunLayer(lead, mid)
-								if err != nil {
-									mid.Drop()
-									return err
-								}
-								out, err := m.RunAfterLead(k, y, m.NumStages(), false, noop)
-								y.Drop()
+							if m.Lead(k) != "" {
+								out, err := afterLead(m, k, mid, noop)
 								if err != nil {
 									mid.Drop()
 									return err
@@ -556,14 +444,7 @@ func TestForwardDropsTensors(t *testing.T) {
 // (the zoo with training-mode running statistics, and an imported graph), and
 // onnx.checker accepts the file when python3-onnx is installed.
 func TestGraphRoundTrip(t *testing.T) {
-	lenet, err := New(fashion("lenet5"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resnet, err := New(fashion("resnet20"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lenet, resnet := newModel(t, fashion("lenet5")), newModel(t, fashion("resnet20"))
 	nonTrivialState(t, resnet, 11)
 	checker := exec.Command(torchPython, "-c", "import onnx").Run() == nil
 	for name, m := range map[string]*Model{
@@ -580,7 +461,7 @@ func TestGraphRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			m2 := loadONNX(t, path)
-			if !equalStrings(m2.SiteNames(), m.SiteNames()) || m2.NumStages() != m.NumStages() {
+			if !slices.Equal(m2.SiteNames(), m.SiteNames()) || m2.NumStages() != m.NumStages() {
 				t.Errorf("read back: sites %v, %d stages; want %v, %d", m2.SiteNames(), m2.NumStages(), m.SiteNames(), m.NumStages())
 			}
 			p1, p2 := m.Params(), m2.Params()
@@ -595,10 +476,8 @@ func TestGraphRoundTrip(t *testing.T) {
 			s := m.Spec()
 			x, shape := randomInput(s, 3, 5)
 			want, got := evalLogits(t, m, x, shape), evalLogits(t, m2, x, shape)
-			for i := range want {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("logit %d: %v read back, %v before", i, got[i], want[i])
-				}
+			if !sameLogits(t, "read back", got, want) {
+				t.FailNow()
 			}
 			if checker {
 				out, err := exec.Command(torchPython, "-c",

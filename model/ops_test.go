@@ -6,7 +6,7 @@ import (
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model/graph"
-	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // opCase is one small graph reading "x" and computing "y", with hand-computed
@@ -273,10 +273,7 @@ func TestOps(t *testing.T) {
 				Nodes:        tc.nodes,
 				Initializers: tc.consts,
 			}
-			m, err := FromGraph(g, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := fromGraph(t, g)
 			switch sites := m.Sites(); {
 			case tc.site == nil && len(sites) > 0:
 				t.Errorf("sites %+v, want none", sites)
@@ -296,35 +293,13 @@ func TestOps(t *testing.T) {
 			}
 			x := append(append([]float32(nil), tc.x...), tc.x...)
 			shape := append([]int64{2}, tc.xshape...)
-			var got []float32
-			var gshape []int64
-			do(t, func() error {
-				return torch.NoGrad(func() error {
-					in, err := torch.FromFloat32(x, shape, gotch.CPU)
-					if err != nil {
-						return err
-					}
-					defer in.Drop()
-					y, err := m.Forward(in, false, nil)
-					if err != nil {
-						return err
-					}
-					defer y.Drop()
-					if gshape, err = y.Size(); err != nil {
-						return err
-					}
-					got, err = torch.Float32s(y)
-					return err
-				})
-			})
+			got, gshape := forward(t, m, x, shape, nil)
 			want := append(append([]float32(nil), tc.want...), tc.want...)
 			if !equalShape(gshape, append([]int64{2}, tc.wshape...)) || len(got) != len(want) {
 				t.Fatalf("output %v of shape %v, want %v of shape [2 %v]", got, gshape, want, tc.wshape)
 			}
-			for i := range want {
-				if math.Abs(float64(got[i]-want[i])) > 1e-6 {
-					t.Fatalf("output %v, want %v", got, want)
-				}
+			if d, _, _ := maxDiff(got, want); d > 1e-6 {
+				t.Fatalf("output %v, want %v", got, want)
 			}
 		})
 	}
@@ -348,10 +323,7 @@ func TestScalarParamNPZ(t *testing.T) {
 		Nodes:        []graph.Node{nd("Mul", []string{"x", "scale"}, []string{"y"}, nil)},
 		Initializers: []*graph.Tensor{mustF(t, "scale", nil, 3)},
 	}
-	m, err := FromGraph(g, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := fromGraph(t, g)
 	p := m.Params()
 	if len(p) != 1 || p[0].Name != "scale" || p[0].Trainable {
 		t.Fatalf("params %+v, want the buffer scale", p)
@@ -377,10 +349,7 @@ func TestEmptyGraph(t *testing.T) {
 		Inputs:  []graph.Value{{Name: "x", DType: graph.Float32, Shape: []int64{-1, 3}}},
 		Outputs: []graph.Value{{Name: "x", DType: graph.Float32, Shape: []int64{-1, 3}}},
 	}
-	m, err := FromGraph(g, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := fromGraph(t, g)
 	if m.NumStages() != 1 || len(m.Sites()) != 0 || m.Lead(0) != "" {
 		t.Errorf("%d stages, sites %v, lead %q", m.NumStages(), m.SiteNames(), m.Lead(0))
 	}
@@ -418,38 +387,27 @@ func TestInPlaceSafety(t *testing.T) {
 				Nodes:        tc.nodes,
 				Initializers: tc.consts,
 			}
-			m, err := FromGraph(g, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			do(t, func() error {
-				return torch.NoGrad(func() error {
-					x, err := torch.FromFloat32([]float32{-1, 2}, []int64{1, 2}, gotch.CPU)
-					if err != nil {
-						return err
-					}
-					defer x.Drop()
-					y, err := m.Forward(x, false, nil)
-					if err != nil {
-						return err
-					}
-					defer y.Drop()
-					got, err := torch.Float32s(y)
-					if err != nil {
-						return err
-					}
-					in, err := torch.Float32s(x)
-					if err != nil {
-						return err
-					}
-					if got[0] != tc.want[0] || got[1] != tc.want[1] {
-						t.Errorf("output %v, want %v", got, tc.want)
-					}
-					if in[0] != -1 || in[1] != 2 {
-						t.Errorf("the input became %v", in)
-					}
-					return nil
-				})
+			m := fromGraph(t, g)
+			withInput(t, []float32{-1, 2}, []int64{1, 2}, func(x *ts.Tensor) error {
+				y, err := m.Forward(x, false, nil)
+				if err != nil {
+					return err
+				}
+				got, err := takeFloats(y)
+				if err != nil {
+					return err
+				}
+				in, err := torch.Float32s(x)
+				if err != nil {
+					return err
+				}
+				if got[0] != tc.want[0] || got[1] != tc.want[1] {
+					t.Errorf("output %v, want %v", got, tc.want)
+				}
+				if in[0] != -1 || in[1] != 2 {
+					t.Errorf("the input became %v", in)
+				}
+				return nil
 			})
 		})
 	}

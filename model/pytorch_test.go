@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -31,10 +30,6 @@ import (
 // torchPython is Debian's interpreter, which has python3-torch and numpy; the
 // python3 first in PATH may be another one without them.
 const torchPython = "/usr/bin/python3"
-
-// pytorchTol bounds |faultline - PyTorch| on any logit (float32, same libtorch
-// kernels up to summation order).
-const pytorchTol = 1e-4
 
 // The tiny fixture checked in under testdata (regenerate with the command in
 // TestTorchStateDictFixture) so the .pt decoding path is exercised without Python.
@@ -72,16 +67,6 @@ func specJSON(t *testing.T, s Spec) string {
 	return string(b)
 }
 
-// randomInput is a deterministic N x C x H x W standard normal batch.
-func randomInput(s Spec, n int, seed int64) ([]float32, []int64) {
-	r := rand.New(rand.NewSource(seed))
-	x := make([]float32, n*int(s.InChannels*s.Height*s.Width))
-	for i := range x {
-		x[i] = float32(r.NormFloat64())
-	}
-	return x, []int64{int64(n), s.InChannels, s.Height, s.Width}
-}
-
 func writeNpy(t *testing.T, path string, data []float32, shape []int64) {
 	t.Helper()
 	dims := make([]int, len(shape))
@@ -113,53 +98,6 @@ func readNpy(t *testing.T, path string) ([]float32, []int) {
 		t.Fatal(err)
 	}
 	return v, a.Shape()
-}
-
-// evalLogits runs m in eval mode on x.
-func evalLogits(t *testing.T, m *Model, x []float32, shape []int64) []float32 {
-	t.Helper()
-	var out []float32
-	do(t, func() error {
-		return torch.NoGrad(func() error {
-			in, err := torch.FromFloat32(x, shape, gotch.CPU)
-			if err != nil {
-				return err
-			}
-			defer in.Drop()
-			y, err := m.Forward(in, false, nil)
-			if err != nil {
-				return err
-			}
-			defer y.Drop()
-			out, err = torch.Float32s(y)
-			return err
-		})
-	})
-	return out
-}
-
-// compareLogits fails unless got and want agree within pytorchTol, and returns the
-// largest difference.
-func compareLogits(t *testing.T, what string, got, want []float32) float64 {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d logits, want %d", what, len(got), len(want))
-	}
-	worst, at := 0.0, 0
-	for i := range got {
-		d := math.Abs(float64(got[i]) - float64(want[i]))
-		if math.IsNaN(d) {
-			d = math.Inf(1)
-		}
-		if d > worst {
-			worst, at = d, i
-		}
-	}
-	t.Logf("%s: max |faultline - pytorch| = %.3g over %d logits", what, worst, len(got))
-	if worst > pytorchTol {
-		t.Errorf("%s: logit %d: faultline %v, pytorch %v (diff %.3g > %g)", what, at, got[at], want[at], worst, pytorchTol)
-	}
-	return worst
 }
 
 // isBatchNorm reports whether a parameter belongs to a BatchNorm layer.
@@ -243,15 +181,9 @@ func TestPyTorchLoadsFaultlineNPZ(t *testing.T) {
 		t.Run(arch, func(t *testing.T) {
 			spec := fashion(arch)
 			torch.ManualSeed(int64(100 + i))
-			m, err := New(spec, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newModel(t, spec)
 			nonTrivialState(t, m, int64(200+i))
-			dir := t.TempDir()
-			if err := m.Save(dir, Metadata{Dataset: "synthetic", Steps: 3}); err != nil {
-				t.Fatal(err)
-			}
+			dir := save(t, m, Metadata{Dataset: "synthetic", Steps: 3})
 			x, shape := randomInput(spec, 4, int64(300+i))
 			in, out := filepath.Join(dir, "input.npy"), filepath.Join(dir, "logits.npy")
 			writeNpy(t, in, x, shape)
@@ -303,16 +235,7 @@ func TestPyTorchStateDictImport(t *testing.T) {
 //	    '{"arch":"vgg11","in_channels":1,"height":16,"width":16,"classes":3,"width_multiplier":0.015625,"batch_norm":true}' \
 //	    testdata/vgg11_tiny.pt 7 --io testdata/vgg11_tiny_io.npz
 func TestTorchStateDictFixture(t *testing.T) {
-	arrays, err := npz.Read(filepath.Join("testdata", "vgg11_tiny_io.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref := map[string][]float32{}
-	for _, a := range arrays {
-		if ref[a.Name], err = float32Values(a.T); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ref := npzFloats(t, filepath.Join("testdata", "vgg11_tiny_io.npz"))
 	x, want := ref["input"], ref["logits"]
 	n := int64(len(x)) / (tinyVGG.InChannels * tinyVGG.Height * tinyVGG.Width)
 	if n < 1 || int64(len(want)) != n*tinyVGG.Classes {

@@ -52,10 +52,7 @@ func goldenName(s Spec) string {
 func goldenRecord(t *testing.T, spec Spec, seed int64) []npz.Array {
 	t.Helper()
 	torch.ManualSeed(seed)
-	m, err := New(spec, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, spec)
 	var out []npz.Array
 	floats := func(name string, v []float32, shape ...int) {
 		out = append(out, npz.Array{Name: name, T: tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))})

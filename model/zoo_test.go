@@ -9,13 +9,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-func do(t testing.TB, fn func() error) {
-	t.Helper()
-	if err := torch.Do(fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func fashion(arch string) Spec {
 	s := Spec{Arch: arch, InChannels: 1, Height: 28, Width: 28, Classes: 10, WidthMult: 1}
 	switch arch {
@@ -86,10 +79,7 @@ func TestZooSitesAndShapes(t *testing.T) {
 }
 
 func TestResNet20Names(t *testing.T) {
-	m, err := New(fashion("resnet20"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, fashion("resnet20"))
 	names := m.SiteNames()
 	if len(names) != 22 { // conv1 + 9 blocks x 2 + 2 shortcuts + fc
 		t.Errorf("%d sites: %v", len(names), names)
@@ -111,10 +101,7 @@ func TestResNet20Names(t *testing.T) {
 
 // A hook's replacement output is what the rest of the network sees.
 func TestHookReplacementPropagates(t *testing.T) {
-	m, err := New(fashion("lenet5"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, fashion("lenet5"))
 	do(t, func() error {
 		x, err := ts.Randn([]int64{2, 1, 28, 28}, gotch.Float, gotch.CPU)
 		if err != nil {
@@ -153,10 +140,7 @@ func TestHookReplacementPropagates(t *testing.T) {
 
 // gotch's nn.BatchNorm.Forward always ran in training mode; ours follows the pass.
 func TestBatchNormEvalKeepsRunningStats(t *testing.T) {
-	m, err := New(fashion("vgg11"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, fashion("vgg11"))
 	do(t, func() error {
 		mean, err := m.Param("features.1.running_mean")
 		if err != nil {
@@ -210,10 +194,7 @@ func TestSpecValidation(t *testing.T) {
 }
 
 func TestForwardOffTorchThread(t *testing.T) {
-	m, err := New(fashion("mlp"), gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, fashion("mlp"))
 	if _, err := m.Forward(nil, false, nil); err == nil {
 		t.Error("Forward outside torch.Do accepted")
 	}
