@@ -392,8 +392,8 @@ func (m *Model) assign(tensors map[string]*ts.Tensor, source string) error {
 			}
 			// A scalar may come as a one-element vector (LoadNPZ reads 0-d
 			// arrays so).
-			scalar := len(want) == 0 && equalShape(got, []int64{1})
-			if !equalShape(want, got) && !scalar {
+			scalar := len(want) == 0 && slices.Equal(got, []int64{1})
+			if !slices.Equal(want, got) && !scalar {
 				return fmt.Errorf("model: %s: %s has shape %v, %s needs %v", source, p.Name, got, m.spec.Arch, want)
 			}
 			f, err := src.Totype(gotch.Float, false)
@@ -418,23 +418,11 @@ func sameParams(model, meta []ParamInfo) error {
 		return fmt.Errorf("%d tensors in metadata, the architecture has %d", len(meta), len(model))
 	}
 	for i := range model {
-		if model[i].Name != meta[i].Name || !equalShape(model[i].Shape, meta[i].Shape) {
+		if model[i].Name != meta[i].Name || !slices.Equal(model[i].Shape, meta[i].Shape) {
 			return fmt.Errorf("tensor %d: metadata says %s %v, architecture has %s %v", i, meta[i].Name, meta[i].Shape, model[i].Name, model[i].Shape)
 		}
 	}
 	return nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // firstLine keeps the first line of libtorch's long multi-line errors.

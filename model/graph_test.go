@@ -100,7 +100,7 @@ func TestONNXFixtures(t *testing.T) {
 					t.Fatal(err)
 				}
 				shape, _ := torch.Shape(w)
-				if !equalShape(shape, s.WeightShape) {
+				if !slices.Equal(shape, s.WeightShape) {
 					t.Errorf("%s: weight %s of shape %v, site says %v", s.Name, s.Weight(), shape, s.WeightShape)
 				}
 				if s.HasBias {
@@ -119,7 +119,7 @@ func TestONNXFixtures(t *testing.T) {
 				calls = append(calls, s.Name)
 				is, _ := in.Size()
 				os, _ := out.Size()
-				if !equalShape(is[1:], s.InShape) || !equalShape(os[1:], s.OutShape) {
+				if !slices.Equal(is[1:], s.InShape) || !slices.Equal(os[1:], s.OutShape) {
 					t.Errorf("%s: in %v out %v, site says %v -> %v", s.Name, is, os, s.InShape, s.OutShape)
 				}
 				return nil, nil
@@ -161,7 +161,7 @@ func TestONNXStages(t *testing.T) {
 				sites = append(sites, s.Name)
 			}
 		}
-		if !slices.Equal(sites, w.sites) || m.Lead(i) != w.lead || !equalShape(m.StageInShape(i), w.in) {
+		if !slices.Equal(sites, w.sites) || m.Lead(i) != w.lead || !slices.Equal(m.StageInShape(i), w.in) {
 			t.Errorf("stage %d: sites %v, lead %q, input %v; want %v, %q, %v", i, sites, m.Lead(i), m.StageInShape(i), w.sites, w.lead, w.in)
 		}
 	}

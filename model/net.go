@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model/graph"
@@ -301,7 +302,7 @@ func (m *Model) RunStages(x *ts.Tensor, from, to int, train bool, hook Hook) (*t
 	if from < len(m.stages) {
 		want = m.stages[from].in
 	}
-	if len(shape) != len(want)+1 || !equalShape(shape[1:], want) {
+	if len(shape) != len(want)+1 || !slices.Equal(shape[1:], want) {
 		return nil, fmt.Errorf("model: %s stage %d wants input [N %v], have %v", m.spec.Arch, from, want, shape)
 	}
 	in, err := x.ShallowClone()
@@ -350,7 +351,7 @@ func (m *Model) RunAfterLead(i int, y *ts.Tensor, to int, train bool, hook Hook)
 		return nil, fmt.Errorf("model: forward: %w", err)
 	}
 	want := m.sites[st.first].OutShape
-	if len(shape) != len(want)+1 || !equalShape(shape[1:], want) {
+	if len(shape) != len(want)+1 || !slices.Equal(shape[1:], want) {
 		return nil, fmt.Errorf("model: %s output of %s wants [N %v], have %v", m.spec.Arch, st.lead, want, shape)
 	}
 	out, err := y.ShallowClone()

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/faultline/faultline/internal/torch"
@@ -295,7 +296,7 @@ func TestOps(t *testing.T) {
 			shape := append([]int64{2}, tc.xshape...)
 			got, gshape := forward(t, m, x, shape, nil)
 			want := append(append([]float32(nil), tc.want...), tc.want...)
-			if !equalShape(gshape, append([]int64{2}, tc.wshape...)) || len(got) != len(want) {
+			if !slices.Equal(gshape, append([]int64{2}, tc.wshape...)) || len(got) != len(want) {
 				t.Fatalf("output %v of shape %v, want %v of shape [2 %v]", got, gshape, want, tc.wshape)
 			}
 			if d, _, _ := maxDiff(got, want); d > 1e-6 {
@@ -307,7 +308,7 @@ func TestOps(t *testing.T) {
 
 // sameSite compares sites field by field (nil and empty slices alike).
 func sameSite(a, b Site) bool {
-	eq := func(x, y []int64) bool { return len(x) == len(y) && (len(x) == 0 || equalShape(x, y)) }
+	eq := func(x, y []int64) bool { return len(x) == len(y) && (len(x) == 0 || slices.Equal(x, y)) }
 	return a.Name == b.Name && a.Kind == b.Kind && a.HasBias == b.HasBias && a.Stride == b.Stride &&
 		a.Padding == b.Padding && a.Groups == b.Groups && a.TransposedWeight == b.TransposedWeight &&
 		eq(a.WeightShape, b.WeightShape) && eq(a.InShape, b.InShape) && eq(a.OutShape, b.OutShape) &&

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/faultline/faultline/internal/torch"
@@ -40,7 +41,7 @@ func TestStagesSplitForward(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					if sz, _ := mid.Size(); k < m.NumStages() && !equalShape(sz[1:], m.StageInShape(k)) {
+					if sz, _ := mid.Size(); k < m.NumStages() && !slices.Equal(sz[1:], m.StageInShape(k)) {
 						t.Errorf("stage %d input %v, StageInShape %v", k, sz, m.StageInShape(k))
 					}
 					if lead := m.Lead(k); lead != "" {

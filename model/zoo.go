@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/faultline/faultline/internal/torch"
 	"github.com/faultline/faultline/model/graph"
@@ -93,7 +94,7 @@ func New(spec Spec, dev gotch.Device) (*Model, error) {
 		if m, err = compileGraph(g, spec, []int64{spec.InChannels, spec.Height, spec.Width}, dev); err != nil {
 			return err
 		}
-		if out := m.outShape(); !equalShape(out, []int64{spec.Classes}) {
+		if out := m.outShape(); !slices.Equal(out, []int64{spec.Classes}) {
 			return fmt.Errorf("model: %s ends with shape %v, want [%d]", spec.Arch, out, spec.Classes)
 		}
 		return nil
@@ -376,7 +377,7 @@ func buildResNet20(b *builder, s Spec) {
 				b.x, b.shape = in, inShape
 				b.conv(name+".shortcut.0", planes, 1, stride, 0, false)
 				b.batchNorm(name + ".shortcut.1")
-				if b.err == nil && !equalShape(b.shape, out) {
+				if b.err == nil && !slices.Equal(b.shape, out) {
 					b.fail("model: %s: shortcut shape %v != block shape %v", name, b.shape, out)
 				}
 				short = b.x
