@@ -125,39 +125,39 @@ func diffKey(prefix string, a, b map[string]any) string {
 // saveResume writes the state after an epoch: the model as a checkpoint
 // epoch-N (and, when it is the best so far, kept as the best), then
 // state.json atomically, then removes checkpoints no longer referenced. A kill
-// at any point leaves the previous state usable.
-func saveResume(dir string, st resumeState, m *model.Model, meta model.Metadata, newBest bool) error {
+// at any point leaves the previous state usable. It returns the state written.
+func saveResume(dir string, st resumeState, m *model.Model, meta model.Metadata, newBest bool) (resumeState, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: resume: %w", err)
+		return st, fmt.Errorf("train: resume: %w", err)
 	}
 	n := len(st.Epochs)
 	st.Last = fmt.Sprintf("epoch-%d", n)
 	meta.Epochs = n
 	if err := m.Save(filepath.Join(dir, st.Last), meta); err != nil {
-		return fmt.Errorf("train: resume: %w", err)
+		return st, fmt.Errorf("train: resume: %w", err)
 	}
 	if newBest {
 		st.Best = st.Last
 	}
 	raw, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return err
+		return st, err
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, "state.json"), append(raw, '\n'), 0o644); err != nil {
-		return fmt.Errorf("train: resume: %w", err)
+		return st, fmt.Errorf("train: resume: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("train: resume: %w", err)
+		return st, fmt.Errorf("train: resume: %w", err)
 	}
 	for _, e := range entries {
 		if e.IsDir() && strings.HasPrefix(e.Name(), "epoch-") && e.Name() != st.Last && e.Name() != st.Best {
 			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("train: resume: %w", err)
+				return st, fmt.Errorf("train: resume: %w", err)
 			}
 		}
 	}
-	return nil
+	return st, nil
 }
 
 // loadResumeModels loads the last epoch's model and, when the state keeps one,

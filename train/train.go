@@ -283,14 +283,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					rs.Seconds = append(rs.Seconds, e.Seconds)
 				}
 				meta.TestAccuracy, meta.Steps = st.TestAccuracy, gstep
-				if err := saveResume(ResumeDir(opts.Out), rs, m, meta, newBest); err != nil {
+				if resumed, err = saveResume(ResumeDir(opts.Out), rs, m, meta, newBest); err != nil {
 					return err
 				}
-				resumed = rs
-				if newBest {
-					resumed.Best = fmt.Sprintf("epoch-%d", len(res.Epochs))
-				}
-				resumed.Last = fmt.Sprintf("epoch-%d", len(res.Epochs))
 			}
 		}
 		last := res.Epochs[len(res.Epochs)-1]
